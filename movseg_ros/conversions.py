@@ -1,0 +1,122 @@
+"""sensor_msgs <-> numpy conversion (REP 118 encodings), without cv_bridge.
+
+ROS 2 ``cv_bridge`` cannot be installed on the pip-only stack (and PyPI's
+``cv-bridge`` is a ROS 1 copy that decodes 16UC1 wrongly), so this module does
+the few conversions the node needs, honouring ``step`` (row padding) and
+``is_bigendian``. Every failure raises ``ValueError`` with the reason; the node
+turns that into a counted, logged drop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: encoding -> (numpy dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "8UC1": (np.dtype(np.uint8), 1),
+    "8UC3": (np.dtype(np.uint8), 3),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
+def image_to_array(msg) -> np.ndarray:
+    """``sensor_msgs/Image`` -> HxW or HxWxC array (a copy, native byte order)."""
+    enc = msg.encoding
+    if enc not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding '{enc}' (supported: {', '.join(ENCODINGS)})")
+    dtype, ch = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"empty image {w}x{h}")
+    row = w * ch * dtype.itemsize
+    if step < row:
+        raise ValueError(f"step {step} smaller than a row of {w} {enc} pixels ({row} bytes)")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)  # bytes or array.array('B'), no copy
+    if buf.size < step * h:
+        raise ValueError(f"image data has {buf.size} bytes, {w}x{h} {enc} with step {step} needs {step * h}")
+    rows = buf[: step * h].reshape(h, step)[:, :row]
+    dt = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    arr = rows.copy().view(dt).reshape((h, w, ch) if ch > 1 else (h, w))
+    return arr.astype(dtype, copy=False)
+
+
+def color_to_rgb(msg) -> np.ndarray:
+    """Colour image message -> HxWx3 uint8 RGB."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise ValueError(f"unsupported colour encoding '{msg.encoding}' (expected one of {COLOR_ENCODINGS})")
+    arr = image_to_array(msg)
+    enc = msg.encoding
+    if enc in ("rgb8", "8UC3"):
+        return arr
+    if enc == "bgr8":
+        return arr[..., ::-1].copy()
+    if enc == "rgba8":
+        return arr[..., :3].copy()
+    if enc == "bgra8":
+        return arr[..., 2::-1].copy()
+    return np.repeat(arr[..., None], 3, axis=2)  # mono8
+
+
+def depth_to_raw(msg) -> tuple[np.ndarray, str]:
+    """Depth image message -> (HxW raw array, encoding) for ``geometry.decode_depth``."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"unsupported depth encoding '{msg.encoding}' (expected 16UC1 mm or 32FC1 m, REP 118)")
+    return image_to_array(msg), msg.encoding
+
+
+def array_to_image(arr: np.ndarray, encoding: str, header=None):
+    """HxW[xC] array -> ``sensor_msgs/Image`` with the given encoding and header."""
+    from sensor_msgs.msg import Image  # imported here: the module stays importable without ROS
+
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding '{encoding}'")
+    dtype, ch = ENCODINGS[encoding]
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype != dtype or (arr.ndim == 3 and arr.shape[2] != ch) or (arr.ndim == 2 and ch != 1) or arr.ndim not in (2, 3):
+        raise ValueError(f"array {arr.dtype} {arr.shape} does not match encoding {encoding}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(arr.shape[1] * ch * dtype.itemsize)
+    msg.data = arr.astype(dtype.newbyteorder("<"), copy=False).tobytes()
+    return msg
+
+
+def camera_info_to_K(msg) -> tuple[np.ndarray, tuple[int, int]]:
+    """``sensor_msgs/CameraInfo`` -> (K 3x3 float64, (height, width)); ValueError for an unusable K."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"camera_info has an unusable K (fx={K[0, 0]}, fy={K[1, 1]}): uncalibrated camera?")
+    if msg.width <= 0 or msg.height <= 0:
+        raise ValueError(f"camera_info has no image size ({msg.width}x{msg.height})")
+    return K, (int(msg.height), int(msg.width))
+
+
+def make_camera_info(K: np.ndarray, height: int, width: int, header=None):
+    """3x3 K and image size -> ``sensor_msgs/CameraInfo`` (plumb_bob, zero distortion)."""
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(height), int(width)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    K = np.asarray(K, dtype=np.float64)
+    msg.k = K.reshape(-1).tolist()
+    msg.r = np.eye(3).reshape(-1).tolist()
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg.p = P.reshape(-1).tolist()
+    return msg
