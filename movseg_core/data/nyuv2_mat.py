@@ -1,0 +1,169 @@
+"""NYU Depth v2 labeled set as distributed: ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5).
+
+The file holds 1449 frames (h5py sees MATLAB's column-major arrays transposed):
+``images`` (1449, 3, 640, 480) uint8, ``depths`` / ``rawDepths`` (1449, 640, 480) float32
+metres, ``labels`` (1449, 640, 480) uint16 ids of 894 classes (0 = unlabeled).
+
+The 894 -> 40 class mapping of Gupta et al. (CVPR 2013) is NOT embedded here: it ships as
+``classMapping40.mat`` (variable ``mapClass``, 1x894, values 1..40) in the public NYUv2
+meta-data (e.g. github.com/ankurhanda/nyuv2-meta-data) and the user passes its path. The
+official split is ``splits.mat`` (``trainNdxs`` 795, ``testNdxs`` 654; 1-based indices into the
+labeled .mat), also user-provided. A frame id is the 1-based index as a 4-digit string
+(``0001``), the numbering of the shared folder frames.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+
+from movseg_core.data.nyuv2 import NYU_K, NYU40_CLASSES, Frame
+
+Split = Literal["all", "train", "test"]
+SPLITS: tuple[str, ...] = ("all", "train", "test")
+
+
+def _load_mat(path: Path) -> dict[str, np.ndarray]:
+    """Variables of a .mat file of either format (v5 via scipy, v7.3 via h5py), squeezed."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        import h5py
+
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(f[k]).squeeze() for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except ImportError:  # pragma: no cover - h5py is a dependency
+        pass
+    from scipy.io import loadmat
+
+    return {k: np.asarray(v).squeeze() for k, v in loadmat(path).items() if not k.startswith("__")}
+
+
+def load_class_mapping(path: str | Path) -> np.ndarray:
+    """894->40 lookup table: ``lut[c894]`` = NYU40 id (``lut[0] = 0``), shape (895,) uint8.
+
+    Accepts ``classMapping40.mat`` (variable ``mapClass``), a ``.npy`` or a text file with
+    894 integers in 1..40 (one per 894-class id, in id order).
+    """
+    path = Path(path)
+    if path.suffix == ".mat":
+        mat = _load_mat(path)
+        if "mapClass" not in mat:
+            raise ValueError(f"{path}: no variable 'mapClass' (expected classMapping40.mat), has {sorted(mat)}")
+        table = mat["mapClass"]
+    elif path.suffix == ".npy":
+        table = np.load(path)
+    else:
+        table = np.loadtxt(path, dtype=np.int64)
+    table = np.asarray(table).reshape(-1)
+    if table.size != 894 or not np.all(np.isfinite(table)):
+        raise ValueError(f"{path}: class mapping must have 894 entries, has {table.size}")
+    table = table.astype(np.int64)
+    if table.min() < 1 or table.max() > 40:
+        raise ValueError(f"{path}: class mapping values must be in 1..40, got {table.min()}..{table.max()}")
+    return np.concatenate([[0], table]).astype(np.uint8)
+
+
+def load_split_indices(path: str | Path, split: Split) -> list[int]:
+    """1-based frame indices of ``split`` from ``splits.mat`` (``trainNdxs`` / ``testNdxs``)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test' to read splits.mat, got {split!r}")
+    mat = _load_mat(Path(path))
+    key = f"{split}Ndxs"
+    if key not in mat:
+        raise ValueError(f"{path}: no variable {key!r} (expected NYUv2 splits.mat), has {sorted(mat)}")
+    return sorted(int(i) for i in np.asarray(mat[key]).reshape(-1))
+
+
+def folder_split_ids(root: str | Path, ids: Sequence[str], split: Split, splits_path: str | Path | None) -> list[str]:
+    """Subset of folder frame ids (``NNNN``) in ``split``: from ``splits.mat`` if given, else from
+    the ``official_split`` entries of the folder's ``meta.json``."""
+    if split == "all":
+        return list(ids)
+    if splits_path is not None:
+        keep = set(load_split_indices(splits_path, split))
+        return [i for i in ids if int(i) in keep]
+    meta = Path(root) / "meta.json"
+    if not meta.exists():
+        raise ValueError(f"{root}: split {split!r} needs splits.mat (--splits) or a meta.json with official_split")
+    m = json.loads(meta.read_text())
+    frames = list(m.get("frames", [])) + list(m.get("frames_rgb_label_only", []))
+    by_file = {Path(f.get("file", "")).stem: f.get("official_split") for f in frames}
+    missing = [i for i in ids if by_file.get(i) is None]
+    if missing:
+        raise ValueError(f"{meta}: no official_split for frames {missing[:5]}; pass splits.mat (--splits)")
+    return [i for i in ids if by_file[i] == split]
+
+
+class NYUv2Mat:
+    """Frames of ``nyu_depth_v2_labeled.mat`` with NYU40 labels, like :class:`NYUv2Folder`.
+
+    class_mapping: path to classMapping40.mat (or a (895,) lookup from :func:`load_class_mapping`).
+    split: ``all`` | ``train`` | ``test``; train/test need ``splits`` (path to splits.mat).
+    raw_depth: read ``rawDepths`` (0 = missing) instead of the filled ``depths``.
+    Frames: rgb HxWx3 uint8, depth HxW float32 metres (NaN where invalid), label HxW uint8 (0..40).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        class_mapping: str | Path | np.ndarray,
+        split: Split = "all",
+        splits: str | Path | None = None,
+        raw_depth: bool = False,
+    ):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"{self.path}: no such file")
+        if not h5py.is_hdf5(self.path):
+            raise ValueError(f"{self.path}: not an HDF5 (MATLAB v7.3) file; expected nyu_depth_v2_labeled.mat")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.lut = class_mapping if isinstance(class_mapping, np.ndarray) else load_class_mapping(class_mapping)
+        if self.lut.shape != (895,):
+            raise ValueError(f"class mapping lookup must have shape (895,), got {self.lut.shape}")
+        self._file = h5py.File(self.path, "r")
+        for key in ("images", "labels", "rawDepths" if raw_depth else "depths"):
+            if key not in self._file:
+                raise ValueError(f"{self.path}: no dataset {key!r}; has {sorted(self._file.keys())}")
+        self._depth_key = "rawDepths" if raw_depth else "depths"
+        n = self._file["images"].shape[0]
+        if split == "all":
+            indices = list(range(1, n + 1))
+        elif splits is None:
+            raise ValueError(f"split {split!r} needs splits.mat (the official NYUv2 split file)")
+        else:
+            indices = load_split_indices(splits, split)
+        bad = [i for i in indices if not 1 <= i <= n]
+        if bad:
+            raise ValueError(f"{splits}: indices {bad[:5]} outside 1..{n}")
+        self.indices = indices
+        self.ids = [f"{i:04d}" for i in indices]
+        self.class_names = NYU40_CLASSES
+        self.K = NYU_K.copy()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Frame:
+        i = self.indices[index] - 1
+        rgb = np.ascontiguousarray(np.asarray(self._file["images"][i]).transpose(2, 1, 0))
+        depth = np.ascontiguousarray(np.asarray(self._file[self._depth_key][i], dtype=np.float32).T)
+        depth[~(depth > 0) | ~np.isfinite(depth)] = np.nan
+        raw = np.asarray(self._file["labels"][i]).T
+        if raw.max(initial=0) > 894:
+            raise ValueError(f"{self.path}: frame {i + 1} has label ids above 894")
+        label = np.ascontiguousarray(self.lut[raw.astype(np.int64)])
+        return Frame(self.ids[index], rgb, depth, label, self.K.copy())
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,415 @@
+"""NYUv2 frames <-> standard rosbag2 (MCAP or sqlite3), written and read without ROS.
+
+Uses the pure-Python ``rosbags`` library and its Kilted typestore, so it runs where rclpy is
+absent; the CDR bytes are the same ``ros2 bag play``, Foxglove and rclpy read. One frame is
+four messages with the same header stamp and ``frame_id``:
+
+- ``/camera/color/image_raw``    sensor_msgs/Image ``rgb8`` HxWx3
+- ``/camera/depth/image_raw``    sensor_msgs/Image ``16UC1`` millimetres (0 = invalid), registered to colour
+- ``/camera/color/camera_info``  sensor_msgs/CameraInfo (NYUv2 intrinsics, rectified, no distortion)
+- ``/movseg/gt_labels``          sensor_msgs/Image ``mono16`` NYU40 ids (0 = unlabeled)
+
+The dataset frame names (``0001`` ...) are stored in the bag's ``custom_data``
+(key ``movseg.frame_names``, JSON list in frame order).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from movseg_core.data.nyuv2 import Frame
+
+log = logging.getLogger(__name__)
+
+FRAME_NAMES_KEY = "movseg.frame_names"
+STORAGES = ("mcap", "sqlite3")
+COLOR_ENCODINGS = ("rgb8", "bgr8")
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+LABEL_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
+_DTYPES = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1),
+           "32FC1": (np.float32, 1), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1)}
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Topic names of one RGB-D + ground-truth stream."""
+
+    color: str = "/camera/color/image_raw"
+    depth: str = "/camera/depth/image_raw"
+    info: str = "/camera/color/camera_info"
+    gt: str = "/movseg/gt_labels"
+
+
+@dataclass
+class BagWriteConfig:
+    """How frames become a bag. rate_hz: frames per second of bag time (stamps t0 + i / rate)."""
+
+    rate_hz: float = 1.0
+    storage: str = "mcap"
+    frame_id: str = "camera_color_optical_frame"
+    start_ns: int = 1_700_000_000 * 10**9
+    topics: BagTopics = field(default_factory=BagTopics)
+
+    def __post_init__(self) -> None:
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if self.storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {self.storage!r}")
+
+
+@dataclass
+class BagFrame:
+    """One frame read back from a bag.
+
+    rgb HxWx3 uint8 RGB; depth HxW float32 metres (0 where invalid); depth_raw the array as
+    stored (uint16 mm for 16UC1, float32 m for 32FC1); K 3x3 float64; label HxW uint16 or None.
+    """
+
+    stamp_ns: int
+    name: str
+    rgb: np.ndarray
+    depth: np.ndarray
+    depth_raw: np.ndarray
+    depth_encoding: str
+    K: np.ndarray
+    label: np.ndarray | None
+
+
+# --------------------------------------------------------------------------- array helpers
+def metres_to_mm(depth: np.ndarray) -> np.ndarray:
+    """HxW float metres (NaN/inf/<=0 invalid) -> HxW uint16 millimetres, 0 = invalid, rounded."""
+    d = np.asarray(depth, dtype=np.float64)
+    ok = np.isfinite(d) & (d > 0)
+    mm = np.zeros(d.shape, dtype=np.uint16)
+    mm[ok] = np.clip(np.rint(d[ok] * 1000.0), 0, 65535).astype(np.uint16)
+    return mm
+
+
+def decode_depth_array(raw: np.ndarray, encoding: str) -> np.ndarray:
+    """Stored depth -> HxW float32 metres, 0 where invalid (16UC1 mm: 0 invalid; 32FC1 m: NaN/inf/<=0)."""
+    if encoding == "16UC1":
+        return raw.astype(np.float32) / np.float32(1000.0)
+    if encoding == "32FC1":
+        d = raw.astype(np.float32, copy=True)
+        d[~np.isfinite(d) | (d <= 0)] = 0.0
+        return d
+    raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+
+
+def image_msg_to_array(msg, allowed: Sequence[str], what: str) -> np.ndarray:
+    """sensor_msgs/Image (rosbags or rclpy object) -> HxW or HxWxC array; honours ``step``."""
+    enc = str(msg.encoding)
+    if enc not in allowed:
+        raise ValueError(f"{what}: encoding {enc!r} not supported, expected one of {tuple(allowed)}")
+    dtype, ch = _DTYPES[enc]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    row = w * ch * dt.itemsize
+    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), np.uint8)
+    if step < row or buf.size < step * h:
+        raise ValueError(f"{what}: {buf.size} bytes do not hold {h}x{w} {enc} (step {step})")
+    rows = buf[: step * h].reshape(h, step)[:, :row]
+    arr = np.ascontiguousarray(rows).view(dt).astype(dt.newbyteorder("="))
+    return arr.reshape(h, w, ch) if ch > 1 else arr.reshape(h, w)
+
+
+# --------------------------------------------------------------------------- writing
+class _Msgs:
+    """Builds rosbags message objects and CDR bytes from the Kilted typestore."""
+
+    def __init__(self) -> None:
+        from rosbags.typesys import Stores, get_typestore
+
+        self.ts = get_typestore(Stores.ROS2_KILTED)
+        t = self.ts.types
+        self.Image, self.Info = t["sensor_msgs/msg/Image"], t["sensor_msgs/msg/CameraInfo"]
+        self.Header, self.Time = t["std_msgs/msg/Header"], t["builtin_interfaces/msg/Time"]
+        self.Roi = t["sensor_msgs/msg/RegionOfInterest"]
+
+    def header(self, stamp_ns: int, frame_id: str):
+        return self.Header(stamp=self.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id)
+
+    def image(self, arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> bytes:
+        arr = np.ascontiguousarray(arr)
+        h, w = arr.shape[:2]
+        msg = self.Image(header=self.header(stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+                         is_bigendian=0, step=arr.strides[0], data=arr.view(np.uint8).reshape(-1))
+        return bytes(self.ts.serialize_cdr(msg, self.Image.__msgtype__))
+
+    def camera_info(self, K: np.ndarray, h: int, w: int, stamp_ns: int, frame_id: str) -> bytes:
+        K = np.asarray(K, dtype=np.float64)
+        P = np.zeros((3, 4)); P[:, :3] = K
+        msg = self.Info(header=self.header(stamp_ns, frame_id), height=h, width=w, distortion_model="plumb_bob",
+                        d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
+                        binning_x=0, binning_y=0,
+                        roi=self.Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        return bytes(self.ts.serialize_cdr(msg, self.Info.__msgtype__))
+
+
+@dataclass
+class WriteSummary:
+    path: Path
+    frames_written: int
+    frames_skipped: list[str]
+    duration_s: float
+
+
+def write_bag(frames: Iterable[Frame], out: str | Path, cfg: BagWriteConfig | None = None,
+              total: int | None = None, progress: bool = True) -> WriteSummary:
+    """Write frames to a new rosbag2 directory ``out`` (must not exist).
+
+    Frames without depth are skipped (logged); a frame without a label gets no gt message.
+    Raises ValueError when no frame can be written or shapes disagree.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from tqdm import tqdm
+
+    cfg = cfg or BagWriteConfig()
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists; remove it or choose another output path")
+    m = _Msgs()
+    plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
+    names: list[str] = []
+    skipped: list[str] = []
+    writer = Writer(out, version=9, storage_plugin=plugin)
+    ok = False
+    try:
+        writer.open()
+        tp = cfg.topics
+        conns = {
+            "color": writer.add_connection(tp.color, m.Image.__msgtype__, typestore=m.ts),
+            "depth": writer.add_connection(tp.depth, m.Image.__msgtype__, typestore=m.ts),
+            "info": writer.add_connection(tp.info, m.Info.__msgtype__, typestore=m.ts),
+            "gt": writer.add_connection(tp.gt, m.Image.__msgtype__, typestore=m.ts),
+        }
+        period_ns = int(round(1e9 / cfg.rate_hz))
+        for frame in tqdm(frames, total=total, desc="nyu2bag", unit="frame", disable=not progress):
+            if frame.depth is None:
+                skipped.append(frame.frame_id)
+                log.warning("frame %s has no depth: skipped", frame.frame_id)
+                continue
+            h, w = frame.rgb.shape[:2]
+            if frame.rgb.shape != (h, w, 3) or frame.rgb.dtype != np.uint8:
+                raise ValueError(f"frame {frame.frame_id}: rgb must be HxWx3 uint8, got {frame.rgb.dtype} {frame.rgb.shape}")
+            if frame.depth.shape != (h, w):
+                raise ValueError(f"frame {frame.frame_id}: depth {frame.depth.shape} != rgb {(h, w)}")
+            if frame.label is not None and frame.label.shape != (h, w):
+                raise ValueError(f"frame {frame.frame_id}: label {frame.label.shape} != rgb {(h, w)}")
+            t = cfg.start_ns + len(names) * period_ns
+            fid = cfg.frame_id
+            writer.write(conns["info"], t, m.camera_info(frame.K, h, w, t, fid))
+            writer.write(conns["depth"], t, m.image(metres_to_mm(frame.depth), "16UC1", t, fid))
+            writer.write(conns["color"], t, m.image(frame.rgb, "rgb8", t, fid))
+            if frame.label is not None:
+                writer.write(conns["gt"], t, m.image(frame.label.astype(np.uint16), "mono16", t, fid))
+            names.append(frame.frame_id)
+        if not names:
+            raise ValueError(f"no frame with depth to write ({len(skipped)} skipped without depth)")
+        writer.set_custom_data(FRAME_NAMES_KEY, json.dumps(names))
+        ok = True
+    finally:
+        if ok:
+            writer.close()
+        else:
+            try:
+                writer.close()
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+    return WriteSummary(out, len(names), skipped, (len(names) - 1) / cfg.rate_hz if names else 0.0)
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class BagInfo:
+    path: Path
+    topics: dict[str, tuple[str, int]]  # topic -> (msgtype, count)
+    frame_names: list[str]
+
+
+def bag_frame_names(path: str | Path) -> list[str]:
+    """Dataset frame names stored by :func:`write_bag` (empty if the bag has none)."""
+    import yaml
+
+    meta = Path(path) / "metadata.yaml"
+    if not meta.exists():
+        return []
+    info = (yaml.safe_load(meta.read_text()) or {}).get("rosbag2_bagfile_information", {})
+    raw = (info.get("custom_data") or {}).get(FRAME_NAMES_KEY)
+    return list(json.loads(raw)) if raw else []
+
+
+def inspect_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> BagInfo:
+    """Topic table of a bag; ValueError when colour, depth or camera_info (or gt) is missing."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such bag")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as e:  # rosbags raises several types for a non-bag
+        raise ValueError(f"{path}: not a readable rosbag2 ({e})") from e
+    try:
+        table = {c.topic: (c.msgtype, 0) for c in reader.connections}
+        for c in reader.connections:
+            table[c.topic] = (c.msgtype, table[c.topic][1] + c.msgcount)
+    finally:
+        reader.close()
+    need = {"colour": (topics.color, "sensor_msgs/msg/Image"), "depth": (topics.depth, "sensor_msgs/msg/Image"),
+            "camera_info": (topics.info, "sensor_msgs/msg/CameraInfo")}
+    if require_gt:
+        need["ground-truth labels"] = (topics.gt, "sensor_msgs/msg/Image")
+    for what, (topic, mtype) in need.items():
+        if topic not in table or table[topic][1] == 0:
+            raise ValueError(f"{path}: bag has no {what} messages on {topic} (topics: {sorted(table)})")
+        if table[topic][0] != mtype:
+            raise ValueError(f"{path}: {topic} is {table[topic][0]}, expected {mtype}")
+    return BagInfo(path, table, bag_frame_names(path))
+
+
+def stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
+def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[BagFrame]:
+    """Frames of a bag in stamp order, paired by header stamp (colour + depth + camera_info [+ gt]).
+
+    Raises ValueError on a missing topic, an unsupported encoding, or images of different sizes.
+    Incomplete stamps are logged and skipped.
+    """
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    info = inspect_bag(path, topics, require_gt=require_gt)
+    has_gt = topics.gt in info.topics
+    ts = get_typestore(Stores.ROS2_KILTED)
+    wanted = {topics.color: "color", topics.depth: "depth", topics.info: "info"}
+    if has_gt:
+        wanted[topics.gt] = "gt"
+    pending: dict[int, dict[str, object]] = {}
+    order: list[int] = []
+    with Reader(path) as reader:
+        conns = [c for c in reader.connections if c.topic in wanted]
+        for conn, _t, raw in reader.messages(connections=conns):
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            s = stamp_ns(msg.header)
+            if s not in pending:
+                pending[s] = {}
+                order.append(s)
+            pending[s][wanted[conn.topic]] = msg
+    names = info.frame_names
+    n_done = 0
+    for i, s in enumerate(sorted(order)):
+        parts = pending.pop(s)
+        missing = [k for k in ("color", "depth", "info") if k not in parts]
+        if missing:
+            log.warning("%s: stamp %d lacks %s: skipped", path, s, missing)
+            continue
+        frame = _assemble(parts, s, names[i] if len(names) == len(order) else str(s), path)
+        n_done += 1
+        yield frame
+    if n_done == 0:
+        raise ValueError(f"{path}: no stamp has colour, depth and camera_info together")
+
+
+def _assemble(parts: dict, s: int, name: str, path) -> BagFrame:
+    rgb = image_msg_to_array(parts["color"], COLOR_ENCODINGS, f"{path} colour")
+    if parts["color"].encoding == "bgr8":
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
+    enc = str(parts["depth"].encoding)
+    draw = image_msg_to_array(parts["depth"], DEPTH_ENCODINGS, f"{path} depth")
+    h, w = rgb.shape[:2]
+    if draw.shape != (h, w):
+        raise ValueError(f"{path}: depth {draw.shape} does not match colour {(h, w)} at stamp {s}")
+    K = np.asarray(parts["info"].k, dtype=np.float64).reshape(3, 3)
+    if int(parts["info"].width) not in (0, w) or int(parts["info"].height) not in (0, h):
+        raise ValueError(f"{path}: camera_info is {parts['info'].width}x{parts['info'].height}, images {w}x{h}")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"{path}: camera_info K has no focal length at stamp {s}")
+    label = None
+    if "gt" in parts:
+        label = image_msg_to_array(parts["gt"], LABEL_ENCODINGS, f"{path} ground-truth labels").astype(np.uint16)
+        if label.shape != (h, w):
+            raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
+    return BagFrame(s, name, rgb, decode_depth_array(draw, enc), draw, enc, K, label)
+
+
+# --------------------------------------------------------------------------- sources + CLI
+def open_source(src: str | Path, split: str = "all", splits: str | Path | None = None,
+                class_mapping: str | Path | None = None, raw_depth: bool = False):
+    """NYUv2 folder or labeled .mat -> a sized iterable of :class:`Frame` (split applied)."""
+    from movseg_core.data.nyuv2 import NYUv2Folder
+    from movseg_core.data.nyuv2_mat import SPLITS, NYUv2Mat, folder_split_ids
+
+    src = Path(src)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if src.is_file() and src.suffix == ".mat":
+        if class_mapping is None:
+            raise ValueError(f"{src}: the labeled .mat has 894-class labels; pass --class-mapping classMapping40.mat "
+                             "(from the NYUv2 toolbox / nyuv2-meta-data) to get NYU40 ids")
+        return NYUv2Mat(src, class_mapping, split=split, splits=splits, raw_depth=raw_depth)
+    if src.is_dir():
+        ds = NYUv2Folder(src, raw_depth=raw_depth)
+        ds.ids = folder_split_ids(src, ds.ids, split, splits)
+        if not ds.ids:
+            raise ValueError(f"{src}: no frames in split {split!r}")
+        return ds
+    raise ValueError(f"{src}: expected a NYUv2 folder (rgb/ depth/ label/) or nyu_depth_v2_labeled.mat")
+
+
+def _run_nyu2bag(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        ds = open_source(args.src, args.split, args.splits, args.class_mapping, args.raw_depth)
+        frames = (ds[i] for i in range(min(len(ds), args.limit or len(ds))))
+        total = min(len(ds), args.limit or len(ds))
+        if args.overwrite and Path(args.out).exists():
+            shutil.rmtree(args.out)
+        cfg = BagWriteConfig(rate_hz=args.rate, storage=args.storage, frame_id=args.frame_id)
+        summary = write_bag(frames, args.out, cfg, total=total)
+    except ValueError as e:
+        print(f"nyu2bag: error: {e}")
+        return 2
+    print(f"wrote {summary.path} ({args.storage}): {summary.frames_written} frames at {args.rate} Hz"
+          f"{f', skipped {len(summary.frames_skipped)} without depth' if summary.frames_skipped else ''}")
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``nyu2bag SRC OUT`` to a CLI; the parser's ``func(args)`` returns the exit code."""
+    p = subparsers.add_parser("nyu2bag", help="convert NYUv2 (folder or labeled .mat) to a rosbag2",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="NYUv2 folder (rgb/ depth/ label/) or nyu_depth_v2_labeled.mat")
+    p.add_argument("out", help="output bag directory (must not exist unless --overwrite)")
+    p.add_argument("--rate", type=float, default=1.0, help="frames per second of bag time (default 1)")
+    p.add_argument("--storage", choices=STORAGES, default="mcap")
+    p.add_argument("--split", choices=("all", "train", "test"), default="all")
+    p.add_argument("--splits", help="splits.mat (trainNdxs/testNdxs) for --split train|test")
+    p.add_argument("--class-mapping", help="classMapping40.mat (894 -> 40 classes); required for the .mat")
+    p.add_argument("--raw-depth", action="store_true", help="raw sensor depth instead of the filled depth")
+    p.add_argument("--limit", type=int, default=0, help="write at most N frames (0 = all)")
+    p.add_argument("--frame-id", default="camera_color_optical_frame")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_run_nyu2bag)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="movseg")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

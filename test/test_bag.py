@@ -1,0 +1,191 @@
+"""NYUv2 -> rosbag2 -> numpy round trip on the shared real frames, the .mat reader, bad bags."""
+from __future__ import annotations
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from movseg_core.data.nyuv2 import NYU_K, NYUv2Folder, default_nyuv2_dir
+from movseg_core.data.nyuv2_mat import NYUv2Mat, load_class_mapping
+from movseg_ros import bag as B
+
+DATA = default_nyuv2_dir()
+
+
+@pytest.fixture(scope="module")
+def shared_bag(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bag") / "nyu.bag"
+    summary = B.write_bag(NYUv2Folder(DATA), out, B.BagWriteConfig(rate_hz=4.0), progress=False)
+    return out, summary
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_round_trip_equals_source_pngs(tmp_path, storage):
+    out = tmp_path / "nyu.bag"
+    ds = NYUv2Folder(DATA, require_depth=True)
+    summary = B.write_bag(ds, out, B.BagWriteConfig(rate_hz=2.0, storage=storage), progress=False)
+    assert summary.frames_written == len(ds) and summary.frames_skipped == []
+    frames = list(B.read_bag(out, require_gt=True))
+    assert [f.name for f in frames] == ds.ids
+    assert [f.stamp_ns - frames[0].stamp_ns for f in frames] == [i * 500_000_000 for i in range(len(ds))]
+    for f in frames:
+        rgb = cv2.cvtColor(cv2.imread(str(DATA / "rgb" / f"{f.name}.png")), cv2.COLOR_BGR2RGB)
+        mm = cv2.imread(str(DATA / "depth" / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(str(DATA / "label" / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(f.rgb, rgb)
+        assert f.depth_encoding == "16UC1"
+        np.testing.assert_array_equal(f.depth_raw, mm)
+        np.testing.assert_array_equal(f.depth, mm.astype(np.float32) / np.float32(1000))
+        np.testing.assert_array_equal(f.label, label)
+        np.testing.assert_allclose(f.K, ds.K)
+
+
+def test_frames_without_depth_are_skipped(shared_bag):
+    _, summary = shared_bag
+    ds = NYUv2Folder(DATA)
+    with_depth = NYUv2Folder(DATA, require_depth=True).ids
+    assert summary.frames_written == len(with_depth)
+    assert sorted(summary.frames_skipped) == sorted(set(ds.ids) - set(with_depth))
+
+
+def test_rclpy_reads_the_bytes(shared_bag):
+    rclpy_ser = pytest.importorskip("rclpy.serialization")
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import CameraInfo, Image
+
+    out, _ = shared_bag
+    seen = set()
+    with Reader(out) as r:
+        for conn, _t, raw in r.messages():
+            if conn.topic in seen:
+                continue
+            seen.add(conn.topic)
+            msg = rclpy_ser.deserialize_message(raw, CameraInfo if "camera_info" in conn.topic else Image)
+            if conn.topic.endswith("camera_info"):
+                np.testing.assert_allclose(np.asarray(msg.k).reshape(3, 3), NYU_K, rtol=1e-6)
+            else:
+                expect = {"/camera/color/image_raw": "rgb8", "/camera/depth/image_raw": "16UC1",
+                          "/movseg/gt_labels": "mono16"}[conn.topic]
+                assert (msg.encoding, msg.width, msg.height) == (expect, 640, 480)
+    assert len(seen) == 4
+
+
+def test_metres_to_mm_and_back():
+    d = np.array([[0.0, np.nan, 1.2344, 70.0], [np.inf, -1.0, 0.0004, 2.0]], dtype=np.float32)
+    mm = B.metres_to_mm(d)
+    np.testing.assert_array_equal(mm, [[0, 0, 1234, 65535], [0, 0, 0, 2000]])
+    back = B.decode_depth_array(mm, "16UC1")
+    np.testing.assert_allclose(back, mm / 1000.0, rtol=1e-7)
+    f32 = B.decode_depth_array(d, "32FC1")
+    assert f32[0, 1] == 0 and f32[1, 0] == 0 and f32[1, 1] == 0 and f32[0, 2] == d[0, 2]
+
+
+def _bad_bag(path, drop=(), depth_enc="16UC1", color_enc="rgb8", label_shape=(4, 6)):
+    from rosbags.rosbag2 import Writer
+
+    m = B._Msgs()
+    t = B.BagTopics()
+    with Writer(path, version=9) as w:
+        c = {k: w.add_connection(getattr(t, k), m.Info.__msgtype__ if k == "info" else m.Image.__msgtype__,
+                                 typestore=m.ts) for k in ("color", "depth", "info", "gt") if k not in drop}
+        s = 10**9
+        rgb = np.zeros((4, 6, 3), np.uint8)
+        if "info" in c:
+            w.write(c["info"], s, m.camera_info(NYU_K, 4, 6, s, "cam"))
+        if "color" in c:
+            w.write(c["color"], s, m.image(rgb if color_enc == "rgb8" else rgb[..., 0], color_enc, s, "cam"))
+        if "depth" in c:
+            d = np.ones((4, 6), np.uint16) if depth_enc in ("16UC1", "mono16") else np.ones((4, 6, 3), np.uint8)
+            w.write(c["depth"], s, m.image(d, depth_enc, s, "cam"))
+        if "gt" in c:
+            w.write(c["gt"], s, m.image(np.ones(label_shape, np.uint16), "mono16", s, "cam"))
+    return path
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(drop=("depth",)), "no depth"),
+    (dict(drop=("info",)), "no camera_info"),
+    (dict(depth_enc="rgb8"), "encoding 'rgb8'"),
+    (dict(color_enc="mono8"), "encoding 'mono8'"),
+    (dict(label_shape=(2, 3)), "labels (2, 3) do not match"),
+])
+def test_bad_bags_are_refused(tmp_path, kwargs, words):
+    path = _bad_bag(tmp_path / "bad.bag", **kwargs)
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        list(B.read_bag(path))
+
+
+def test_not_a_bag(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ValueError, match="not a readable rosbag2"):
+        B.inspect_bag(tmp_path / "x")
+
+
+# ---------------------------------------------------------------- the labeled .mat (HDF5) form
+@pytest.fixture()
+def fake_mat(tmp_path):
+    """A small file in the layout of nyu_depth_v2_labeled.mat (h5py view, MATLAB transposed)."""
+    rng = np.random.default_rng(0)
+    n, h, w = 5, 12, 16
+    rgb = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    depth = rng.uniform(0.5, 9.0, (n, h, w)).astype(np.float32)
+    labels = rng.integers(0, 895, (n, h, w)).astype(np.uint16)
+    with h5py.File(tmp_path / "labeled.mat", "w") as f:
+        f["images"] = rgb.transpose(0, 3, 2, 1)
+        f["depths"] = depth.transpose(0, 2, 1)
+        f["rawDepths"] = np.where(depth > 4, 0, depth).transpose(0, 2, 1)
+        f["labels"] = labels.transpose(0, 2, 1)
+    mapping = rng.integers(1, 41, 894)
+    savemat(tmp_path / "classMapping40.mat", {"mapClass": mapping[None, :].astype(np.float64)})
+    savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3], [4]]), "testNdxs": np.array([[2], [5]])})
+    return tmp_path, rgb, depth, labels, mapping
+
+
+def test_mat_reader_maps_894_to_40_and_splits(fake_mat):
+    d, rgb, depth, labels, mapping = fake_mat
+    lut = load_class_mapping(d / "classMapping40.mat")
+    assert lut[0] == 0 and np.array_equal(lut[1:], mapping)
+    ds = NYUv2Mat(d / "labeled.mat", d / "classMapping40.mat", split="test", splits=d / "splits.mat")
+    assert ds.ids == ["0002", "0005"]
+    f = ds[1]
+    np.testing.assert_array_equal(f.rgb, rgb[4])
+    np.testing.assert_array_equal(f.depth, depth[4])
+    expect = np.where(labels[4] == 0, 0, mapping[np.maximum(labels[4].astype(int) - 1, 0)])
+    np.testing.assert_array_equal(f.label, expect)
+    raw = NYUv2Mat(d / "labeled.mat", lut, raw_depth=True)
+    assert len(raw) == 5 and np.isnan(raw[0].depth[depth[0] > 4]).all()
+
+
+def test_mat_to_bag_cli(fake_mat, tmp_path):
+    d, rgb, depth, labels, mapping = fake_mat
+    out = tmp_path / "mat.bag"
+    rc = B.main(["nyu2bag", str(d / "labeled.mat"), str(out), "--split", "train", "--splits",
+                 str(d / "splits.mat"), "--class-mapping", str(d / "classMapping40.mat"), "--storage", "sqlite3"])
+    assert rc == 0
+    frames = list(B.read_bag(out))
+    assert [f.name for f in frames] == ["0001", "0003", "0004"]
+    np.testing.assert_array_equal(frames[1].rgb, rgb[2])
+    np.testing.assert_array_equal(frames[1].depth_raw, B.metres_to_mm(depth[2]))
+    assert frames[1].label.max() <= 40
+
+
+def test_cli_bad_input_exits_nonzero(fake_mat, tmp_path, capsys):
+    d = fake_mat[0]
+    assert B.main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag")]) == 2
+    assert "--class-mapping" in capsys.readouterr().out
+    assert B.main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag"), "--class-mapping",
+                   str(d / "classMapping40.mat"), "--split", "test"]) == 2
+    assert "splits.mat" in capsys.readouterr().out
+    savemat(d / "short.mat", {"mapClass": np.ones((1, 10))})
+    with pytest.raises(ValueError, match="894 entries"):
+        load_class_mapping(d / "short.mat")
+    assert not (tmp_path / "o.bag").exists()
+
+
+def test_folder_split_from_meta(tmp_path):
+    ds = B.open_source(DATA, split="test")
+    assert len(ds) == 9  # all shared frames are from the official test split
+    with pytest.raises(ValueError, match="no frames in split 'train'"):
+        B.open_source(DATA, split="train")
