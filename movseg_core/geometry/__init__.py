@@ -1,0 +1,28 @@
+"""Geometry from depth: REP 118 decoding, back-projection, K under resize/crop, surface normals,
+X-modality images (normals RGB, depth image, HHA) and PNG visualisation.
+
+Torch tensors in and out (CPU or CUDA); numpy in gives numpy out. Depth in metres (HxW float32,
+0 where invalid), K the 3x3 pinhole intrinsics of the image it describes.
+"""
+from .camera import backproject, check_intrinsics, crop_intrinsics, scale_intrinsics
+from .depth import DEPTH_ENCODINGS, decode_depth
+from .modality import HHAConfig, depth_to_rgb, estimate_up, hha, normals_to_rgb
+from .normals import NormalsConfig, normals_from_depth
+from .viz import save_geometry_pngs
+
+__all__ = [
+    "DEPTH_ENCODINGS",
+    "HHAConfig",
+    "NormalsConfig",
+    "backproject",
+    "check_intrinsics",
+    "crop_intrinsics",
+    "decode_depth",
+    "depth_to_rgb",
+    "estimate_up",
+    "hha",
+    "normals_from_depth",
+    "normals_to_rgb",
+    "save_geometry_pngs",
+    "scale_intrinsics",
+]
