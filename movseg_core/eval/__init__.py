@@ -1,0 +1,1 @@
+"""Evaluation: metrics (confusion matrix, IoU, ...), offline scoring, reports."""
