@@ -27,7 +27,7 @@ def test_interfaces_are_generated_by_rosidl():
     info = LabelInfo(vocabulary_version=3, names=["chair", "table"], ids=[1, 2])
     assert info.get_fields_and_field_types() == {
         "header": "std_msgs/Header", "vocabulary_version": "uint32",
-        "names": "sequence<string>", "ids": "sequence<uint16>",
+        "names": "sequence<string>", "ids": "sequence<uint16>", "inference_ms": "float",
     }
     req_fields = SetQueries.Request.get_fields_and_field_types()
     resp_fields = SetQueries.Response.get_fields_and_field_types()

@@ -1,0 +1,54 @@
+"""Label colourisation and overlays with a legend (for humans; no model logic)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def label_palette(n: int) -> np.ndarray:
+    """(n+1)x3 uint8 colours; index 0 (unknown) is black, the rest well separated (PASCAL bit trick)."""
+    pal = np.zeros((n + 1, 3), dtype=np.uint8)
+    for i in range(1, n + 1):
+        c, r, g, b = i, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def colorize_labels(labels: np.ndarray, n: int | None = None) -> np.ndarray:
+    """HxW integer labels (0 = unknown) -> HxWx3 uint8 RGB."""
+    n = int(labels.max()) if n is None else n
+    return label_palette(max(n, 1))[np.clip(labels, 0, max(n, 1))]
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5,
+            legend: bool = True) -> np.ndarray:
+    """Blend colourised labels over HxWx3 uint8 RGB; unknown pixels keep the image.
+
+    ``names[i]`` names label id i+1. The legend lists the labels present, with
+    their share of the image, in the top-left corner.
+    """
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"rgb {rgb.shape[:2]} and labels {labels.shape} differ in size")
+    colours = colorize_labels(labels, len(names))
+    out = rgb.copy()
+    known = labels > 0
+    out[known] = (alpha * colours[known] + (1 - alpha) * rgb[known]).astype(np.uint8)
+    if legend and names:
+        ids, counts = np.unique(labels[known], return_counts=True)
+        order = np.argsort(-counts)
+        pal = label_palette(len(names))
+        y = 4
+        for k in order[:16]:
+            i = int(ids[k])
+            text = f"{names[i - 1]} {100.0 * counts[k] / labels.size:.0f}%"
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+            cv2.rectangle(out, (2, y), (18 + tw, y + th + 6), (0, 0, 0), -1)
+            cv2.rectangle(out, (4, y + 2), (12, y + th + 4), tuple(int(v) for v in pal[i]), -1)
+            cv2.putText(out, text, (15, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            y += th + 8
+    return out

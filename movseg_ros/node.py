@@ -1,0 +1,336 @@
+"""``movseg_node``: synchronized RGB-D in, open-vocabulary labels out.
+
+Subscribes (remappable, sensor-data QoS by default):
+  camera/color/image_raw (rgb8/bgr8/...), camera/depth/image_raw (16UC1 mm | 32FC1 m),
+  camera/color/camera_info
+Publishes, each with the colour image's header (each switchable):
+  ~/labels (mono16, 0 = unknown), ~/label_info (movseg_ros/LabelInfo), ~/overlay (rgb8 with legend),
+  ~/confidence (32FC1), ~/points (PointCloud2 x y z label confidence, off by default)
+Vocabulary: parameter ``queries`` and service ``set_queries`` (movseg_ros/srv/SetQueries); both go
+through ``Segmenter.set_queries`` (validated, atomic, version bump) and are kept equal.
+
+The node converts and schedules; all model and geometry work is in ``movseg_core``.
+Frames are processed by one worker thread with a latest-frame slot: a frame that
+arrives while another waits replaces it and is counted as a drop.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import typing
+from collections import Counter, defaultdict
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+
+from movseg_core.geometry import decode_depth, scale_intrinsics
+from movseg_core.segmenter import Segmenter, SegmenterConfig
+from movseg_core.viz import overlay
+from movseg_ros.conversions import array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw
+from movseg_ros.msg import LabelInfo
+from movseg_ros.params import field_types, flatten_dataclass, unflatten
+from movseg_ros.qos import qos_by_name
+from movseg_ros.srv import SetQueries
+from movseg_ros.sync import make_synchronizer, stamp_seconds
+
+#: the node's own parameters (the segmenter's come from SegmenterConfig under ``segmenter.``)
+NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
+    "queries": (["wall", "floor", "chair", "table"], "open-vocabulary text queries; label id i+1 = queries[i]"),
+    "qos": ("sensor_data", "QoS of the camera subscriptions: sensor_data | reliable | system_default"),
+    "sync.queue_size": (10, "approximate-time synchroniser queue per input"),
+    "sync.slop": (0.05, "max stamp difference (s) between colour, depth and camera_info"),
+    "max_rate": (0.0, "max frames per second to process (0 = as fast as possible)"),
+    "depth.min_m": (0.0, "depth below this (metres) is invalid (0 = no limit)"),
+    "depth.max_m": (0.0, "depth above this (metres) is invalid (0 = no limit)"),
+    "publish.labels": (True, "publish ~/labels (mono16)"),
+    "publish.label_info": (True, "publish ~/label_info (always with the labels it describes)"),
+    "publish.overlay": (True, "publish ~/overlay (rgb8 with legend)"),
+    "publish.confidence": (True, "publish ~/confidence (32FC1)"),
+    "publish.pointcloud": (False, "publish ~/points (PointCloud2 with label and confidence)"),
+    "log_period_s": (10.0, "seconds between statistics log lines"),
+}
+SEGMENTER_PREFIX = "segmenter"
+
+
+def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDescriptor:
+    args = typing.get_args(annotation)
+    base = annotation
+    if type(None) in args:  # Optional[X]
+        base = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(base)
+    kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}.get(base)
+    if origin in (list, tuple):
+        inner = typing.get_args(base)[0] if typing.get_args(base) else str
+        kind = {bool: ParameterType.PARAMETER_BOOL_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
+                float: ParameterType.PARAMETER_DOUBLE_ARRAY, str: ParameterType.PARAMETER_STRING_ARRAY}[inner]
+    if kind is None:
+        raise TypeError(f"parameter {name}: unsupported config type {annotation}")
+    return ParameterDescriptor(name=name, type=kind, description=doc)
+
+
+def declared_parameter_names() -> list[str]:
+    """Every parameter the node declares (the launch-file test compares against this)."""
+    return sorted(list(NODE_PARAMETERS) + [n for n, _ in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX)])
+
+
+class MovsegNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("movseg", **kwargs)
+        self.stats: Counter = Counter()
+        self.stage_ms: dict[str, list[float]] = defaultdict(list)
+        self._declare_parameters()
+        self.segmenter = self._create_segmenter()
+
+        queries = list(self.get_parameter("queries").value)
+        vocab = self.segmenter.set_queries(queries)  # a bad default vocabulary is a start-up error
+        self.get_logger().info(f"vocabulary v{vocab.version}: {list(vocab.names)}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # Worker: one frame in flight, one waiting (latest wins).
+        self._slot_lock = threading.Condition()
+        self._slot = None
+        self._stop = False
+        self._last_stamp = -1.0
+        self._min_period = 0.0
+        rate = float(self.get_parameter("max_rate").value)
+        self._min_period = 1.0 / rate if rate > 0 else 0.0
+
+        pub = {k: bool(self.get_parameter(f"publish.{k}").value)
+               for k in ("labels", "label_info", "overlay", "confidence", "pointcloud")}
+        out_qos = qos_by_name("reliable", depth=5)
+        self.pub_labels = self.create_publisher(Image, "~/labels", out_qos) if pub["labels"] else None
+        self.pub_info = self.create_publisher(LabelInfo, "~/label_info", out_qos) if pub["label_info"] else None
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos) if pub["overlay"] else None
+        self.pub_conf = self.create_publisher(Image, "~/confidence", out_qos) if pub["confidence"] else None
+        self.pub_points = None
+        if pub["pointcloud"]:
+            from sensor_msgs.msg import PointCloud2
+            self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+
+        self._srv_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetQueries, "set_queries", self._on_set_queries, callback_group=self._srv_group)
+
+        in_qos = qos_by_name(str(self.get_parameter("qos").value))
+        self.sync, how = make_synchronizer(
+            self,
+            [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
+             (CameraInfo, "camera/color/camera_info")],
+            int(self.get_parameter("sync.queue_size").value), float(self.get_parameter("sync.slop").value),
+            self._on_frame, in_qos)
+        self.create_timer(float(self.get_parameter("log_period_s").value), self._log_stats)
+        self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: device={self.segmenter.device}, sync={how}, in={self.resolve_topic_name('camera/color/image_raw')}, "
+            f"out={self.resolve_topic_name('~/labels')}, service={self.resolve_service_name('set_queries')}")
+
+    # ---------------------------------------------------------------- set-up
+    def _declare_parameters(self) -> None:
+        for name, (default, doc) in NODE_PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=doc))
+        types = field_types(SegmenterConfig, SEGMENTER_PREFIX)
+        for name, default in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
+            desc = _descriptor(name, types[name])
+            if default is None:  # optional: '' / unset means None
+                default = "" if desc.type == ParameterType.PARAMETER_STRING else None
+                if default is None:
+                    desc.dynamic_typing = True
+            self.declare_parameter(name, default, desc)
+
+    def _create_segmenter(self) -> Segmenter:
+        values = {}
+        for name, _ in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
+            value = self.get_parameter(name).value
+            values[name] = None if value == "" or value is None else value
+        cfg = unflatten(values, SEGMENTER_PREFIX)
+        return Segmenter.from_config(cfg)
+
+    # ---------------------------------------------------------------- vocabulary
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name == "queries":
+                queries = list(p.value or [])
+                if queries == list(self.segmenter.vocabulary.names):
+                    continue  # the service already applied it (keeps both paths equal)
+                try:
+                    vocab = self.segmenter.set_queries(queries)
+                except ValueError as exc:
+                    self.stats["queries_refused"] += 1
+                    self.get_logger().warning(f"queries parameter refused: {exc}")
+                    return SetParametersResult(successful=False, reason=str(exc))
+                self.get_logger().info(f"vocabulary v{vocab.version} (parameter): {list(vocab.names)}")
+            elif p.name.startswith(SEGMENTER_PREFIX + ".") or p.name in NODE_PARAMETERS:
+                return SetParametersResult(successful=False, reason=f"{p.name} is read-only at run time; restart the node")
+        return SetParametersResult(successful=True)
+
+    def _on_set_queries(self, request, response):
+        queries = list(request.queries)
+        try:
+            vocab = self.segmenter.set_queries(queries)
+        except ValueError as exc:
+            self.stats["queries_refused"] += 1
+            self.get_logger().warning(f"set_queries refused: {exc}")
+            vocab = self.segmenter.vocabulary
+            response.success, response.message = False, str(exc)
+        else:
+            # keep the parameter equal to what is in force (the callback sees equal names and skips)
+            self.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, list(vocab.names))])
+            self.get_logger().info(f"vocabulary v{vocab.version} (service): {list(vocab.names)}")
+            response.success, response.message = True, f"vocabulary v{vocab.version}: {len(vocab.names)} queries"
+        response.vocabulary_version = int(vocab.version)
+        response.ids = [int(i) for i in vocab.ids]
+        response.names = list(vocab.names)
+        return response
+
+    # ---------------------------------------------------------------- frames
+    def _on_frame(self, color: Image, depth: Image, info: CameraInfo) -> None:
+        """Synchronised callback: never blocks; the newest frame replaces a waiting one."""
+        self.stats["frames_in"] += 1
+        with self._slot_lock:
+            if self._slot is not None:
+                self.stats["drop_busy"] += 1
+            self._slot = (color, depth, info, time.monotonic())
+            self._slot_lock.notify()
+
+    def _work(self) -> None:
+        last_start = 0.0
+        while True:
+            with self._slot_lock:
+                while self._slot is None and not self._stop:
+                    self._slot_lock.wait(0.5)
+                if self._stop:
+                    return
+                frame, self._slot = self._slot, None
+            wait = last_start + self._min_period - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            last_start = time.monotonic()
+            try:
+                self._process(*frame)
+            except Exception as exc:  # noqa: BLE001  (a bad frame must never kill the node)
+                self.stats["drop_error"] += 1
+                self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.stats[f"drop_{reason}"] += 1
+        n = self.stats[f"drop_{reason}"]
+        if n == 1 or n % 100 == 0:  # first and every 100th, so a bad stream cannot flood the log
+            self.get_logger().warning(f"frame dropped ({reason}, {n} so far): {message}")
+
+    def _process(self, color: Image, depth: Image, info: CameraInfo, t_in: float) -> None:
+        queue_ms = (time.monotonic() - t_in) * 1000.0
+        t0 = time.perf_counter()
+        stamp = stamp_seconds(color)
+        if stamp <= self._last_stamp:
+            return self._drop("stamp", f"stamp {stamp:.6f} not after the last processed {self._last_stamp:.6f} "
+                                       "(out of order or duplicated)")
+        try:
+            rgb = color_to_rgb(color)
+            raw, enc = depth_to_raw(depth)
+            K, info_hw = camera_info_to_K(info)
+        except ValueError as exc:
+            return self._drop("input", str(exc))
+        h, w = rgb.shape[:2]
+        if info_hw != (h, w):
+            if abs(info_hw[1] / info_hw[0] - w / h) > 0.01:
+                return self._drop("size", f"camera_info is {info_hw[1]}x{info_hw[0]}, colour {w}x{h}: aspect differs")
+            K = scale_intrinsics(K, info_hw, (h, w))
+        if raw.shape != (h, w):
+            if abs(raw.shape[1] / raw.shape[0] - w / h) > 0.01:
+                return self._drop("size", f"depth {raw.shape[1]}x{raw.shape[0]} vs colour {w}x{h}: aspect differs, "
+                                          "cannot align; publish registered depth (depth_registered)")
+            self.stats["depth_resized"] += 1
+            if self.stats["depth_resized"] == 1:
+                self.get_logger().warning(f"depth {raw.shape[1]}x{raw.shape[0]} resized (nearest) to colour {w}x{h}; "
+                                          "assumes depth is registered to colour")
+            import cv2
+            raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_NEAREST)
+        lo = float(self.get_parameter("depth.min_m").value)
+        hi = float(self.get_parameter("depth.max_m").value)
+        rng = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
+        depth_m, valid = decode_depth(raw, enc, valid_range=rng)
+        depth_m = np.asarray(depth_m, dtype=np.float32)
+        if not np.asarray(valid).any():
+            self.stats["depth_all_invalid"] += 1  # still segmented, from colour alone
+            depth_m = None
+        t1 = time.perf_counter()
+        result = self.segmenter.segment(rgb, depth_m, K)
+        t2 = time.perf_counter()
+        self._publish(color.header, rgb, result, depth_m, K, (t2 - t1) * 1000.0)
+        t3 = time.perf_counter()
+        self._last_stamp = stamp
+        self.stats["frames_out"] += 1
+        for k, v in {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
+                     "queue": queue_ms}.items():
+            self.stage_ms[k].append(v)
+        for k, v in (getattr(result, "timings_ms", None) or {}).items():
+            self.stage_ms[f"segment.{k}"].append(float(v))
+
+    def _publish(self, header, rgb, result, depth_m, K, inference_ms: float) -> None:
+        labels = np.asarray(result.labels, dtype=np.uint16)
+        # label-info comes from the result itself: the vocabulary the labels were made with
+        info = LabelInfo(header=header, vocabulary_version=int(result.vocabulary_version),
+                         names=list(result.names), ids=[int(i) for i in result.ids],
+                         inference_ms=float(inference_ms))
+        if self.pub_info is not None:
+            self.pub_info.publish(info)
+        if self.pub_labels is not None:
+            self.pub_labels.publish(array_to_image(labels, "mono16", header))
+        if self.pub_conf is not None:
+            self.pub_conf.publish(array_to_image(np.asarray(result.confidence, dtype=np.float32), "32FC1", header))
+        if self.pub_overlay is not None:
+            self.pub_overlay.publish(array_to_image(overlay(rgb, labels, list(result.names)), "rgb8", header))
+        if self.pub_points is not None and depth_m is not None:
+            from movseg_ros.pointcloud import labelled_cloud
+            self.pub_points.publish(labelled_cloud(header, depth_m, K, labels, result.confidence))
+
+    def _log_stats(self) -> None:
+        parts = [f"{k}={v}" for k, v in sorted(self.stats.items())]
+        stages = {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
+        self.stage_ms.clear()
+        if stages:
+            parts.append("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items())))
+        self.get_logger().info("stats: " + (" ".join(parts) if parts else "no frames yet"))
+
+    def shutdown(self) -> None:
+        with self._slot_lock:
+            self._stop = True
+            self._slot_lock.notify()
+        self._worker.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    # SIGTERM (systemd, launch, docker stop) ends the node like SIGINT does: cleanly, exit 0
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = MovsegNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # configuration errors (bad vocabulary, missing checkpoint, ...): say so and fail
+        print(f"movseg_node: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Approximate-time synchronisation of several message streams.
+
+Same semantics as ROS 2 ``message_filters.ApproximateTimeSynchronizer`` (Python):
+each input keeps a queue of at most ``queue_size`` messages keyed by stamp; when a
+message arrives, the closest messages of the other inputs within ``slop`` seconds
+are searched, and the first combination whose stamps span less than ``slop`` is
+emitted and removed from the queues. Used where ROS 2 ``message_filters`` is not
+installed (the pip-only stack); on a real ROS 2 install the node uses
+``message_filters`` itself. Unlike ``message_filters`` this one counts what it
+evicts, so the node can report drops.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any, Callable
+
+
+def stamp_seconds(msg: Any) -> float:
+    s = msg.header.stamp
+    return s.sec + s.nanosec * 1e-9
+
+
+class ApproximateTimeSync:
+    """Feed messages with ``add(index, msg)``; ``callback(*msgs)`` gets matched tuples."""
+
+    def __init__(self, n_inputs: int, queue_size: int, slop: float, callback: Callable[..., None]):
+        if n_inputs < 2 or queue_size < 1 or slop < 0:
+            raise ValueError(f"bad synchroniser settings: inputs={n_inputs}, queue={queue_size}, slop={slop}")
+        self.queue_size = queue_size
+        self.slop = slop
+        self.callback = callback
+        self.queues: list[dict[float, Any]] = [{} for _ in range(n_inputs)]
+        self.evicted = 0       # messages pushed out of a full queue before they matched
+        self.replaced = 0      # messages whose stamp was already queued on that input (duplicates)
+        self._lock = threading.Lock()
+
+    def add(self, index: int, msg: Any) -> None:
+        t = stamp_seconds(msg)
+        with self._lock:
+            queue = self.queues[index]
+            if t in queue:
+                self.replaced += 1
+            queue[t] = msg
+            while len(queue) > self.queue_size:
+                del queue[min(queue)]
+                self.evicted += 1
+            match = self._find(index, t)
+            if match is None:
+                return
+            msgs = [self.queues[i].pop(s) for i, s in enumerate(match)]
+        self.callback(*msgs)
+
+    def _find(self, index: int, t: float) -> list[float] | None:
+        candidates = []
+        for i, queue in enumerate(self.queues):
+            if i == index:
+                candidates.append([t])
+                continue
+            near = sorted((abs(s - t), s) for s in queue if abs(s - t) <= self.slop)
+            if not near:
+                return None
+            candidates.append([s for _, s in near])
+        for combo in itertools.product(*candidates):  # closest-first order
+            if max(combo) - min(combo) <= self.slop:
+                return list(combo)
+        return None
+
+
+def make_synchronizer(node, subscribers_spec, queue_size: int, slop: float, callback, qos):
+    """Subscribe and synchronise; returns (sync, how).
+
+    ``subscribers_spec``: list of (msg_type, topic). Uses ROS 2 ``message_filters``
+    when installed, else :class:`ApproximateTimeSync` with the same semantics.
+    ``how`` is "message_filters" or "builtin" (logged by the node).
+    """
+    try:
+        import message_filters  # real ROS 2 install
+        if not hasattr(message_filters, "ApproximateTimeSynchronizer"):
+            raise ImportError("not ROS 2 message_filters")
+    except ImportError:
+        sync = ApproximateTimeSync(len(subscribers_spec), queue_size, slop, callback)
+        subs = [node.create_subscription(mt, topic, (lambda m, i=i: sync.add(i, m)), qos)
+                for i, (mt, topic) in enumerate(subscribers_spec)]
+        sync.subscriptions = subs
+        return sync, "builtin"
+    subs = [message_filters.Subscriber(node, mt, topic, qos_profile=qos) for mt, topic in subscribers_spec]
+    sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
+    sync.registerCallback(callback)
+    sync.subscriptions = subs
+    return sync, "message_filters"
