@@ -1,0 +1,545 @@
+"""open_clip wrapper: model factory, text-embedding cache and dense (per-patch) image features.
+
+Weights are resolved the way open_clip resolves them for real users:
+
+- ``pretrained="<tag>"`` (e.g. ``ViT-B-16`` + ``openai``): downloaded once and cached by
+  open_clip / huggingface_hub (``cache_dir`` or the hub's default cache);
+- ``pretrained="/path/to/checkpoint.{pt,bin,safetensors}"``: a local open_clip state dict;
+- ``model_name="local-dir:/folder"`` / ``"hf-hub:org/repo"``: open_clip's schemas;
+- ``pretrained="random"``: random initialisation, ONLY for tests and speed benchmarks (loud warning).
+
+When weights cannot be obtained (offline, ``HF_HUB_OFFLINE=1``, missing file) :func:`create_clip`
+fails at once with :class:`WeightsUnavailableError` saying how to provide them.
+
+Dense features: one ViT pass per window in which the last transformer block is replaced by a
+training-free variant (MaskCLIP, SCLIP, ClearCLIP or NACLIP, see :data:`DENSE_MODES`); the
+positional embedding is interpolated to the window's patch grid; windows slide over the image
+resized to a configurable short side and overlapping patch features are averaged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import open_clip
+
+log = logging.getLogger(__name__)
+
+#: Training-free changes of the last ViT block for dense features.
+#: maskclip: value path only (out_proj(v)), no residual, no FFN (Zhou et al., ECCV 2022).
+#: sclip: correlative attention softmax(qq^T)+softmax(kk^T), residual kept, FFN dropped (Wang et al. 2024).
+#: clearclip: query-query attention, no residual, no FFN (Lan et al., ECCV 2024).
+#: naclip: key-key attention plus a Gaussian neighbourhood bias, no residual, no FFN (Hajimiri et al. 2025).
+#: vanilla: the unchanged block (CLIP's own patch tokens; a poor dense baseline, for measurement).
+DENSE_MODES = ("maskclip", "sclip", "clearclip", "naclip", "vanilla")
+
+#: Prompt-template sets by name; a custom list of strings with ``{}`` may be given instead.
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "single": ("a photo of a {}.",),
+    "indoor": (
+        "a photo of a {}.",
+        "a photo of the {}.",
+        "a photo of a {} in the scene.",
+        "there is a {} in the scene.",
+        "a cropped photo of the {}.",
+        "a close-up photo of the {}.",
+        "a photo of the large {}.",
+        "a photo of the small {}.",
+    ),
+    "imagenet_simple": (
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+        "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+    ),
+}
+
+#: Tiny open_clip architectures for tests (random weights only; fast on CPU).
+TINY_MODEL_CONFIGS: dict[str, dict] = {
+    "movseg-tiny-vit": {
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    },
+    "movseg-tiny-vit-p8": {
+        "embed_dim": 48,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 48, "head_width": 24, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 48, "heads": 2, "layers": 1},
+    },
+}
+
+_REGISTER_LOCK = threading.Lock()
+_REGISTERED: set[str] = set()
+
+
+class WeightsUnavailableError(RuntimeError):
+    """CLIP weights could not be found or downloaded; the message says how to provide them."""
+
+
+def register_model_config(name: str, cfg: dict) -> None:
+    """Add an open_clip architecture config under ``name`` (open_clip's own registry).
+
+    The config is written as ``<name>.json`` into a per-process folder handed to
+    ``open_clip.add_model_config``, so ``open_clip.create_model(name)`` works afterwards.
+    """
+    if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ValueError(f"model config {name!r} needs embed_dim, vision_cfg and text_cfg")
+    with _REGISTER_LOCK:
+        if name in _REGISTERED and name in open_clip.list_models():
+            return
+        folder = Path(tempfile.gettempdir()) / f"movseg_open_clip_configs_{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        open_clip.add_model_config(path)
+        _REGISTERED.add(name)
+
+
+def register_tiny_configs() -> list[str]:
+    """Register :data:`TINY_MODEL_CONFIGS` with open_clip; returns their names."""
+    for name, cfg in TINY_MODEL_CONFIGS.items():
+        register_model_config(name, cfg)
+    return list(TINY_MODEL_CONFIGS)
+
+
+@dataclass
+class ClipConfig:
+    """Which CLIP to load and how to run it.
+
+    model_name: open_clip architecture (``ViT-B-16``), or ``local-dir:``/``hf-hub:`` schema.
+    pretrained: open_clip tag (``openai``, ``laion2b_s34b_b88k``...), a checkpoint file path, or
+        ``random`` (tests/benchmarks only).
+    cache_dir: download cache (None = open_clip/huggingface default).
+    device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
+    precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
+    templates: a :data:`TEMPLATE_SETS` name or a list of templates containing ``{}``.
+    """
+
+    model_name: str = "ViT-B-16"
+    pretrained: str = "openai"
+    cache_dir: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    templates: str | list[str] = "indoor"
+
+
+@dataclass
+class DenseConfig:
+    """Dense feature extraction.
+
+    mode: one of :data:`DENSE_MODES`.
+    short_side: the image is resized so its short side is this many pixels (then snapped to the
+        patch grid); 448 for ViT-B/16 gives a 28-patch short side.
+    window: sliding-window side in pixels (multiple of the patch size); 0 = whole image in one pass.
+    stride: window stride in pixels (multiple of the patch size); 0 = window * 2/3.
+    naclip_sigma: NACLIP Gaussian neighbourhood standard deviation, in patches.
+    batch_windows: run all windows of an image as one batch.
+    """
+
+    mode: str = "clearclip"
+    short_side: int = 448
+    window: int = 0
+    stride: int = 0
+    naclip_sigma: float = 5.0
+    batch_windows: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in DENSE_MODES:
+            raise ValueError(f"dense mode {self.mode!r} not in {DENSE_MODES}")
+        if self.short_side <= 0 or self.window < 0 or self.stride < 0:
+            raise ValueError("dense short_side must be > 0, window and stride >= 0")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; otherwise ``torch.device(device)``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_templates(templates: str | Sequence[str]) -> tuple[str, ...]:
+    """Template-set name or list -> tuple of templates, each with exactly one ``{}``."""
+    if isinstance(templates, str):
+        if templates not in TEMPLATE_SETS:
+            raise ValueError(f"unknown template set {templates!r}; known: {sorted(TEMPLATE_SETS)}")
+        return TEMPLATE_SETS[templates]
+    out = tuple(templates)
+    if not out or any(not isinstance(t, str) or t.count("{}") != 1 for t in out):
+        raise ValueError("templates must be a non-empty list of strings each containing one '{}'")
+    return out
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return (
+        os.sep in pretrained
+        or pretrained.startswith(".")
+        or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
+    )
+
+
+def _how_to_provide(model_name: str, pretrained: str) -> str:
+    return (
+        f"To provide CLIP weights for {model_name!r}: (a) run once with network access and "
+        f"HF_HUB_OFFLINE unset so open_clip downloads tag {pretrained!r} into its cache "
+        f"(python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{pretrained}')\"), "
+        "or (b) download an open_clip checkpoint file (.bin/.pt/.safetensors) yourself and set "
+        "clip.pretrained to its path, or (c) set clip.model_name to 'local-dir:/folder' holding "
+        "open_clip_config.json and the weights. Tags known to open_clip for this model: "
+        f"{open_clip.list_pretrained_tags_by_model(model_name) or 'none'}."
+    )
+
+
+def create_open_clip(cfg: ClipConfig, device: torch.device | None = None) -> torch.nn.Module:
+    """Build the open_clip model for ``cfg`` (fp32 weights, eval mode, on ``device``).
+
+    Raises :class:`WeightsUnavailableError` at once when weights cannot be obtained and
+    ``ValueError`` for unknown architectures or tags.
+    """
+    device = device or resolve_device(cfg.device)
+    register_tiny_configs()
+    name, pretrained = cfg.model_name, (cfg.pretrained or "").strip()
+    schema = name.split(":", 1)[0] if ":" in name else None
+    if schema is None and name.replace("/", "-") not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+    kwargs: dict = {"device": device, "precision": "fp32", "cache_dir": cfg.cache_dir}
+    if schema is not None:
+        if schema == "local-dir" and not Path(name.split(":", 1)[1]).is_dir():
+            raise WeightsUnavailableError(f"{name}: folder not found. " + _how_to_provide(name, pretrained))
+        target = None
+    elif pretrained.lower() in ("", "random", "none"):
+        msg = (
+            f"CLIP {name!r} is RANDOMLY INITIALISED (pretrained={pretrained!r}): outputs are meaningless; "
+            "use this only for tests and speed benchmarks"
+        )
+        log.warning("!!! %s !!!", msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        target = None
+    elif _looks_like_path(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailableError(f"checkpoint file {path} not found. " + _how_to_provide(name, "openai"))
+        target = str(path)
+    else:
+        if not open_clip.get_pretrained_cfg(name, pretrained):
+            raise ValueError(
+                f"unknown pretrained tag {pretrained!r} for {name!r}; known: "
+                f"{open_clip.list_pretrained_tags_by_model(name)} (or give a checkpoint path)"
+            )
+        target = pretrained
+    try:
+        model = open_clip.create_model(name, pretrained=target, **kwargs)
+    except (FileNotFoundError, OSError, RuntimeError) as exc:
+        if target is None and schema is None:
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        raise WeightsUnavailableError(
+            f"could not load weights for {name!r} (pretrained={pretrained!r})"
+            + (" while HF_HUB_OFFLINE is set" if offline else "")
+            + f": {str(exc).splitlines()[0][:300]}. "
+            + _how_to_provide(name, pretrained)
+        ) from exc
+    model.eval().requires_grad_(False)
+    return model
+
+
+class TextEmbeddingCache:
+    """Prompt-ensemble text embeddings, computed once per (query, template set).
+
+    Embeddings are the L2-normalised mean of the L2-normalised embeddings of every template
+    filled with the query (CLIP's prompt ensembling). Thread-safe.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, templates: Sequence[str], device: torch.device,
+                 batch_size: int = 256):
+        self.model, self.tokenizer, self.templates = model, tokenizer, tuple(templates)
+        self.device, self.batch_size = device, batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def token_count(self, query: str) -> int:
+        """Number of BPE tokens of the longest template filled with ``query`` (incl. start/end)."""
+        inner = getattr(self.tokenizer, "encode", None)
+        longest = max(self.templates, key=len)
+        if inner is None:
+            return 0
+        return len(inner(longest.format(query))) + 2
+
+    @torch.no_grad()
+    def _encode(self, queries: list[str]) -> torch.Tensor:
+        texts = [t.format(q) for q in queries for t in self.templates]
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tok = self.tokenizer(texts[i:i + self.batch_size]).to(self.device)
+            out.append(F.normalize(self.model.encode_text(tok).float(), dim=-1))
+        emb = torch.cat(out).view(len(queries), len(self.templates), -1).mean(1)
+        return F.normalize(emb, dim=-1)
+
+    def get(self, queries: Sequence[str]) -> torch.Tensor:
+        """Embeddings ``N x D`` float32 (on the model's device) in query order."""
+        with self._lock:
+            missing = [q for q in dict.fromkeys(queries) if q not in self._cache]
+            self.hits += len(queries) - len(missing)
+            self.misses += len(missing)
+            if missing:
+                for q, e in zip(missing, self._encode(missing)):
+                    self._cache[q] = e
+            return torch.stack([self._cache[q] for q in queries]) if queries else torch.empty(0)
+
+
+def interpolate_pos_embed(pos: torch.Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int]) -> torch.Tensor:
+    """Resize a ViT positional embedding ``(1 + gh*gw) x C`` (class token first) to another grid.
+
+    Bicubic interpolation of the patch part; the class-token row is kept.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos
+    cls_pos, grid = pos[:1], pos[1:]
+    c = grid.shape[-1]
+    grid = grid.reshape(1, src_grid[0], src_grid[1], c).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=tuple(dst_grid), mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(dst_grid[0] * dst_grid[1], c).to(pos.dtype)
+    return torch.cat([cls_pos, grid], 0)
+
+
+def _gaussian_bias(grid: tuple[int, int], sigma: float, device, dtype) -> torch.Tensor:
+    """``(1+N) x (1+N)`` additive attention bias: -d^2 / (2 sigma^2) between patches, 0 for class token."""
+    gh, gw = grid
+    ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
+    pts = torch.stack([ys.flatten(), xs.flatten()], -1).to(dtype)
+    d2 = torch.cdist(pts, pts).pow(2)
+    bias = torch.zeros(gh * gw + 1, gh * gw + 1, device=device, dtype=dtype)
+    bias[1:, 1:] = -d2 / (2.0 * sigma * sigma)
+    return bias
+
+
+def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: tuple[int, int],
+                     naclip_sigma: float = 5.0) -> torch.Tensor:
+    """Apply the training-free variant ``mode`` of an open_clip ``ResidualAttentionBlock`` to ``x``.
+
+    x: ``B x (1+N) x C`` tokens (class token first, batch first). Returns ``B x (1+N) x C``.
+    """
+    if mode == "vanilla":
+        return block(x)
+    attn = getattr(block, "attn", None)
+    if not isinstance(attn, torch.nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
+        raise ValueError("dense features need open_clip's standard ResidualAttentionBlock (nn.MultiheadAttention)")
+    b, n, c = x.shape
+    heads = attn.num_heads
+    hd = c // heads
+    h = block.ln_1(x)
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)  # each B x heads x N x hd
+    scale = hd ** -0.5
+    if mode == "maskclip":
+        out = v
+    elif mode == "sclip":
+        a = torch.softmax((q @ q.transpose(-1, -2)).float() * scale, -1)
+        a = a + torch.softmax((k @ k.transpose(-1, -2)).float() * scale, -1)
+        out = a.to(v.dtype) @ v
+    elif mode == "clearclip":
+        a = torch.softmax((q @ q.transpose(-1, -2)).float() * scale, -1)
+        out = a.to(v.dtype) @ v
+    elif mode == "naclip":
+        logits = (k @ k.transpose(-1, -2)).float() * scale
+        logits = logits + _gaussian_bias(grid, naclip_sigma, x.device, torch.float32)
+        out = torch.softmax(logits, -1).to(v.dtype) @ v
+    else:
+        raise ValueError(f"dense mode {mode!r} not in {DENSE_MODES}")
+    out = out.transpose(1, 2).reshape(b, n, c)
+    out = attn.out_proj(out)
+    if mode == "sclip":
+        return x + block.ls_1(out)
+    return out
+
+
+def window_origins(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of size ``window`` covering ``[0, length)`` with the last flush at the end."""
+    if window >= length:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+class ClipModel:
+    """A loaded CLIP with the operations the segmenter needs.
+
+    - :meth:`text_embeddings`: cached prompt-ensemble embeddings of queries (``N x D``).
+    - :meth:`dense_features`: per-patch image embeddings of an RGB image (``D x h x w``).
+    - :meth:`encode_images`: global embeddings of a batch of crops (``B x D``).
+    All embeddings are L2-normalised float32 in CLIP's joint space.
+    """
+
+    def __init__(self, cfg: ClipConfig | None = None, model: torch.nn.Module | None = None):
+        self.cfg = cfg or ClipConfig()
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.precision not in ("auto", "fp32", "fp16"):
+            raise ValueError(f"precision {self.cfg.precision!r} not in auto/fp32/fp16")
+        self.model = model if model is not None else create_open_clip(self.cfg, self.device)
+        self.model.to(self.device)
+        visual = self.model.visual
+        if not hasattr(visual, "conv1") or not hasattr(visual, "positional_embedding"):
+            raise ValueError(f"{self.cfg.model_name}: dense features need an open_clip VisionTransformer")
+        if getattr(visual, "attn_pool", None) is not None:
+            raise ValueError(f"{self.cfg.model_name}: attentional-pool ViTs are not supported for dense features")
+        self.patch = int(visual.patch_size[0])
+        self.grid = tuple(int(g) for g in visual.grid_size)
+        self.image_size = tuple(int(s) for s in visual.image_size)
+        pp = getattr(visual, "preprocess_cfg", {}) or {}
+        self.mean = torch.tensor(pp.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(3, 1, 1)
+        self.std = torch.tensor(pp.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(3, 1, 1)
+        self.tokenizer = open_clip.get_tokenizer(self.cfg.model_name)
+        self.context_length = int(getattr(self.tokenizer, "context_length", 77))
+        self.templates = resolve_templates(self.cfg.templates)
+        self.text_cache = TextEmbeddingCache(self.model, self.tokenizer, self.templates, self.device)
+        self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100.0).item())
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._pos_lock = threading.Lock()
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.visual.output_dim)
+
+    @property
+    def use_fp16(self) -> bool:
+        return self.device.type == "cuda" and self.cfg.precision in ("auto", "fp16")
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_fp16)
+
+    # ---- text ---------------------------------------------------------------------------------
+    def text_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
+        """``N x D`` float32 prompt-ensemble embeddings (cached per query)."""
+        return self.text_cache.get(list(queries))
+
+    # ---- images -------------------------------------------------------------------------------
+    def to_tensor(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> normalised ``1 x 3 x H x W`` float32 tensor on the model's device."""
+        t = torch.as_tensor(rgb, device=self.device)
+        t = t.permute(2, 0, 1).float().div_(255.0)
+        return ((t - self.mean) / self.std).unsqueeze(0)
+
+    def _pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
+        with self._pos_lock:
+            if grid not in self._pos_cache:
+                pos = self.model.visual.positional_embedding.detach()
+                self._pos_cache[grid] = interpolate_pos_embed(pos, self.grid, grid)
+            return self._pos_cache[grid]
+
+    @torch.no_grad()
+    def _forward_dense(self, x: torch.Tensor, mode: str, naclip_sigma: float,
+                       visual: torch.nn.Module | None = None) -> torch.Tensor:
+        """Normalised images ``B x 3 x H x W`` (H, W multiples of the patch) -> ``B x D x h x w``."""
+        v = visual if visual is not None else self.model.visual
+        with self._autocast():
+            t = v.conv1(x)
+            b, c, gh, gw = t.shape
+            t = t.flatten(2).transpose(1, 2)
+            cls = v.class_embedding.view(1, 1, -1).expand(b, 1, c).to(t.dtype)
+            t = torch.cat([cls, t], 1) + self._pos_embed((gh, gw)).to(t.dtype)
+            t = v.ln_pre(t)
+            blocks = v.transformer.resblocks
+            for blk in blocks[:-1]:
+                t = blk(t)
+            t = dense_last_block(blocks[-1], t, mode, (gh, gw), naclip_sigma)
+            t = v.ln_post(t[:, 1:])
+            if v.proj is not None:
+                t = t @ v.proj.to(t.dtype)
+        t = F.normalize(t.float(), dim=-1)
+        return t.transpose(1, 2).reshape(b, -1, gh, gw)
+
+    def dense_input_size(self, height: int, width: int, short_side: int) -> tuple[int, int]:
+        """Network input size (H', W') for an image: short side -> ``short_side``, snapped to the patch."""
+        s = short_side / min(height, width)
+        p = self.patch
+        return max(p, int(round(height * s / p)) * p), max(p, int(round(width * s / p)) * p)
+
+    @torch.no_grad()
+    def dense_features(self, rgb: np.ndarray | torch.Tensor, cfg: DenseConfig | None = None,
+                       visual: torch.nn.Module | None = None) -> torch.Tensor:
+        """Per-patch embeddings ``D x h x w`` (float32, L2-normalised) of an HxWx3 uint8 RGB image.
+
+        The image is resized so its short side is ``cfg.short_side`` (snapped to the patch size);
+        the patch grid (h, w) covers the whole resized image, so patch (i, j) covers image pixels
+        ``[i*H/h, (i+1)*H/h) x [j*W/w, (j+1)*W/w)``. ``visual``: another visual tower of the
+        same architecture (CLIP-X weights); default this model's.
+        """
+        cfg = cfg or DenseConfig()
+        x = self.to_tensor(rgb) if not (torch.is_tensor(rgb) and rgb.ndim == 4) else rgb
+        h_in, w_in = self.dense_input_size(x.shape[-2], x.shape[-1], cfg.short_side)
+        x = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=False, antialias=True)
+        p = self.patch
+        if cfg.window <= 0:
+            return self._forward_dense(x, cfg.mode, cfg.naclip_sigma, visual)[0]
+        win = max(p, cfg.window // p * p)
+        stride = cfg.stride if cfg.stride > 0 else max(p, (2 * win // 3))
+        stride = max(p, stride // p * p)
+        wh, ww = min(win, h_in), min(win, w_in)
+        boxes = [(y, x0) for y in window_origins(h_in, wh, stride) for x0 in window_origins(w_in, ww, stride)]
+        crops = [x[:, :, y:y + wh, x0:x0 + ww] for y, x0 in boxes]
+        if cfg.batch_windows:
+            feats = list(self._forward_dense(torch.cat(crops), cfg.mode, cfg.naclip_sigma, visual))
+        else:
+            feats = [self._forward_dense(c, cfg.mode, cfg.naclip_sigma, visual)[0] for c in crops]
+        d = feats[0].shape[0]
+        acc = torch.zeros(d, h_in // p, w_in // p, device=self.device)
+        cnt = torch.zeros(1, h_in // p, w_in // p, device=self.device)
+        for (y, x0), f in zip(boxes, feats):
+            acc[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += f
+            cnt[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += 1
+        return F.normalize(acc / cnt, dim=0)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``B x 3 x S x S`` at the model's input size -> ``B x D`` embeddings."""
+        with self._autocast():
+            emb = self.model.encode_image(images)
+        return F.normalize(emb.float(), dim=-1)
+
+
+def create_clip(cfg: ClipConfig | None = None) -> ClipModel:
+    """Load a :class:`ClipModel` for ``cfg`` (see module docstring for how weights resolve)."""
+    return ClipModel(cfg or ClipConfig())
+
+
+def load_visual_weights(clip: ClipModel, path: str | os.PathLike) -> torch.nn.Module:
+    """A copy of ``clip``'s visual tower with weights from ``path`` (e.g. CLIP-X adapted weights).
+
+    The file is an open_clip state dict of the visual tower (keys as in ``model.visual``, or
+    prefixed ``visual.``). Missing file -> :class:`WeightsUnavailableError`; mismatched keys -> ValueError.
+    """
+    import copy
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"CLIP-X weights file {path} not found")
+    from open_clip.factory import load_state_dict
+
+    sd = load_state_dict(str(path))
+    if any(k.startswith("visual.") for k in sd):
+        sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    visual = copy.deepcopy(clip.model.visual)
+    try:
+        visual.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not a visual-tower state dict for {clip.cfg.model_name}: {exc}") from exc
+    return visual.eval().requires_grad_(False).to(clip.device)

@@ -1,0 +1,205 @@
+"""movseg_core.clip: loading through open_clip, text cache, dense features (tiny random models)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+from movseg_core.clip import (
+    DENSE_MODES,
+    TINY_MODEL_CONFIGS,
+    ClipConfig,
+    ClipModel,
+    DenseConfig,
+    WeightsUnavailableError,
+    create_clip,
+    interpolate_pos_embed,
+    load_visual_weights,
+    register_tiny_configs,
+    resolve_templates,
+    window_origins,
+)
+
+TINY = "movseg-tiny-vit"
+
+
+def _random_clip(name: str = TINY, **kw) -> ClipModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return create_clip(ClipConfig(model_name=name, pretrained="random", device="cpu", **kw))
+
+
+@pytest.fixture(scope="module")
+def clip() -> ClipModel:
+    torch.manual_seed(0)
+    return _random_clip()
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[:, :64] = (200, 30, 30)
+    img[:, 64:] = (20, 180, 60)
+    return np.clip(img + rng.integers(0, 40, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_tiny_configs_registered_with_open_clip():
+    names = register_tiny_configs()
+    assert set(names) == set(TINY_MODEL_CONFIGS)
+    assert set(names) <= set(open_clip.list_models())
+    cfg = open_clip.get_model_config(TINY)
+    assert cfg["vision_cfg"]["patch_size"] == TINY_MODEL_CONFIGS[TINY]["vision_cfg"]["patch_size"]
+
+
+def test_random_init_warns_loudly():
+    with pytest.warns(RuntimeWarning, match="RANDOMLY INITIALISED"):
+        create_clip(ClipConfig(model_name=TINY, pretrained="random", device="cpu"))
+
+
+def test_checkpoint_from_tiny_model_loads_through_real_loader(tmp_path, clip):
+    path = tmp_path / "tiny.bin"
+    torch.save(clip.model.state_dict(), path)
+    loaded = create_clip(ClipConfig(model_name=TINY, pretrained=str(path), device="cpu"))
+    for (k, a), (_, b) in zip(clip.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    q = ["a red mug", "a green plant"]
+    assert torch.allclose(clip.text_embeddings(q), loaded.text_embeddings(q), atol=1e-6)
+
+
+def test_local_dir_schema_loads(tmp_path, clip):
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_MODEL_CONFIGS[TINY]}))
+    torch.save(clip.model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    loaded = create_clip(ClipConfig(model_name=f"local-dir:{tmp_path}", pretrained="", device="cpu"))
+    assert torch.equal(loaded.model.visual.proj, clip.model.visual.proj)
+
+
+def test_offline_tag_fails_at_once_with_instructions():
+    # HF_HUB_OFFLINE=1 (conftest) and no cached weights: no retries, a message saying what to do.
+    with pytest.raises(WeightsUnavailableError, match="checkpoint file"):
+        create_clip(ClipConfig(model_name="ViT-B-16", pretrained="openai", device="cpu",
+                               cache_dir="/nonexistent-movseg-cache"))
+
+
+def test_missing_file_unknown_tag_unknown_model(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        create_clip(ClipConfig(model_name=TINY, pretrained=str(tmp_path / "missing.bin"), device="cpu"))
+    with pytest.raises(ValueError, match="unknown pretrained tag"):
+        create_clip(ClipConfig(model_name="ViT-B-16", pretrained="no-such-tag", device="cpu"))
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        create_clip(ClipConfig(model_name="ViT-Nope-99", pretrained="random", device="cpu"))
+
+
+def test_text_cache_hits_and_prompt_ensemble(clip):
+    cache = clip.text_cache
+    h0, m0 = cache.hits, cache.misses
+    e1 = clip.text_embeddings(["chair", "sofa"])
+    assert (cache.hits - h0, cache.misses - m0) == (0, 2)
+    e2 = clip.text_embeddings(["sofa", "lamp", "chair"])
+    assert (cache.hits - h0, cache.misses - m0) == (2, 3)
+    assert torch.equal(e2[0], e1[1]) and torch.equal(e2[2], e1[0])
+    assert torch.allclose(e2.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # The ensemble is the normalised mean of normalised per-template embeddings.
+    with torch.no_grad():
+        tok = clip.tokenizer([t.format("lamp") for t in clip.templates])
+        per = F.normalize(clip.model.encode_text(tok).float(), dim=-1)
+    assert torch.allclose(e2[1], F.normalize(per.mean(0), dim=0), atol=1e-5)
+
+
+def test_templates_validation():
+    assert len(resolve_templates("indoor")) > 1
+    assert resolve_templates(["a {} here"]) == ("a {} here",)
+    for bad in ("nope", [], ["no placeholder"], ["{} and {}"]):
+        with pytest.raises(ValueError):
+            resolve_templates(bad)
+
+
+def test_interpolate_pos_embed_keeps_cls_and_linear_ramps():
+    gh, gw, c = 4, 4, 2
+    ys, xs = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
+    grid = torch.stack([ys, xs], -1).reshape(-1, c)
+    pos = torch.cat([torch.tensor([[7.0, -7.0]]), grid])
+    assert interpolate_pos_embed(pos, (gh, gw), (gh, gw)) is pos
+    out = interpolate_pos_embed(pos, (gh, gw), (8, 6))
+    assert out.shape == (1 + 8 * 6, c)
+    assert torch.equal(out[0], pos[0])
+    g = out[1:].reshape(8, 6, c)
+    # a ramp stays monotonic along its axis and constant across the other
+    assert torch.all(g[1:, :, 0] >= g[:-1, :, 0] - 1e-5) and torch.allclose(g[:, 0, 0], g[:, -1, 0], atol=1e-5)
+    assert torch.all(g[:, 1:, 1] >= g[:, :-1, 1] - 1e-5)
+
+
+def test_vanilla_dense_matches_open_clip_tokens(clip):
+    # At the native size the dense path with the unchanged block reproduces open_clip's own tokens.
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    ours = clip.dense_features(img, DenseConfig(mode="vanilla", short_side=64))
+    v = clip.model.visual
+    v.output_tokens = True
+    try:
+        with torch.no_grad():
+            _, tokens = v(clip.to_tensor(img))
+    finally:
+        v.output_tokens = False
+    ref = F.normalize(tokens @ v.proj, dim=-1)[0].T.reshape(ours.shape)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", DENSE_MODES)
+def test_dense_modes_shape_and_norm(clip, image, mode):
+    feats = clip.dense_features(image, DenseConfig(mode=mode, short_side=96))
+    h, w = clip.dense_input_size(96, 128, 96)
+    assert feats.shape == (clip.embed_dim, h // clip.patch, w // clip.patch)
+    assert torch.allclose(feats.norm(dim=0), torch.ones(feats.shape[1:]), atol=1e-4)
+
+
+def test_dense_modes_differ(clip, image):
+    f = {m: clip.dense_features(image, DenseConfig(mode=m, short_side=96)) for m in DENSE_MODES}
+    for a in DENSE_MODES:
+        for b in DENSE_MODES:
+            if a < b:
+                assert not torch.allclose(f[a], f[b], atol=1e-3), (a, b)
+
+
+def test_sliding_windows(clip, image):
+    whole = clip.dense_features(image, DenseConfig(short_side=96))
+    big = clip.dense_features(image, DenseConfig(short_side=96, window=512))
+    assert torch.allclose(whole, big, atol=1e-5)  # one window covering everything = whole image
+    slid = clip.dense_features(image, DenseConfig(short_side=96, window=64, stride=32))
+    assert slid.shape == whole.shape and torch.isfinite(slid).all()
+    one_by_one = clip.dense_features(image, DenseConfig(short_side=96, window=64, stride=32, batch_windows=False))
+    assert torch.allclose(slid, one_by_one, atol=1e-5)
+
+
+def test_window_origins_cover_and_end_flush():
+    assert window_origins(100, 200, 50) == [0]
+    o = window_origins(100, 40, 30)
+    assert o[0] == 0 and o[-1] == 60 and all(b - a <= 30 for a, b in zip(o, o[1:]))
+
+
+def test_dense_config_validation():
+    with pytest.raises(ValueError, match="dense mode"):
+        DenseConfig(mode="magic")
+    with pytest.raises(ValueError):
+        DenseConfig(short_side=0)
+
+
+def test_load_visual_weights(tmp_path, clip):
+    torch.manual_seed(3)
+    other = _random_clip()
+    path = tmp_path / "x_visual.pt"
+    torch.save({f"visual.{k}": v for k, v in other.model.visual.state_dict().items()}, path)
+    visual = load_visual_weights(clip, path)
+    assert torch.equal(visual.proj, other.model.visual.proj)
+    assert not torch.equal(visual.proj, clip.model.visual.proj)
+    with pytest.raises(WeightsUnavailableError):
+        load_visual_weights(clip, tmp_path / "missing.pt")
+    wrong = _random_clip("movseg-tiny-vit-p8")
+    torch.save(wrong.model.visual.state_dict(), tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="not a visual-tower state dict"):
+        load_visual_weights(clip, tmp_path / "wrong.pt")
