@@ -1,0 +1,212 @@
+"""Stage 2: classify class-agnostic segments against text embeddings.
+
+- :func:`pool_segments`: area-weighted mean of dense CLIP patch features inside each segment.
+- :func:`crop_embeddings`: OVSeg-style masked-crop classification (one CLIP image forward per
+  segment at the model's input size); an ensemble member and the speed baseline.
+- :func:`fuse_embeddings`: MOVSeg CLIP-X fusion (RGB and X-modality embeddings, weighted mean).
+- :func:`score_segments`: cosine logits -> softmax over queries (+ background prompts),
+  unknown rejection by background win and/or probability threshold.
+- :func:`frozenseg_ensemble`: FrozenSeg/ODISE-style geometric class ensemble of a trained
+  proposal head's scores with CLIP scores (alpha for seen, beta for unseen classes).
+- :func:`paint`: segment decisions -> per-pixel labels (uint16, 0 = unknown) and confidence.
+
+Shapes: segments HxW int32 in 0..S-1; dense features D x h x w; embeddings S x D (L2-normalised).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+X_MODALITIES = ("normals", "depth", "hha")
+
+
+@dataclass
+class ClassifyConfig:
+    """Classification of segments.
+
+    threshold: a segment whose best query probability is below this is unknown (0 = off).
+    background_prompts: extra prompts competing with the queries; a segment they win is unknown.
+    dense_weight / crop_weight: weights of the dense-pooled and masked-crop embeddings (crop
+        classification runs only when crop_weight > 0; it costs one CLIP forward per segment).
+    x_weight: weight of the CLIP-X (depth/normals image) embedding against CLIP-RGB (1 - x_weight);
+        0 = off. x_modality: which X image (normals, depth, hha). x_weights: a visual-tower
+        state-dict file with adapted CLIP-X weights ("" = a copy of CLIP-RGB).
+    alpha, beta: FrozenSeg class-ensemble exponents for seen / unseen classes, used only when a
+        trained proposal head supplies its own class scores.
+    crop_size: masked-crop input side (pixels); crop_margin: bbox enlargement (fraction of side);
+        crop_batch: crops per CLIP forward.
+    """
+
+    threshold: float = 0.0
+    background_prompts: list[str] = field(default_factory=list)
+    dense_weight: float = 1.0
+    crop_weight: float = 0.0
+    x_weight: float = 0.0
+    x_modality: str = "normals"
+    x_weights: str = ""
+    alpha: float = 0.4
+    beta: float = 0.8
+    crop_size: int = 224
+    crop_margin: float = 0.1
+    crop_batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"classify.threshold must be in [0, 1), got {self.threshold}")
+        if self.dense_weight < 0 or self.crop_weight < 0 or self.dense_weight + self.crop_weight <= 0:
+            raise ValueError("classify.dense_weight and crop_weight must be >= 0 and not both 0")
+        if not 0.0 <= self.x_weight <= 1.0:
+            raise ValueError(f"classify.x_weight must be in [0, 1], got {self.x_weight}")
+        if self.x_modality not in X_MODALITIES:
+            raise ValueError(f"classify.x_modality {self.x_modality!r} not in {X_MODALITIES}")
+        for name in ("alpha", "beta"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"classify.{name} must be in [0, 1]")
+        if self.crop_size < 16 or self.crop_batch < 1 or self.crop_margin < 0:
+            raise ValueError("classify.crop_size >= 16, crop_batch >= 1, crop_margin >= 0 required")
+
+
+def segment_patch_weights(segments: torch.Tensor, n_segments: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Fraction of each segment's pixels in each patch cell: ``S x (h*w)`` float32, rows sum to 1.
+
+    segments: HxW int tensor in 0..S-1; grid (h, w): patch grid laid evenly over the image.
+    Every pixel belongs to exactly one cell, so no segment is lost however small it is.
+    """
+    hgt, wid = segments.shape
+    gh, gw = grid
+    ys = (torch.arange(hgt, device=segments.device) * gh) // hgt
+    xs = (torch.arange(wid, device=segments.device) * gw) // wid
+    cell = (ys[:, None] * gw + xs[None, :]).flatten()
+    idx = segments.flatten().long() * (gh * gw) + cell
+    counts = torch.bincount(idx, minlength=n_segments * gh * gw).float().view(n_segments, gh * gw)
+    return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def pool_segments(features: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Area-weighted mean of dense features ``D x h x w`` inside each segment -> ``S x D`` (L2-normalised)."""
+    d, gh, gw = features.shape
+    w = segment_patch_weights(segments.to(features.device), n_segments, (gh, gw))
+    return F.normalize(w @ features.reshape(d, gh * gw).T, dim=-1)
+
+
+def segment_boxes(segments: np.ndarray, n_segments: int) -> np.ndarray:
+    """Bounding boxes ``S x 4`` (x0, y0, x1, y1 exclusive) of each segment; empty segments get zeros."""
+    h, w = segments.shape
+    flat = segments.ravel()
+    ys, xs = np.divmod(np.arange(flat.size), w)
+    boxes = np.zeros((n_segments, 4), np.int64)
+    present = np.bincount(flat, minlength=n_segments) > 0
+    x0 = np.full(n_segments, w); y0 = np.full(n_segments, h)
+    x1 = np.zeros(n_segments, np.int64); y1 = np.zeros(n_segments, np.int64)
+    np.minimum.at(x0, flat, xs); np.minimum.at(y0, flat, ys)
+    np.maximum.at(x1, flat, xs + 1); np.maximum.at(y1, flat, ys + 1)
+    boxes[present] = np.stack([x0, y0, x1, y1], 1)[present]
+    return boxes
+
+
+@torch.no_grad()
+def crop_embeddings(clip, rgb: np.ndarray, segments: np.ndarray, n_segments: int,
+                    size: int = 224, margin: float = 0.1, batch: int = 16, progress: bool = False) -> torch.Tensor:
+    """OVSeg-style masked-crop embeddings ``S x D``: one CLIP image forward per segment.
+
+    Each segment's bounding box (enlarged by ``margin``) is cropped, pixels outside the segment
+    are set to the CLIP mean colour (zero after normalisation), and the crop is resized to
+    ``size`` x ``size`` (positional embedding interpolated if that is not the model's size).
+    """
+    img = clip.to_tensor(rgb)[0]  # 3 x H x W normalised
+    seg = torch.as_tensor(segments, device=img.device)
+    h, w = segments.shape
+    boxes = segment_boxes(segments, n_segments)
+    out = []
+    it = range(0, n_segments, batch)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="crops", unit="batch", leave=False)
+    for start in it:
+        crops = []
+        for s in range(start, min(n_segments, start + batch)):
+            x0, y0, x1, y1 = boxes[s]
+            mx, my = int((x1 - x0) * margin), int((y1 - y0) * margin)
+            x0, y0, x1, y1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
+            if x1 <= x0 or y1 <= y0:
+                x0, y0, x1, y1 = 0, 0, w, h
+            crop = img[:, y0:y1, x0:x1] * (seg[y0:y1, x0:x1] == s)
+            crops.append(F.interpolate(crop[None], size=(size, size), mode="bilinear", align_corners=False))
+        out.append(_encode_at(clip, torch.cat(crops)))
+    return torch.cat(out) if out else torch.empty(0, clip.embed_dim, device=img.device)
+
+
+def _encode_at(clip, images: torch.Tensor) -> torch.Tensor:
+    """Global embeddings of normalised images of any square size (dense path with the vanilla block)."""
+    if tuple(images.shape[-2:]) == clip.image_size:
+        return clip.encode_images(images)
+    from movseg_core.clip import interpolate_pos_embed
+
+    v = clip.model.visual
+    gh, gw = images.shape[-2] // clip.patch, images.shape[-1] // clip.patch
+    with clip._autocast():
+        t = v.conv1(images)
+        b, c = t.shape[:2]
+        t = t.flatten(2).transpose(1, 2)
+        t = torch.cat([v.class_embedding.view(1, 1, -1).expand(b, 1, c).to(t.dtype), t], 1)
+        t = v.ln_pre(t + interpolate_pos_embed(v.positional_embedding, clip.grid, (gh, gw)).to(t.dtype))
+        t = v.transformer(t)
+        pooled, _ = v._pool(t)
+        emb = pooled @ v.proj if v.proj is not None else pooled
+    return F.normalize(emb.float(), dim=-1)
+
+
+def fuse_embeddings(parts: Sequence[tuple[torch.Tensor, float]]) -> torch.Tensor:
+    """Weighted mean of L2-normalised embeddings ``S x D`` (weights > 0 used), renormalised."""
+    used = [(e, w) for e, w in parts if w > 0]
+    if not used:
+        raise ValueError("fuse_embeddings needs at least one part with weight > 0")
+    total = sum(w for _, w in used)
+    return F.normalize(sum(e * (w / total) for e, w in used), dim=-1)
+
+
+def score_segments(emb: torch.Tensor, text: torch.Tensor, background: torch.Tensor | None,
+                   logit_scale: float, threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Classify segments.
+
+    emb: S x D segment embeddings; text: N x D query embeddings; background: B x D or None.
+    Returns (labels S int64 in 0..N, 0 = unknown; confidence S float32 = probability of the best
+    query; probs S x N over the queries, from the softmax over queries + background prompts).
+    """
+    cands = text if background is None or len(background) == 0 else torch.cat([text, background])
+    probs_all = torch.softmax(logit_scale * emb @ cands.T, dim=-1)
+    probs = probs_all[:, : len(text)]
+    conf, best = probs.max(1)
+    labels = best + 1
+    if len(cands) > len(text):
+        labels = torch.where(probs_all.argmax(1) >= len(text), torch.zeros_like(labels), labels)
+    if threshold > 0:
+        labels = torch.where(conf < threshold, torch.zeros_like(labels), labels)
+    return labels, conf, probs
+
+
+def frozenseg_ensemble(p_head: torch.Tensor, p_clip: torch.Tensor, seen: torch.Tensor,
+                       alpha: float = 0.4, beta: float = 0.8) -> torch.Tensor:
+    """Geometric class ensemble (FrozenSeg / ODISE): ``p_head^(1-a) * p_clip^a`` with a = alpha
+    for classes seen in the head's training and a = beta for unseen ones; rows renormalised.
+
+    p_head, p_clip: S x N probabilities; seen: N bool.
+    """
+    if p_head.shape != p_clip.shape or seen.shape != p_head.shape[-1:]:
+        raise ValueError(f"shape mismatch: head {tuple(p_head.shape)} clip {tuple(p_clip.shape)} seen {tuple(seen.shape)}")
+    a = torch.where(seen.to(p_head.device), torch.tensor(alpha), torch.tensor(beta)).to(p_head)
+    eps = 1e-8
+    p = torch.exp((1 - a) * torch.log(p_head.clamp(min=eps)) + a * torch.log(p_clip.clamp(min=eps)))
+    return p / p.sum(-1, keepdim=True)
+
+
+def paint(segments: torch.Tensor, seg_labels: torch.Tensor, seg_conf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment decisions -> (labels HxW uint16, confidence HxW float32) numpy arrays."""
+    seg = segments.long()
+    labels = seg_labels[seg].to(torch.int32).cpu().numpy().astype(np.uint16)
+    conf = seg_conf[seg].float().cpu().numpy().astype(np.float32)
+    return labels, conf

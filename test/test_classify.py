@@ -1,0 +1,138 @@
+"""movseg_core.classify: pooling, scoring, unknown rejection, crops, ensembles (real tiny CLIP)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from movseg_core.classify import (
+    ClassifyConfig,
+    crop_embeddings,
+    frozenseg_ensemble,
+    fuse_embeddings,
+    paint,
+    pool_segments,
+    score_segments,
+    segment_boxes,
+    segment_patch_weights,
+)
+from movseg_core.clip import ClipConfig, create_clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return create_clip(ClipConfig(model_name="movseg-tiny-vit", pretrained="random", device="cpu"))
+
+
+def test_patch_weights_are_area_fractions():
+    seg = torch.zeros(4, 6, dtype=torch.int32)
+    seg[:, 4:] = 1          # segment 1: the right third
+    seg[0, 0] = 2           # segment 2: a single pixel
+    w = segment_patch_weights(seg, 3, (2, 3))  # cells of 2x2 pixels
+    assert w.shape == (3, 6)
+    assert torch.allclose(w.sum(1), torch.ones(3))
+    assert torch.allclose(w[1], torch.tensor([0, 0, 0.5, 0, 0, 0.5]))
+    assert torch.allclose(w[2], torch.tensor([1.0, 0, 0, 0, 0, 0]))
+    assert w[0, 0] == pytest.approx(3 / 15)
+
+
+def test_pool_segments_recovers_constant_regions():
+    d = 8
+    a, b = F.normalize(torch.randn(d), dim=0), F.normalize(torch.randn(d), dim=0)
+    feats = torch.empty(d, 3, 4)
+    feats[:, :, :2] = a[:, None, None]
+    feats[:, :, 2:] = b[:, None, None]
+    seg = torch.zeros(30, 40, dtype=torch.int32)
+    seg[:, 20:] = 1
+    pooled = pool_segments(feats, seg, 2)
+    assert torch.allclose(pooled[0], a, atol=1e-6) and torch.allclose(pooled[1], b, atol=1e-6)
+
+
+def test_score_labels_follow_text_order_and_unknown_rejection():
+    text = torch.eye(3, 4)
+    emb = torch.tensor([[0, 1.0, 0, 0], [0, 0, 0.9, 0.1], [0, 0, 0, 1.0], [0.5, 0.5, 0, 0]])
+    emb = F.normalize(emb, dim=-1)
+    labels, conf, probs = score_segments(emb, text, None, 100.0)
+    assert labels[0] == 2 and labels[1] == 3  # ids are 1-based in text order
+    assert conf[2] == pytest.approx(1 / 3, abs=1e-5)  # orthogonal to every query: uniform
+    assert probs.shape == (4, 3) and torch.allclose(probs.sum(1), torch.ones(4))
+    # a background prompt that wins -> 0
+    bg = torch.tensor([[0, 0, 0, 1.0]])
+    labels_bg, _, _ = score_segments(emb, text, bg, 100.0)
+    assert labels_bg[2] == 0 and labels_bg[0] == 2
+    # a threshold rejects the ambiguous segment (half chair, half table) but not clear ones
+    labels_t, conf_t, _ = score_segments(emb, text, None, 100.0, threshold=0.9)
+    assert labels_t[3] == 0 and conf_t[3] < 0.9 and labels_t[0] == 2
+
+
+def test_paint():
+    seg = torch.tensor([[0, 1], [2, 1]])
+    labels, conf = paint(seg, torch.tensor([3, 0, 1]), torch.tensor([0.9, 0.2, 0.5]))
+    assert labels.dtype == np.uint16 and conf.dtype == np.float32
+    assert labels.tolist() == [[3, 0], [1, 0]]
+    assert np.allclose(conf, [[0.9, 0.2], [0.5, 0.2]])
+
+
+def test_segment_boxes():
+    seg = np.zeros((5, 7), np.int32)
+    seg[1:3, 2:6] = 1
+    boxes = segment_boxes(seg, 3)
+    assert boxes[1].tolist() == [2, 1, 6, 3]
+    assert boxes[0].tolist() == [0, 0, 7, 5]
+    assert boxes[2].tolist() == [0, 0, 0, 0]  # empty segment
+
+
+def test_crop_embeddings_mask_out_the_rest(clip):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (64, 96, 3)).astype(np.uint8)
+    seg = np.zeros((64, 96), np.int32)
+    seg[:, 48:] = 1
+    emb = crop_embeddings(clip, rgb, seg, 2, size=64, batch=1)
+    assert emb.shape == (2, clip.embed_dim)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    # changing pixels outside segment 1's box does not change its embedding; inside does
+    rgb2 = rgb.copy()
+    rgb2[:, :40] = 0
+    emb2 = crop_embeddings(clip, rgb2, seg, 2, size=64)
+    assert torch.allclose(emb[1], emb2[1], atol=1e-5)
+    assert not torch.allclose(emb[0], emb2[0], atol=1e-3)
+    # a crop size other than the model's (pos-embed interpolated) works too
+    assert crop_embeddings(clip, rgb, seg, 2, size=96).shape == (2, clip.embed_dim)
+
+
+def test_fuse_embeddings_weights():
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert torch.allclose(fuse_embeddings([(a, 1.0), (b, 0.0)]), a)
+    f = fuse_embeddings([(a, 0.75), (b, 0.25)])
+    assert torch.allclose(f, F.normalize(torch.tensor([[3.0, 1.0]]), dim=-1))
+    with pytest.raises(ValueError):
+        fuse_embeddings([(a, 0.0)])
+
+
+def test_frozenseg_ensemble():
+    head = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
+    clipp = torch.tensor([[0.1, 0.9], [0.1, 0.9]])
+    seen = torch.tensor([True, False])
+    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, alpha=0.0, beta=0.0), head, atol=1e-6)
+    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, alpha=1.0, beta=1.0), clipp, atol=1e-6)
+    # beta > alpha: the unseen class leans on CLIP more than the seen one
+    p = frozenseg_ensemble(head, clipp, seen, alpha=0.2, beta=0.8)
+    assert torch.allclose(p.sum(1), torch.ones(2))
+    ref = frozenseg_ensemble(head, clipp, seen, alpha=0.2, beta=0.2)
+    assert p[0, 1] > ref[0, 1]
+    with pytest.raises(ValueError, match="shape mismatch"):
+        frozenseg_ensemble(head, clipp[:, :1], seen)
+
+
+def test_classify_config_validation():
+    ClassifyConfig()
+    for bad in ({"threshold": 1.5}, {"x_weight": 2.0}, {"x_modality": "thermal"}, {"alpha": -0.1},
+                {"dense_weight": 0.0, "crop_weight": 0.0}, {"crop_size": 4}):
+        with pytest.raises(ValueError):
+            ClassifyConfig(**bad)
