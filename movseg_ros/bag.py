@@ -93,14 +93,14 @@ def metres_to_mm(depth: np.ndarray) -> np.ndarray:
 
 
 def decode_depth_array(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """Stored depth -> HxW float32 metres, 0 where invalid (16UC1 mm: 0 invalid; 32FC1 m: NaN/inf/<=0)."""
-    if encoding == "16UC1":
-        return raw.astype(np.float32) / np.float32(1000.0)
-    if encoding == "32FC1":
-        d = raw.astype(np.float32, copy=True)
-        d[~np.isfinite(d) | (d <= 0)] = 0.0
-        return d
-    raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    """Stored depth -> HxW float32 metres, 0 where invalid: the node's own decoding
+    (:func:`movseg_core.geometry.decode_depth`, REP 118: 16UC1 mm, 32FC1 m)."""
+    from movseg_core.geometry import decode_depth
+
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    depth, _valid = decode_depth(raw, encoding)
+    return np.asarray(depth, dtype=np.float32)
 
 
 def image_msg_to_array(msg, allowed: Sequence[str], what: str) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_round_trip_equals_source_pngs(tmp_path, storage):
         np.testing.assert_array_equal(f.rgb, rgb)
         assert f.depth_encoding == "16UC1"
         np.testing.assert_array_equal(f.depth_raw, mm)
-        np.testing.assert_array_equal(f.depth, mm.astype(np.float32) / np.float32(1000))
+        np.testing.assert_allclose(f.depth, mm / 1000.0, rtol=1e-6)
         np.testing.assert_array_equal(f.label, label)
         np.testing.assert_allclose(f.K, ds.K)
 

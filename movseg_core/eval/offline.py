@@ -1,0 +1,82 @@
+"""Offline evaluation: run :class:`movseg_core.segmenter.Segmenter` over frames and score them.
+
+No ROS. Each frame is handed to the segmenter exactly as the node hands it over: the stored depth
+(``16UC1`` mm or ``32FC1`` m) is decoded with :func:`movseg_core.geometry.decode_depth`, and a frame
+whose depth has no valid pixel is segmented from colour alone. So the same frames give the same
+metrics here and through the node (``movseg eval --bag``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from movseg_core.eval.prompts import PromptMap
+from movseg_core.eval.scoring import EvalAccumulator
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = ("", "random", "none")
+
+
+@dataclass
+class EvalFrame:
+    """One frame to score. rgb HxWx3 uint8; depth_raw HxW uint16 mm (16UC1) or float32 m (32FC1);
+    K 3x3 float64; label HxW integer class ids (0 = unlabeled) or None (not scorable)."""
+
+    name: str
+    rgb: np.ndarray
+    depth_raw: np.ndarray
+    depth_encoding: str
+    K: np.ndarray
+    label: np.ndarray | None
+
+
+def node_depth(depth_raw: np.ndarray, encoding: str) -> np.ndarray | None:
+    """What the node passes to ``segment``: metres (0 invalid), or None when nothing is valid."""
+    from movseg_core.geometry import decode_depth
+
+    depth, valid = decode_depth(depth_raw, encoding)
+    return np.asarray(depth, dtype=np.float32) if np.asarray(valid).any() else None
+
+
+def weights_warning(pretrained: str | None) -> str | None:
+    """The warning a report must carry when the CLIP weights are random (None for real weights)."""
+    if pretrained is None or str(pretrained).strip().lower() in RANDOM_WEIGHTS:
+        return ("the segmenter ran with RANDOM weights: these numbers are meaningless (only the timings "
+                "mean something). Load real weights, e.g. segmenter.clip.pretrained: openai (downloaded by "
+                "open_clip) or segmenter.clip.checkpoint: /path/to/open_clip_pytorch_model.bin.")
+    return None
+
+
+def evaluate(segmenter, frames: Iterable[EvalFrame], prompts: PromptMap, *, total: int | None = None,
+             keep_samples: int = 3, progress: bool = True) -> EvalAccumulator:
+    """Set the prompts as the vocabulary, segment every frame, accumulate scores.
+
+    latency_ms = wall time of ``segment``; inference_ms = the segmenter's own ``timings_ms['total']``.
+    Raises ValueError when a result's labels differ in size from the ground truth.
+    """
+    from tqdm import tqdm
+
+    vocab = segmenter.set_queries(list(prompts.queries))
+    acc = EvalAccumulator(prompts.class_names, keep_samples=keep_samples)
+    for f in tqdm(frames, total=total, desc="eval (offline)", unit="frame", disable=not progress):
+        acc.sent()
+        if f.label is None:
+            acc.miss(f.name, "no ground-truth labels")
+            continue
+        t0 = time.perf_counter()
+        result = segmenter.segment(f.rgb, node_depth(f.depth_raw, f.depth_encoding), f.K)
+        wall_ms = (time.perf_counter() - t0) * 1000.0
+        if result.vocabulary_version != vocab.version:
+            raise RuntimeError(f"vocabulary changed during evaluation (v{vocab.version} -> v{result.vocabulary_version})")
+        pred = prompts.to_class_ids(result.labels, result.names, result.ids)
+        if pred.shape != f.label.shape:
+            raise ValueError(f"frame {f.name}: labels {pred.shape} differ in size from ground truth {f.label.shape}")
+        acc.add(f.name, pred, np.asarray(f.label).astype(np.uint16), f.rgb, latency_ms=wall_ms,
+                inference_ms=(result.timings_ms or {}).get("total"))
+    log.info("offline evaluation: %d of %d frames scored", acc.frames_scored, acc.frames_sent)
+    return acc

@@ -1,0 +1,117 @@
+"""Accumulate one evaluation: dataset confusion matrix, frame counts, latencies, a few samples.
+
+Scores are computed once from the summed confusion matrix (see :mod:`movseg_core.eval.metrics`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from movseg_core.eval.metrics import (boundary_f1, confusion_matrix, frequency_weighted_iou, miou_from_confusion,
+                                      per_class_iou, pixel_accuracy)
+
+
+@dataclass
+class Sample:
+    """A frame kept for overlays: rgb HxWx3 uint8, pred / gt HxW uint16 class ids."""
+
+    name: str
+    rgb: np.ndarray
+    pred: np.ndarray
+    gt: np.ndarray
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
+    """n, mean, p50, p90, p95, p99, max of ``values`` (ms); None entries when empty."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p95": None, "p99": None, "max": None}
+    out: dict[str, float | int | None] = {"n": int(v.size), "mean": float(v.mean())}
+    for p in (50, 90, 95, 99):
+        out[f"p{p}"] = float(np.percentile(v, p))
+    out["max"] = float(v.max())
+    return out
+
+
+@dataclass
+class EvalAccumulator:
+    """Scores frames of class-id label maps (0 = unlabeled in gt / unknown in pred; ids 1..C-1).
+
+    class_names: names of ids 1..C-1. keep_samples: how many frames to keep for overlays.
+    """
+
+    class_names: tuple[str, ...]
+    keep_samples: int = 3
+    cm: np.ndarray = field(init=False)
+    frames_sent: int = 0
+    frames_scored: int = 0
+    latency_ms: list[float] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)
+    boundary_f1: list[float] = field(default_factory=list)
+    frame_names: list[str] = field(default_factory=list)
+    unscored: dict[str, str] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.class_names) + 1
+        self.cm = np.zeros((n, n), dtype=np.int64)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) + 1
+
+    def sent(self, n: int = 1) -> None:
+        """Count frames given to the segmenter (scored or not)."""
+        self.frames_sent += n
+
+    def miss(self, name: str, reason: str) -> None:
+        """A sent frame that could not be scored, and why."""
+        self.unscored[name] = reason
+
+    def add(self, name: str, pred: np.ndarray, gt: np.ndarray, rgb: np.ndarray | None = None,
+            latency_ms: float | None = None, inference_ms: float | None = None) -> None:
+        """Score one frame. pred, gt: HxW class ids of the same size (ValueError otherwise)."""
+        if pred.shape != gt.shape:
+            raise ValueError(f"frame {name}: prediction {pred.shape} and ground truth {gt.shape} differ in size")
+        self.cm += confusion_matrix(pred, gt, self.num_classes, ignore_index=0)
+        self.boundary_f1.append(boundary_f1(pred, gt))
+        self.frames_scored += 1
+        self.frame_names.append(name)
+        if latency_ms is not None:
+            self.latency_ms.append(float(latency_ms))
+        if inference_ms is not None:
+            self.inference_ms.append(float(inference_ms))
+        if rgb is not None and len(self.samples) < self.keep_samples:
+            self.samples.append(Sample(name, rgb.copy(), pred.astype(np.uint16), gt.astype(np.uint16)))
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics.json content (NaN written as null). ValueError when nothing was scored."""
+        if self.frames_scored == 0 or self.cm.sum() == 0:
+            raise ValueError(f"no frame was scored ({self.frames_sent} sent, {len(self.unscored)} unscored"
+                             f"{': ' + next(iter(self.unscored.values())) if self.unscored else ''}); no report written")
+        iou = per_class_iou(self.cm)
+        gt_pixels = self.cm.sum(1)
+        return {
+            "miou": _nan_to_none(miou_from_confusion(self.cm)),
+            "per_class_iou": {n: _nan_to_none(iou[i + 1]) for i, n in enumerate(self.class_names)},
+            "pixel_acc": _nan_to_none(pixel_accuracy(self.cm)),
+            "fwiou": _nan_to_none(frequency_weighted_iou(self.cm)),
+            "boundary_f1": _nan_to_none(float(np.mean(self.boundary_f1))),
+            "classes_present": int((gt_pixels[1:] > 0).sum()),
+            "frames_scored": self.frames_scored,
+            "frames_sent": self.frames_sent,
+            "latency_ms": percentiles(self.latency_ms),
+            "inference_ms": percentiles(self.inference_ms),
+            "unknown_fraction": _nan_to_none(float(self.cm[1:, 0].sum() / max(1, self.cm[1:].sum()))),
+            "class_names": list(self.class_names),
+            "confusion_matrix": self.cm.tolist(),
+            "frames": list(self.frame_names),
+            "unscored": dict(self.unscored),
+        }
