@@ -255,6 +255,30 @@ def create_open_clip(cfg: ClipConfig, device: torch.device | None = None) -> tor
     return model
 
 
+def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` computed only over the non-padding prefix of the batch.
+
+    With CLIP's causal text mask and end-token pooling, the padding after the longest prompt
+    never influences the result, so dropping it gives the same embeddings several times faster
+    (prompts are ~10 of 77 tokens). Models without that structure (custom text towers, other
+    pooling) use ``encode_text`` as is.
+    """
+    m = model
+    causal = isinstance(m, open_clip.CLIP) and getattr(m, "attn_mask", None) is not None
+    if not causal or getattr(m, "text_pool_type", "") != "argmax":
+        return m.encode_text(tokens)
+    n = int((tokens != 0).sum(1).max().item())
+    tok = tokens[:, :max(n, 1)]
+    cast = m.transformer.get_cast_dtype()
+    x = m.token_embedding(tok).to(cast) + m.positional_embedding[: tok.shape[1]].to(cast)
+    x = m.transformer(x, attn_mask=m.attn_mask[: tok.shape[1], : tok.shape[1]])
+    x = m.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), tok.argmax(dim=-1)]  # end token has the largest id
+    if m.text_projection is not None:
+        x = m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
+    return x
+
+
 class TextEmbeddingCache:
     """Prompt-ensemble text embeddings, computed once per (query, template set).
 
@@ -288,7 +312,7 @@ class TextEmbeddingCache:
         out = []
         for i in range(0, len(texts), self.batch_size):
             tok = self.tokenizer(texts[i:i + self.batch_size]).to(self.device)
-            out.append(F.normalize(self.model.encode_text(tok).float(), dim=-1))
+            out.append(F.normalize(encode_text_trimmed(self.model, tok).float(), dim=-1))
         emb = torch.cat(out).view(len(queries), len(self.templates), -1).mean(1)
         return F.normalize(emb, dim=-1)
 

@@ -18,6 +18,7 @@ from movseg_core.clip import (
     DenseConfig,
     WeightsUnavailableError,
     create_clip,
+    encode_text_trimmed,
     interpolate_pos_embed,
     load_visual_weights,
     register_tiny_configs,
@@ -109,6 +110,14 @@ def test_text_cache_hits_and_prompt_ensemble(clip):
         tok = clip.tokenizer([t.format("lamp") for t in clip.templates])
         per = F.normalize(clip.model.encode_text(tok).float(), dim=-1)
     assert torch.allclose(e2[1], F.normalize(per.mean(0), dim=0), atol=1e-5)
+
+
+def test_trimmed_text_encoder_equals_open_clip(clip):
+    tok = clip.tokenizer(["a photo of a chair.", "a very long description of a small wooden kitchen table"])
+    with torch.no_grad():
+        ref = clip.model.encode_text(tok)
+        ours = encode_text_trimmed(clip.model, tok)
+    assert torch.allclose(ours, ref, atol=1e-5)
 
 
 def test_templates_validation():
