@@ -1,0 +1,1 @@
+"""MOVSeg training: matcher, criterion (Eq. 1), CLIP-X adaptation, mask prompt tuning, engine."""
