@@ -281,10 +281,11 @@ def stamp_ns(header) -> int:
 
 
 def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[BagFrame]:
-    """Frames of a bag in stamp order, paired by header stamp (colour + depth + camera_info [+ gt]).
+    """Frames of a bag, paired by header stamp (colour + depth + camera_info [+ gt]), streamed.
 
+    A frame is yielded as soon as its messages are complete, so memory stays at a few frames.
     Raises ValueError on a missing topic, an unsupported encoding, or images of different sizes.
-    Incomplete stamps are logged and skipped.
+    Incomplete stamps are logged and skipped; stamps lacking only ground truth come last, unlabelled.
     """
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
@@ -295,30 +296,39 @@ def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool
     wanted = {topics.color: "color", topics.depth: "depth", topics.info: "info"}
     if has_gt:
         wanted[topics.gt] = "gt"
+    need = ("color", "depth", "info", "gt") if has_gt else ("color", "depth", "info")
+    names = info.frame_names
+    n_color = info.topics[topics.color][1]
     pending: dict[int, dict[str, object]] = {}
-    order: list[int] = []
+    n_done = 0
     with Reader(path) as reader:
         conns = [c for c in reader.connections if c.topic in wanted]
         for conn, _t, raw in reader.messages(connections=conns):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
             s = stamp_ns(msg.header)
-            if s not in pending:
-                pending[s] = {}
-                order.append(s)
-            pending[s][wanted[conn.topic]] = msg
-    names = info.frame_names
-    n_done = 0
-    for i, s in enumerate(sorted(order)):
-        parts = pending.pop(s)
+            parts = pending.setdefault(s, {})
+            kind = wanted[conn.topic]
+            parts[kind] = msg
+            if kind == "color":
+                parts["index"] = sum(1 for p in pending.values() if "index" in p) + n_done
+            if all(k in parts for k in need):
+                del pending[s]
+                yield _assemble(parts, s, _name(names, n_color, parts["index"], s), path)
+                n_done += 1
+    for s in sorted(pending):
+        parts = pending[s]
         missing = [k for k in ("color", "depth", "info") if k not in parts]
         if missing:
             log.warning("%s: stamp %d lacks %s: skipped", path, s, missing)
             continue
-        frame = _assemble(parts, s, names[i] if len(names) == len(order) else str(s), path)
+        yield _assemble(parts, s, _name(names, n_color, parts["index"], s), path)
         n_done += 1
-        yield frame
     if n_done == 0:
         raise ValueError(f"{path}: no stamp has colour, depth and camera_info together")
+
+
+def _name(names: list[str], n_color: int, index: int, s: int) -> str:
+    return names[index] if len(names) == n_color and index < len(names) else str(s)
 
 
 def _assemble(parts: dict, s: int, name: str, path) -> BagFrame:
