@@ -83,6 +83,7 @@ def source_eval_frames(src: str | Path, split: str = "all", splits: str | None =
     """
     if is_bag(src):
         info = inspect_bag(src, require_gt=True)
+        next(iter(read_bag(src, require_gt=True)))  # encodings and sizes of the first frame
         n = info.topics[BagTopics().color][1]
         it = bag_eval_frames(read_bag(src, require_gt=True))
         return (_limit(it, limit), min(n, limit) if limit else n)
@@ -240,10 +241,12 @@ class _Replayer:
         client = AsyncParameterClient(self.node, self.cfg.node_name)
         if not client.wait_for_services(timeout_sec=5.0):
             return {}
-        fut = client.get_parameters(names)
-        if not self.spin_until(fut.done, 10.0) or fut.result() is None:
-            return {}
-        return {n: parameter_value_to_python(v) for n, v in zip(names, fut.result().values)}
+        out: dict[str, Any] = {}
+        for name in names:  # one by one: an undeclared name fails the whole request
+            fut = client.get_parameters([name])
+            if self.spin_until(fut.done, 5.0) and fut.result() is not None and fut.result().values:
+                out[name] = parameter_value_to_python(fut.result().values[0])
+        return out
 
     def set_queries(self, queries: list[str]) -> tuple[int, list[str]]:
         from movseg_ros.srv import SetQueries
@@ -340,6 +343,7 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     """
     cfg = cfg or ReplayConfig()
     info_bag = inspect_bag(bag, cfg.topics, require_gt=True)  # bad bags fail before any DDS traffic
+    next(iter(read_bag(bag, cfg.topics, require_gt=True)))      # encodings and sizes of the first frame
     n = info_bag.topics[cfg.topics.color][1]
     total = min(n, limit) if limit else n
     acc = EvalAccumulator(out_prompts.class_names, keep_samples=keep_samples)
@@ -429,10 +433,11 @@ def offline(src: str | Path, prompts: PromptMap, seg_cfg: dict[str, Any], *, spl
             splits: str | None = None, class_mapping: str | None = None, limit: int = 0,
             keep_samples: int = 3, progress: bool = True) -> tuple[EvalAccumulator, dict[str, str], list[str]]:
     """Score ``Segmenter.from_config(seg_cfg)`` on SRC (bag, NYUv2 folder or labeled .mat), no ROS."""
+    frames, total = source_eval_frames(src, split, splits, class_mapping, limit)  # bad input fails here
+
     from movseg_core.eval.offline import evaluate
     from movseg_core.segmenter import Segmenter
 
-    frames, total = source_eval_frames(src, split, splits, class_mapping, limit)
     seg = Segmenter.from_config(seg_cfg)
     acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress)
     clip = seg.cfg.clip

@@ -48,7 +48,7 @@ def weights_warning(pretrained: str | None) -> str | None:
     if pretrained is None or str(pretrained).strip().lower() in RANDOM_WEIGHTS:
         return ("the segmenter ran with RANDOM weights: these numbers are meaningless (only the timings "
                 "mean something). Load real weights, e.g. segmenter.clip.pretrained: openai (downloaded by "
-                "open_clip) or segmenter.clip.checkpoint: /path/to/open_clip_pytorch_model.bin.")
+                "open_clip) or the path of a local open_clip checkpoint file.")
     return None
 
 
