@@ -234,8 +234,11 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
-    def fit(self) -> TrainResult:
+    def fit(self, until: int | None = None) -> TrainResult:
+        """Train to ``cfg.steps``; ``until`` stops (with a checkpoint, no export) after that step, as an
+        interruption would (the schedule still spans ``cfg.steps``)."""
         cfg = self.cfg
+        stop_at = min(until, cfg.steps) if until is not None else cfg.steps
         res = TrainResult(self.out)
         main = du.is_main()
         if main:
@@ -249,7 +252,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True)
         self.net.train()
-        while self.step < cfg.steps:
+        while self.step < stop_at:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
             for batch in self._loader(epoch, skip):
                 t0 = time.perf_counter()
@@ -272,14 +275,14 @@ class Trainer:
                         self._csv("eval.csv", {"step": self.step, **{k: f"{v:.6g}" for k, v in ev.items()}})
                         log.info("step %d: %s", self.step, ev)
                     du.barrier()
-                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last or self.step == stop_at:
                     self.save()
                     du.barrier()
-                if last:
+                if self.step >= stop_at:
                     break
         if bar is not None:
             bar.close()
-        if main:
+        if main and self.step >= cfg.steps:
             res.exported = export_checkpoint(
                 self.model, self.out / "model_final.pt", self.class_names,
                 clip={"model_name": cfg.clip.model_name, "pretrained": cfg.clip.pretrained},
@@ -289,9 +292,9 @@ class Trainer:
         return res
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) one run; under torchrun every process calls this."""
-    return Trainer(cfg).fit()
+def train(cfg: TrainConfig, until: int | None = None) -> TrainResult:
+    """Train (or resume) one run; under torchrun every process calls this. ``until``: see :meth:`Trainer.fit`."""
+    return Trainer(cfg).fit(until)
 
 
 def export_run(run: str | os.PathLike, output: str | os.PathLike, clip_x: str | None = None) -> Path:

@@ -1,0 +1,83 @@
+"""``python -m movseg_core.training train CONFIG.yaml [--set key=value ...]`` and
+``... export RUN_DIR_OR_CKPT OUTPUT.pt`` (also ``torchrun --nproc_per_node N -m movseg_core.training train ...``).
+
+The same arguments back ``movseg train`` / ``movseg export`` (movseg_ros.train_cli)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["data.n_train=64", "steps=10"]`` -> {dotted key: YAML-parsed value}."""
+    out: dict[str, Any] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise ValueError(f"--set expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="training YAML (see config/train/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, dotted (e.g. --set steps=100 --set data.root=/data/ade)")
+    p.add_argument("--out-dir", help="run folder (overrides out_dir)")
+    p.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder or training checkpoint (checkpoints/last.pt)")
+    p.add_argument("output", help="exported checkpoint path (.pt) for the segmenter / node")
+    p.add_argument("--clip-x", help="CLIP-X visual weights file to record in the checkpoint")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from . import distributed as du
+    from .config import load_config
+    from .engine import train
+
+    ov = parse_overrides(args.overrides)
+    if args.out_dir:
+        ov["out_dir"] = args.out_dir
+    if args.no_resume:
+        ov["resume"] = False
+    cfg = load_config(args.config, ov)
+    res = train(cfg)
+    if du.is_main():
+        print(json.dumps({"out_dir": str(res.out_dir), "steps": res.steps[-1] if res.steps else 0,
+                          "final_loss": res.losses[-1] if res.losses else None,
+                          "eval": res.evals[-1] if res.evals else None,
+                          "exported": str(res.exported) if res.exported else None}))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .engine import export_run
+
+    print(export_run(args.run, args.output, args.clip_x))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m movseg_core.training")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_train_arguments(sub.add_parser("train", help="train the RGB+X proposal generator"))
+    add_export_arguments(sub.add_parser("export", help="export a run to a segmenter checkpoint"))
+    args = ap.parse_args(argv)
+    try:
+        return run_train(args) if args.cmd == "train" else run_export(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""``movseg train CONFIG.yaml`` and ``movseg export RUN OUTPUT.pt``: thin CLI over movseg_core.training.
+
+Wire into movseg_ros.cli with ``train_cli.register(subparsers)``. Multi-GPU / multi-node:
+``torchrun --nproc_per_node N -m movseg_core.training train CONFIG.yaml`` (same arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from movseg_core.training.__main__ import (add_export_arguments, add_train_arguments, run_export, run_train)
+
+
+def _guard(fn):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``export`` sub-commands; each sets ``func(args) -> exit code``."""
+    p = subparsers.add_parser("train", help="train the RGB+X MaskFormer proposal generator from a YAML config")
+    add_train_arguments(p)
+    p.set_defaults(func=_guard(run_train))
+    p = subparsers.add_parser("export", help="export a training run to a checkpoint the segmenter/node load")
+    add_export_arguments(p)
+    p.set_defaults(func=_guard(run_export))
