@@ -1,0 +1,312 @@
+"""Geometry: REP 118 decoding, back-projection, K under resize/crop, normals, X-modality images."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from movseg_core.geometry import (
+    NormalsConfig,
+    backproject,
+    crop_intrinsics,
+    decode_depth,
+    depth_to_rgb,
+    estimate_up,
+    hha,
+    normals_from_depth,
+    normals_to_rgb,
+    save_geometry_pngs,
+    scale_intrinsics,
+)
+
+H, W = 120, 160
+K = np.array([[130.0, 0.0, 79.5], [0.0, 132.0, 59.5], [0.0, 0.0, 1.0]])
+
+
+def rays(h: int = H, w: int = W, k: np.ndarray = K) -> np.ndarray:
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    return np.stack(((u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)), -1)
+
+
+def plane_depth(n: np.ndarray, dist: float) -> np.ndarray:
+    """Depth of the plane {P : n.P = -dist} (n unit, facing the camera)."""
+    return (-dist / (rays() @ n)).astype(np.float32)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+# ------------------------------------------------------------------ decoding
+def test_decode_16uc1_millimetres_zero_invalid():
+    raw = np.array([[0, 1000], [1500, 65535]], dtype=np.uint16)
+    depth, valid = decode_depth(raw, "16UC1")
+    assert depth.dtype == np.float32 and valid.dtype == bool
+    np.testing.assert_allclose(depth, [[0.0, 1.0], [1.5, 65.535]], rtol=1e-6)
+    np.testing.assert_array_equal(valid, [[False, True], [True, True]])
+
+
+def test_decode_32fc1_nan_inf_zero_negative_invalid_and_range():
+    raw = np.array([[np.nan, np.inf, -np.inf], [0.0, -1.0, 2.5], [0.3, 4.0, 9.0]], dtype=np.float32)
+    depth, valid = decode_depth(raw, "32FC1")
+    np.testing.assert_array_equal(valid, [[0, 0, 0], [0, 0, 1], [1, 1, 1]])
+    assert np.isfinite(depth).all() and (depth[~valid] == 0).all()
+    depth, valid = decode_depth(raw, "32FC1", valid_range=(0.5, 5.0))
+    np.testing.assert_array_equal(valid, [[0, 0, 0], [0, 0, 1], [0, 1, 0]])
+    assert depth[2, 2] == 0 and depth[1, 2] == pytest.approx(2.5)
+
+
+def test_decode_keeps_torch_and_rejects_bad_input():
+    t = torch.tensor([[0, 2000]], dtype=torch.int32)
+    depth, valid = decode_depth(t, "16UC1")
+    assert isinstance(depth, torch.Tensor) and depth.dtype == torch.float32
+    assert depth[0, 1].item() == pytest.approx(2.0) and not valid[0, 0]
+    with pytest.raises(ValueError, match="encoding"):
+        decode_depth(np.zeros((2, 2), np.uint16), "rgb8")
+    with pytest.raises(ValueError, match="16UC1"):
+        decode_depth(np.zeros((2, 2), np.float32), "16UC1")
+    with pytest.raises(ValueError, match="32FC1"):
+        decode_depth(np.zeros((2, 2), np.uint16), "32FC1")
+    with pytest.raises(ValueError, match="shape"):
+        decode_depth(np.zeros((2, 2, 3), np.uint16), "16UC1")
+    with pytest.raises(ValueError, match="valid_range"):
+        decode_depth(np.ones((2, 2), np.float32), "32FC1", valid_range=(2.0, 1.0))
+
+
+# ------------------------------------------------------------------ camera
+def test_backproject_matches_hand_computed_points():
+    k = np.array([[100.0, 0, 2.0], [0, 200.0, 1.0], [0, 0, 1]])
+    depth = np.zeros((3, 4), np.float32)
+    depth[0, 0], depth[2, 3], depth[1, 2] = 2.0, 4.0, 1.0
+    pts = backproject(depth, k)
+    np.testing.assert_allclose(pts[0, 0], [2.0 * (0 - 2) / 100, 2.0 * (0 - 1) / 200, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(pts[2, 3], [4.0 * 1 / 100, 4.0 * 1 / 200, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(pts[1, 2], [0.0, 0.0, 1.0], atol=1e-7)
+    assert (pts[depth == 0] == 0).all()
+    depth[0, 1] = np.nan  # NaN in -> 0 out, never NaN
+    assert np.isfinite(backproject(depth, k)).all()
+
+
+def test_scale_and_crop_intrinsics_reproject_consistently():
+    P = np.array([0.3, -0.2, 2.0])
+    uv = (K @ P)[:2] / P[2]
+    k2 = scale_intrinsics(K, (H, W), (H // 2, W // 2))
+    uv2 = (k2 @ P)[:2] / P[2]
+    np.testing.assert_allclose(uv2, (uv + 0.5) * 0.5 - 0.5, atol=1e-9)  # pixel-edge convention
+    kc = crop_intrinsics(K, top=10, left=20)
+    np.testing.assert_allclose((kc @ P)[:2] / P[2], uv - [20, 10], atol=1e-9)
+    # a resized real image: a bright dot lands where the scaled K says
+    img = np.zeros((H, W), np.float32)
+    img[40:44, 60:64] = 1.0
+    small = cv2.resize(img, (W // 2, H // 2), interpolation=cv2.INTER_AREA)
+    ys, xs = np.nonzero(small > 0.5)
+    assert (xs.mean(), ys.mean()) == pytest.approx(((61.5 + 0.5) / 2 - 0.5, (41.5 + 0.5) / 2 - 0.5))
+
+
+@pytest.mark.parametrize(
+    "k, match",
+    [
+        (np.diag([0.0, 100.0, 1.0]), "focal"),
+        (np.eye(2), "3x3"),
+        (np.array([[100.0, 0, 640], [0, 100, 480], [0, 0, 1]]), "different image sizes"),
+        (np.array([[100.0, 0, np.nan], [0, 100, 50], [0, 0, 1]]), "NaN"),
+    ],
+)
+def test_bad_intrinsics_raise(k, match):
+    with pytest.raises(ValueError, match=match):
+        normals_from_depth(np.ones((H, W), np.float32), k)
+
+
+# ------------------------------------------------------------------ normals
+def test_exact_plane_normals_are_exact_and_face_camera():
+    n_true = unit([0.4, -0.3, -1.0])
+    depth = plane_depth(n_true, 1.5)
+    n, valid = normals_from_depth(depth, K)
+    assert n.dtype == np.float32 and n.shape == (H, W, 3)
+    assert valid.mean() > 0.99
+    assert angle_deg(n[valid], n_true).max() < 0.05
+    # towards the camera: n . P < 0
+    assert ((n * backproject(depth, K)).sum(-1)[valid] < 0).all()
+
+
+def test_exact_sphere_normals_error_near_zero():
+    c, rad = np.array([0.05, -0.02, 1.2]), 0.35
+    r = rays()
+    a, b = (r * r).sum(-1), r @ c
+    disc = b * b - a * (c @ c - rad * rad)
+    t = np.where(disc > 0, (b - np.sqrt(np.maximum(disc, 0))) / a, 3.0)  # wall at 3 m behind
+    depth = t.astype(np.float32)
+    n_true = np.where((disc > 0)[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
+    n, valid = normals_from_depth(depth, K, cfg=NormalsConfig(radii=(3, 1)))
+    on_sphere = valid & (disc > 0)
+    assert on_sphere.sum() > 0.9 * (disc > 0).sum()
+    # away from the silhouette (incidence < 50 deg) the local plane fit is near exact; towards the
+    # rim the window's curvature bias grows (documented in docs/geometry.md)
+    incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
+    inner = on_sphere & (incidence < 50)
+    err = angle_deg(n[inner], n_true[inner])
+    assert np.median(err) < 0.3 and np.percentile(err, 90) < 0.5
+
+
+def test_no_smearing_across_depth_discontinuity():
+    # tilted plane in front (left half) of a fronto-parallel wall (right half)
+    n_near = unit([0.5, 0.0, -1.0])
+    depth = plane_depth(n_near, 1.0)
+    wall = np.full((H, W), 3.0, np.float32)
+    depth[:, W // 2 :] = wall[:, W // 2 :]
+    n, valid = normals_from_depth(depth, K, cfg=NormalsConfig(radii=(5, 2)))
+    band = slice(W // 2 - 6, W // 2 + 6)  # pixels right next to the step
+    truth = np.broadcast_to(np.where((np.arange(W) < W // 2)[None, :, None], n_near, [0.0, 0.0, -1.0]), (H, W, 3))
+    assert valid[:, band].mean() > 0.95  # edges keep their normals...
+    assert angle_deg(n[:, band][valid[:, band]], truth[:, band][valid[:, band]]).max() < 0.5  # ...unsmeared
+
+
+def test_noisy_holey_plane_is_robust_and_never_nan():
+    rng = np.random.default_rng(0)
+    n_true = unit([-0.2, -0.5, -1.0])
+    depth = plane_depth(n_true, 2.0)
+    depth = depth + rng.normal(size=depth.shape).astype(np.float32) * 1.425e-3 * depth**2
+    depth[rng.random(depth.shape) < 0.05] = 0.0
+    depth[30:40, 50:70] = np.nan
+    n, valid = normals_from_depth(depth, K)
+    assert np.isfinite(n).all() and (n[~valid] == 0).all()
+    assert not valid[depth == 0].any() and not valid[35, 60]
+    assert valid.sum() > 0.9 * (depth > 0).sum()
+    err = angle_deg(n[valid], n_true)
+    # a 17x17 window over ~2.4 mm noise at 2 m: a few degrees at most
+    assert np.median(err) < 3.0
+    np.testing.assert_allclose(np.linalg.norm(n[valid], axis=-1), 1.0, atol=1e-5)
+
+
+def test_valid_mask_is_respected_and_torch_in_torch_out():
+    depth = torch.from_numpy(plane_depth(unit([0, 0, -1.0]), 1.0))
+    mask = torch.ones(H, W, dtype=torch.bool)
+    mask[:, :10] = False
+    n, valid = normals_from_depth(depth, K, valid=mask)
+    assert isinstance(n, torch.Tensor) and n.shape == (H, W, 3) and valid.dtype == torch.bool
+    assert not valid[:, :10].any() and valid[:, 20:].all()
+
+
+@pytest.mark.parametrize(
+    "depth, match",
+    [
+        (np.ones((H, W), np.uint16), "floating"),
+        (np.ones((H, W, 3), np.float32), "shape"),
+        (np.zeros((H, W), np.float32), "no valid pixel"),
+        (np.full((H, W), np.nan, np.float32), "no valid pixel"),
+        ([[1.0]], "numpy"),
+    ],
+)
+def test_bad_depth_raises(depth, match):
+    with pytest.raises(ValueError, match=match):
+        normals_from_depth(depth, K)
+
+
+def test_depth_and_K_of_different_sizes_raise():
+    big_k = scale_intrinsics(K, (H, W), (4 * H, 4 * W))
+    with pytest.raises(ValueError, match="different image sizes"):
+        normals_from_depth(np.ones((H, W), np.float32), big_k)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    depth = torch.from_numpy(plane_depth(unit([0.3, -0.4, -1.0]), 1.2))
+    n_cpu, v_cpu = normals_from_depth(depth, K)
+    n_gpu, v_gpu = normals_from_depth(depth.cuda(), K)
+    assert n_gpu.is_cuda and torch.equal(v_gpu.cpu(), v_cpu)
+    torch.testing.assert_close(n_gpu.cpu(), n_cpu, atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------ X-modality images
+def test_normals_to_rgb_encoding_and_invalid_black():
+    n = np.zeros((1, 3, 3), np.float32)
+    n[0, 0] = [0, 0, -1]
+    n[0, 1] = [1, 0, 0]
+    img = normals_to_rgb(n, valid=np.array([[True, True, True]]))
+    assert img.dtype == np.uint8
+    np.testing.assert_array_equal(img[0, 0], [128, 128, 0])
+    np.testing.assert_array_equal(img[0, 1], [255, 128, 128])
+    np.testing.assert_array_equal(img[0, 2], [0, 0, 0])  # zero vector = no normal
+
+
+def test_depth_to_rgb_grey_and_colour():
+    depth = np.tile(np.linspace(1.0, 3.0, W, dtype=np.float32), (H, 1))
+    depth[0, 0] = 0
+    grey = depth_to_rgb(depth, colormap=None, depth_range=(1.0, 3.0))
+    assert grey.shape == (H, W, 3) and grey.dtype == np.uint8
+    assert grey[5, 1, 0] > grey[5, W - 1, 0] and (grey[..., 0] == grey[..., 2]).all()  # near = bright
+    assert (grey[0, 0] == 0).all()
+    col = depth_to_rgb(torch.from_numpy(depth))
+    assert isinstance(col, torch.Tensor) and col.shape == (H, W, 3) and not (col[5, 1] == col[5, W - 1]).all()
+
+
+def _floor_and_wall(pitch_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Camera 1.2 m above a floor, pitched down, a wall 4 m ahead. Returns depth and world up (camera frame)."""
+    p = np.deg2rad(pitch_deg)
+    up = np.array([0.0, -np.cos(p), -np.sin(p)])  # camera y is down; pitching down tilts up towards -z
+    fwd = np.array([0.0, -np.sin(p), np.cos(p)])
+    floor = plane_depth(up, 1.2)  # floor: n = up, n.P = -1.2
+    wall = plane_depth(-fwd, 4.0)
+    depth = np.where((floor > 0) & (floor < wall), floor, wall).astype(np.float32)
+    return depth, up
+
+
+def test_estimate_up_recovers_camera_pitch():
+    depth, up = _floor_and_wall(25.0)
+    n, valid = normals_from_depth(torch.from_numpy(depth), K)
+    est = estimate_up(n, valid).numpy()
+    assert angle_deg(est, up) < 1.0
+
+
+def test_hha_channels_follow_geometry():
+    depth, up = _floor_and_wall(20.0)
+    img = hha(depth, K)
+    assert img.shape == (H, W, 3) and img.dtype == np.uint8
+    pts = backproject(depth, K)
+    height = pts @ up + 1.2
+    on_floor = height < 0.01
+    on_wall = height > 0.3
+    assert np.median(img[..., 2][on_floor]) < 5  # floor normal parallel to up: angle ~ 0
+    assert abs(np.median(img[..., 2][on_wall]) - 127.5) < 5  # wall: 90 degrees
+    assert np.median(img[..., 1][on_floor]) < 3 and img[..., 1][on_wall].max() > 30  # height in cm
+    near, far = np.unravel_index(depth.argmin(), depth.shape), np.unravel_index(depth.argmax(), depth.shape)
+    assert img[near][0] > img[far][0]  # disparity: near is brighter
+
+
+def test_save_geometry_pngs_writes_readable_images(tmp_path):
+    depth, _ = _floor_and_wall(15.0)
+    rgb = np.full((H, W, 3), 90, np.uint8)
+    paths = save_geometry_pngs(tmp_path, "frame", depth, K, rgb=rgb)
+    assert {p.name for p in paths} == {f"frame_{k}.png" for k in ("depth", "normals", "hha", "panel")}
+    for p in paths:
+        img = cv2.imread(str(p))
+        assert img is not None and img.shape[0] == H
+    assert cv2.imread(str(tmp_path / "frame_panel.png")).shape == (H, 4 * W, 3)
+
+
+def test_real_nyuv2_frame_floor_normals_point_up():
+    from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
+
+    root = default_nyuv2_dir()
+    if not (root / "rgb").is_dir():
+        pytest.skip(f"no NYUv2 frames at {root}")
+    frames = NYUv2Folder(root, require_depth=True)
+    checked = 0
+    for f in frames:
+        floor = f.label == 2  # NYU40 'floor'
+        if floor.sum() < 20000:  # frames where the floor is a large, clearly visible surface
+            continue
+        depth, valid = decode_depth(np.nan_to_num(f.depth, nan=0.0), "32FC1")
+        n, nvalid = normals_from_depth(depth, f.K)
+        assert np.isfinite(n).all() and nvalid.sum() > 0.9 * valid.sum()
+        up = estimate_up(torch.from_numpy(n), torch.from_numpy(nvalid)).numpy()
+        sel = floor & nvalid
+        assert np.median(angle_deg(n[sel], up)) < 10.0  # floor normals agree with gravity
+        checked += 1
+    assert checked >= 1
