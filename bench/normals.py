@@ -205,13 +205,23 @@ def kinect_noise(z: np.ndarray, normals: np.ndarray, rng: np.random.Generator) -
 Method = Callable[[np.ndarray], tuple[np.ndarray, float]]  # depth -> (normals HxWx3 NaN/0 = none, ms)
 
 
+CPU_MS: list[float] = []  # process CPU ms of the last _timed call (appended per call)
+
+
 def _timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float]:
+    """Median wall ms over ``repeats`` calls after one warm-up; also records process CPU ms.
+
+    On a shared machine wall time includes waiting for other processes' work; CPU time (all
+    threads of this process summed) does not, so both are reported.
+    """
     out = fn()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    CPU_MS.append(float(np.median(cpu)))
     return out, float(np.median(times))
 
 
@@ -310,6 +320,7 @@ def main() -> None:
     print(f"torch {torch.__version__} threads={torch.get_num_threads()}  cv2 {cv2.__version__} threads={cv2.getNumThreads()}"
           f"  cpus={os.cpu_count()}  frames={frames}  repeats={repeats}")
 
+    load_start = os.getloadavg()[0]
     methods: dict[str, Method] = {"ours": ours(NormalsConfig(), "cpu", repeats)}
     if args.cuda and torch.cuda.is_available():
         methods["ours_cuda"] = ours(NormalsConfig(), "cuda", repeats)
@@ -329,6 +340,7 @@ def main() -> None:
     cov: dict[str, list[int]] = {k: [] for k in methods}
     valid_px: list[int] = []
     ms: dict[str, list[float]] = {k: [] for k in methods}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in methods}
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
@@ -344,9 +356,11 @@ def main() -> None:
             errs[name].append(e["err"])
             cov[name].append(e["covered"])
             ms[name].append(t)
+            cpu_ms[name].append(CPU_MS[-1])
 
     summary: dict[str, dict[str, float]] = {}
-    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} {'ms':>8s}")
+    load = os.getloadavg()[0]
+    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} {'ms':>8s} {'cpu_ms':>8s}")
     for name in methods:
         e = np.concatenate(errs[name])
         s = {
@@ -357,12 +371,15 @@ def main() -> None:
             "lt30": round(float((e < 30).mean()), 4),
             "coverage": round(sum(cov[name]) / sum(valid_px), 4),
             "ms": round(float(np.median(ms[name])), 2),
+            "cpu_ms": round(float(np.median(cpu_ms[name])), 2),
         }
         summary[name] = s
         print(f"{name:24s} {s['median_deg']:7.2f} {s['mean_deg']:7.2f} {s['lt11_25']:7.3f} {s['lt22_5']:7.3f} "
-              f"{s['lt30']:7.3f} {s['coverage']:7.3f} {s['ms']:8.2f}")
+              f"{s['lt30']:7.3f} {s['coverage']:7.3f} {s['ms']:8.2f} {s['cpu_ms']:8.2f}")
     print(f"(coverage = share of pixels with valid input depth that got a normal; "
           f"{sum(valid_px) / (frames * H * W):.3f} of all pixels had valid depth)")
+    print(f"(ms = median wall ms per 640x480 frame; cpu_ms = process CPU ms, all threads; "
+          f"1-min load average {load_start:.2f} at start, {load:.2f} at end on {os.cpu_count()} cpus)")
     print(json.dumps(summary))
 
 
