@@ -14,7 +14,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "color_topic": ("/camera/color/image_raw", "colour image topic"),
     "depth_topic": ("/camera/depth/image_raw", "depth image topic (16UC1 mm or 32FC1 m, registered to colour)"),
     "camera_info_topic": ("/camera/color/camera_info", "colour camera_info topic"),
-    "device": ("", "override segmenter.device: auto | cpu | cuda | cuda:N"),
+    "device": ("", "override segmenter.clip.device: auto | cpu | cuda | cuda:N"),
 }
 
 #: node input name -> launch argument holding the remapped topic
@@ -25,7 +25,7 @@ REMAPPED_INPUTS = {
 }
 
 #: launch argument -> node parameter it overrides when not empty
-PARAMETER_OVERRIDES = {"device": "segmenter.device"}
+PARAMETER_OVERRIDES = {"device": "segmenter.clip.device"}
 
 
 def default_config_path() -> Path:

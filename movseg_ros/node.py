@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import types
 import typing
 from collections import Counter, defaultdict
 
@@ -65,6 +66,8 @@ def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDe
     base = annotation
     if type(None) in args:  # Optional[X]
         base = next(a for a in args if a is not type(None))
+    if typing.get_origin(base) in (typing.Union, types.UnionType):  # e.g. str | list[str]: either
+        return ParameterDescriptor(name=name, description=doc, dynamic_typing=True)
     origin = typing.get_origin(base)
     kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}.get(base)
