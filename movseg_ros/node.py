@@ -226,7 +226,7 @@ class MovsegNode(Node):
     def _drop(self, reason: str, message: str) -> None:
         self.stats[f"drop_{reason}"] += 1
         n = self.stats[f"drop_{reason}"]
-        if n == 1 or n % 100 == 0:  # first and every 100th, so a bad stream cannot flood the log
+        if n <= 10 or n % 100 == 0:  # the first few and every 100th: a bad stream cannot flood the log
             self.get_logger().warning(f"frame dropped ({reason}, {n} so far): {message}")
 
     def _process(self, color: Image, depth: Image, info: CameraInfo, t_in: float) -> None:

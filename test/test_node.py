@@ -1,0 +1,301 @@
+"""movseg_node across processes over real DDS: labels, label-info, live vocabulary, bad input, shutdown.
+
+One node process (started through `movseg run`, i.e. the launch file's configuration) serves the
+module; the test process plays the camera and listens like any client would.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import PYTHON
+
+QUERIES = ["wall", "floor", "chair", "table"]
+
+
+@pytest.fixture(scope="module")
+def node_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("node") / "params.yaml"
+    params = {
+        "queries": QUERIES,
+        "log_period_s": 1.0,
+        "publish": {"pointcloud": True},
+        "segmenter": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
+                      "dense": {"short_side": 112}},
+    }
+    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
+    return path
+
+
+class Client:
+    """The test process's side: camera publisher, label listeners, service and parameter clients."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter_client import AsyncParameterClient
+        from sensor_msgs.msg import Image
+
+        from movseg_ros.msg import LabelInfo
+        from movseg_ros.player import CameraPublisher, load_folder_frames
+        from movseg_ros.qos import qos_by_name
+        from movseg_ros.srv import SetQueries
+
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("movseg_test_client", context=self.ctx)
+        self.camera = CameraPublisher(self.node)
+        self.frames = load_folder_frames(None)
+        self.lock = threading.Lock()
+        self.labels: dict[tuple, np.ndarray] = {}
+        self.infos: dict[tuple, object] = {}
+        self.order: list[tuple] = []
+        q = qos_by_name("reliable", depth=50)
+        self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
+        self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
+        self.points = 0
+        from sensor_msgs.msg import PointCloud2
+        self.node.create_subscription(PointCloud2, "/movseg/points", self._on_points, q)
+        self.srv = self.node.create_client(SetQueries, "/set_queries")
+        self.params = AsyncParameterClient(self.node, "/movseg")
+        self.SetQueries = SetQueries
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
+        self._spin.start()
+
+    def _spin_forever(self):
+        while self.ctx.ok():
+            try:
+                self.ex.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001  (context shut down under us)
+                return
+
+    @staticmethod
+    def key(stamp) -> tuple:
+        return (stamp.sec, stamp.nanosec)
+
+    def _on_labels(self, msg):
+        from movseg_ros.conversions import image_to_array
+        with self.lock:
+            self.labels[self.key(msg.header.stamp)] = image_to_array(msg)
+            self.order.append(self.key(msg.header.stamp))
+
+    def _on_info(self, msg):
+        with self.lock:
+            self.infos[self.key(msg.header.stamp)] = msg
+
+    def _on_points(self, msg):
+        self.points += 1
+
+    def wait(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def publish(self, i: int = 0):
+        return self.key(self.camera.publish(self.frames[i % len(self.frames)]))
+
+    def publish_and_wait(self, i: int = 0, timeout: float = 30.0) -> tuple:
+        k = self.publish(i)
+        assert self.wait(lambda: k in self.labels and k in self.infos, timeout), "no labels for a good frame"
+        return k
+
+    def call(self, queries, timeout: float = 30.0):
+        fut = self.srv.call_async(self.SetQueries.Request(queries=list(queries)))
+        assert self.wait(fut.done, timeout), "set_queries did not answer"
+        return fut.result()
+
+    def close(self):
+        import rclpy
+        rclpy.shutdown(context=self.ctx)
+        self._spin.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def running_node(node_config):
+    from conftest import RosProcess
+
+    proc = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(node_config)], "node")
+    client = Client()
+    try:
+        assert client.srv.wait_for_service(timeout_sec=120), proc.output()
+        assert client.camera.wait_for_subscribers(30), proc.output()
+        client.publish_and_wait(0, timeout=120)  # warm-up: model loaded, first frame through
+        yield proc, client
+    finally:
+        client.close()
+        rc = proc.stop(signal.SIGINT)
+        assert rc == 0, f"node exit code {rc} on SIGINT\n{proc.output()[-3000:]}"
+
+
+def consistent(label: np.ndarray, info, names_by_version: dict) -> bool:
+    """A label image agrees with its label-info: same vocabulary version, ids within it."""
+    names = names_by_version.get(info.vocabulary_version)
+    return (names is not None and list(info.names) == names and list(info.ids) == list(range(1, len(names) + 1))
+            and int(label.max()) <= len(names))
+
+
+def test_labels_arrive_with_matching_stamp_and_label_info(running_node):
+    proc, c = running_node
+    sent = [c.publish_and_wait(i) for i in range(3)]
+    for k in sent:
+        label, info = c.labels[k], c.infos[k]
+        assert label.shape == (480, 640) and label.dtype == np.uint16
+        assert (info.header.stamp.sec, info.header.stamp.nanosec) == k
+        assert list(info.names) == QUERIES and list(info.ids) == [1, 2, 3, 4]
+        assert int(label.max()) <= 4 and info.inference_ms > 0
+    assert c.wait(lambda: c.points >= 3, 10), "labelled point cloud not published"
+
+
+def test_set_queries_mid_stream_takes_effect_within_two_frames_never_mixing(running_node):
+    proc, c = running_node
+    start = c.publish_and_wait(0)
+    v0 = c.infos[start].vocabulary_version
+    names_by_version = {v0: list(c.infos[start].names)}
+    new = ["sofa", "lamp", "window", "door", "bed", "television"]
+    stop = threading.Event()
+    published = []
+
+    def stream():  # 10 Hz camera while the vocabulary changes
+        i = 0
+        while not stop.is_set():
+            published.append(c.publish(i))
+            i += 1
+            time.sleep(0.1)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    try:
+        time.sleep(0.5)
+        resp = c.call(new)
+        answered_at = len(published)
+        assert resp.success and resp.vocabulary_version == v0 + 1 and list(resp.names) == new
+        names_by_version[resp.vocabulary_version] = new
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        t.join()
+    assert c.wait(lambda: published[-1] in c.labels or len(c.labels) > 0, 30)
+    time.sleep(1.0)
+    with c.lock:
+        got = [(k, c.labels[k], c.infos.get(k)) for k in published if k in c.labels]
+    assert all(info is not None and consistent(label, info, names_by_version) for _, label, info in got)
+    after = [(k, info) for k, _, info in got if published.index(k) >= answered_at]
+    assert after, "no frame labelled after the service answered"
+    first_new = next(i for i, (_, info) in enumerate(after) if info.vocabulary_version == v0 + 1)
+    assert first_new <= 1, f"new vocabulary took {first_new + 1} frames"
+    assert all(info.vocabulary_version == v0 + 1 for _, info in after[first_new:]), "old vocabulary came back"
+    params = c.params.get_parameters(["queries"])
+    assert c.wait(params.done, 10) and list(params.result().values[0].string_array_value) == new
+
+
+def test_queries_parameter_changes_the_vocabulary_too(running_node):
+    from rclpy.parameter import Parameter
+
+    proc, c = running_node
+    v = c.infos[c.publish_and_wait(0)].vocabulary_version
+    fut = c.params.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, ["mug", "keyboard"])])
+    assert c.wait(fut.done, 30) and fut.result().results[0].successful
+    k = c.publish_and_wait(1)
+    assert c.infos[k].vocabulary_version == v + 1 and list(c.infos[k].names) == ["mug", "keyboard"]
+    assert int(c.labels[k].max()) <= 2
+
+
+@pytest.mark.parametrize("queries,why", [
+    ([], "empty"), (["chair", "chair"], "duplicate"), (["x" * 500], "long"), ([f"q{i}" for i in range(600)], "many"),
+])
+def test_bad_queries_are_refused_and_the_old_vocabulary_stays(running_node, queries, why):
+    from rclpy.parameter import Parameter
+
+    proc, c = running_node
+    before = c.infos[c.publish_and_wait(0)]
+    resp = c.call(queries)
+    assert not resp.success and resp.message
+    assert resp.vocabulary_version == before.vocabulary_version and list(resp.names) == list(before.names)
+    fut = c.params.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, queries)])
+    assert c.wait(fut.done, 30) and not fut.result().results[0].successful
+    after = c.infos[c.publish_and_wait(1)]
+    assert after.vocabulary_version == before.vocabulary_version and list(after.names) == list(before.names)
+
+
+def _image(arr, enc, stamp):
+    from std_msgs.msg import Header
+
+    from movseg_ros.conversions import array_to_image
+    return array_to_image(arr, enc, Header(stamp=stamp, frame_id="cam"))
+
+
+def test_bad_input_is_dropped_logged_and_counted_and_the_node_keeps_running(running_node):
+    from std_msgs.msg import Header
+
+    from movseg_ros.conversions import make_camera_info
+
+    proc, c = running_node
+    f = c.frames[0]
+    cam = c.camera
+
+    def send(rgb_msg, depth_msg, info_msg):
+        stamp = c.node.get_clock().now().to_msg()
+        for m in (rgb_msg, depth_msg, info_msg):
+            m.header.stamp = stamp
+        cam.info_pub.publish(info_msg)
+        cam.depth_pub.publish(depth_msg)
+        cam.color_pub.publish(rgb_msg)
+        return c.key(stamp)
+
+    info = make_camera_info(f.K, 480, 640, Header(frame_id="cam"))
+    now = c.node.get_clock().now().to_msg()
+    bad = {
+        "input": [  # unsupported encoding; zero K
+            send(_image(f.depth_mm, "mono16", now), _image(f.depth_mm, "16UC1", now), info),
+            send(_image(f.rgb, "rgb8", now), _image(f.depth_mm, "16UC1", now), make_camera_info(np.zeros((3, 3)), 480, 640)),
+        ],
+        "size": [send(_image(f.rgb, "rgb8", now), _image(f.depth_mm[:, :500].copy(), "16UC1", now), info)],
+    }
+    time.sleep(0.5)
+    # accepted with a warning: depth at half size (registered, same aspect) and NaN metres depth
+    half = send(_image(f.rgb, "rgb8", now), _image(f.depth_mm[::2, ::2].copy(), "16UC1", now), info)
+    assert c.wait(lambda: half in c.labels, 30)
+    nan_depth = np.where(f.depth_mm > 0, f.depth_mm / 1000.0, np.nan).astype(np.float32)
+    nan_k = send(_image(f.rgb, "rgb8", now), _image(nan_depth, "32FC1", now), info)
+    assert c.wait(lambda: nan_k in c.labels, 30)
+    # a stale stamp (older than what was processed) is dropped
+    old = c.node.get_clock().now().to_msg()
+    old.sec -= 100
+    r, d = _image(f.rgb, "rgb8", old), _image(f.depth_mm, "16UC1", old)
+    info.header.stamp = old
+    cam.info_pub.publish(info)
+    cam.depth_pub.publish(d)
+    cam.color_pub.publish(r)
+    good = c.publish_and_wait(0)  # still running, still labelling
+    assert c.wait(lambda: "frame dropped (stamp" in proc.output(), 10)
+    log = proc.output()
+    for k in bad["input"] + bad["size"] + [c.key(old)]:
+        assert k not in c.labels and k not in c.infos, "a label was published for a dropped frame"
+    assert "frame dropped (input" in log and "unsupported colour encoding 'mono16'" in log
+    assert "unusable K" in log
+    assert "frame dropped (size" in log and "aspect differs" in log
+    assert "resized (nearest)" in log
+    assert c.wait(lambda: "drop_input=2" in proc.output() and "drop_size=1" in proc.output(), 5), "stats line missing counters"
+    assert good in c.labels
+
+
+def test_sigterm_ends_the_node_cleanly(node_config, ros_processes):
+    import rclpy
+
+    proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(node_config)], "node-sigterm")
+    deadline = time.monotonic() + 120
+    while "ready:" not in proc.output() and time.monotonic() < deadline and proc.proc.poll() is None:
+        time.sleep(0.2)
+    assert "ready:" in proc.output(), proc.output()
+    assert proc.stop(signal.SIGTERM) == 0, proc.output()[-2000:]
+    assert rclpy  # the process used real rclpy; nothing else to check here

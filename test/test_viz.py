@@ -1,0 +1,32 @@
+"""Overlay: unknown pixels keep the image, labelled ones are blended with their palette colour."""
+import numpy as np
+import pytest
+
+from movseg_core.viz import colorize_labels, label_palette, overlay
+
+
+def test_palette_is_distinct_and_unknown_is_black():
+    pal = label_palette(40)
+    assert pal.shape == (41, 3) and pal[0].tolist() == [0, 0, 0]
+    assert len({tuple(c) for c in pal}) == 41
+
+
+def test_overlay_blends_known_pixels_only():
+    rgb = np.full((60, 80, 3), 100, np.uint8)
+    labels = np.zeros((60, 80), np.uint16)
+    labels[30:, 40:] = 2
+    out = overlay(rgb, labels, ["a", "b"], alpha=0.5, legend=False)
+    assert (out[:30] == 100).all()
+    expected = np.round(0.5 * label_palette(2)[2].astype(float) + 50).astype(np.uint8)
+    assert np.abs(out[45, 60].astype(int) - expected).max() <= 1
+    assert np.array_equal(colorize_labels(labels, 2)[45, 60], label_palette(2)[2])
+
+
+def test_legend_is_drawn_and_sizes_must_match():
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    labels = np.ones((120, 160), np.uint16)
+    with_legend = overlay(rgb, labels, ["chair"], legend=True)
+    without = overlay(rgb, labels, ["chair"], legend=False)
+    assert (with_legend[:20, :60] != without[:20, :60]).any()
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(rgb, labels[:10], ["chair"])
