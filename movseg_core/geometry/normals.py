@@ -2,22 +2,29 @@
 
 Method (chosen by measurement, see docs/geometry.md and bench/normals.py): local planes fitted
 in *inverse depth* ``w = 1/z``. For a pinhole camera a plane is exactly linear in ``w(u, v)``, and
-Kinect-style noise (quantised in disparity) is near-uniform in ``w``. With ``b = dw/du`` and
-``c = dw/dv`` the normal towards the camera is::
+Kinect-style noise (quantised in disparity) is near-uniform in ``w``. A plane
+``w = a + b u + c v`` has the normal (towards the camera, before normalising)::
 
-    n ~ (-fx b, -fy c, (u - cx) b + (v - cy) c - w)       (then normalised)
+    n ~ (-fx b, -fy c, -(a + b cx + c cy))
 
-``b`` and ``c`` come from differences of half-window means over a (2r+1)^2 window (masked, so
-holes do not bias them), computed with separable running sums. Windows never straddle a depth
-discontinuity: a pixel whose centred window holds a depth jump takes the plane of a window
-shifted away from the edge (8 candidates, the one whose plane passes closest to the pixel's own
-depth), falling back to smaller radii near thin structures. Pixels with no clean window at any
-radius, or without valid depth, get no normal.
+``b`` and ``c`` come from differences of half-window means over a square window (masked, so holes
+do not bias them). Windows are built from ``cell x cell`` pixel blocks (2x2 by default: the window
+sums run at half resolution, and every pixel of a cell shares its cell's plane). Windows never
+straddle a depth discontinuity: a pixel whose own window holds a depth jump takes the plane of a
+window shifted away from the edge (8 candidates, the one whose plane passes closest to the pixel's
+own depth), falling back to smaller radii near thin structures. Pixels with no clean window at
+any radius, or without valid depth, get no normal.
+
+Two implementations of the same arithmetic: numpy + OpenCV for numpy and CPU tensors (a few
+whole-image passes, ~ms per 640x480 frame) and pure torch for other devices (CUDA). They agree
+to float32 rounding (tested).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,18 +36,22 @@ from .camera import check_intrinsics
 class NormalsConfig:
     """Normal estimation settings.
 
-    radii: window half-sizes in pixels, largest first (window = 2 r + 1); a pixel uses the first
-        radius that gives it a window free of depth jumps.
+    radii: window half-sizes in pixels, largest first; a pixel uses the first radius that gives
+        it a window free of depth jumps. With ``cell > 1`` a radius is rounded to whole cells
+        (the window of ``2 rc + 1`` cells closest in width to ``2 r + 1`` pixels).
     max_rel_jump: 4-neighbours whose depths differ by more than this fraction of the nearer depth
         lie on different surfaces (a depth discontinuity); no window mixes them.
     min_fill: least share of valid pixels in each half-window for its estimate to count.
     shifted: try windows shifted away from depth edges (keeps coverage next to edges).
+    cell: side in pixels of the blocks windows are built from (1 = full resolution, 2 = window
+        sums at half resolution, ~4x less work, same accuracy on the benchmark).
     """
 
     radii: tuple[int, ...] = (8, 3)
     max_rel_jump: float = 0.05
     min_fill: float = 0.3
     shifted: bool = True
+    cell: int = 2
 
     def __post_init__(self) -> None:
         if not self.radii or any(int(r) < 1 for r in self.radii):
@@ -49,8 +60,172 @@ class NormalsConfig:
             raise ValueError(f"NormalsConfig.max_rel_jump must be > 0, got {self.max_rel_jump}")
         if not 0 < self.min_fill <= 1:
             raise ValueError(f"NormalsConfig.min_fill must be in (0, 1], got {self.min_fill}")
+        if int(self.cell) < 1:
+            raise ValueError(f"NormalsConfig.cell must be >= 1, got {self.cell}")
+
+    def cell_radii(self) -> list[int]:
+        """Distinct window radii in cells, largest first: the window of ``2 rc + 1`` cells closest
+        in width to ``2 r + 1`` pixels (r = 8 -> 4 cells of 2 px, r = 3 -> 1 cell)."""
+        s = int(self.cell)
+        return sorted({max(1, int(((2 * int(r) + 1) / s - 1) / 2 + 0.5)) for r in self.radii}, reverse=True)
 
 
+# 8 shifted windows (dv, du) in units of rc + 1 cells, after the centred one
+_OFFSETS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+_JUMP = 1e4  # a jump pixel counts -1e4 valid pixels: any window holding one gets a negative count
+
+
+def _need(cfg: NormalsConfig, rc: int) -> float:
+    s = int(cfg.cell)
+    return cfg.min_fill * rc * (2 * rc + 1) * s * s
+
+
+# ============================================================================ numpy / OpenCV (CPU)
+def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v] (Hs x Ws)."""
+    h, wd = d.shape
+    w = np.divide(1.0, d, out=np.zeros_like(d), where=ok)
+    # jumps: z_a > (1 + tau) z_b (either way) between valid 4-neighbours; NaN compares False
+    zn = np.where(ok, d, np.float32(np.nan))
+    kz = zn * np.float32(1.0 + tau)
+    jump = np.zeros((h, wd), bool)
+    jh = (zn[:, 1:] > kz[:, :-1]) | (zn[:, :-1] > kz[:, 1:])
+    jump[:, 1:] |= jh
+    jump[:, :-1] |= jh
+    jv = (zn[1:] > kz[:-1]) | (zn[:-1] > kz[1:])
+    jump[1:] |= jv
+    jump[:-1] |= jv
+    m = ok.astype(np.float32)
+    mj = m - np.float32(_JUMP) * jump
+    mu = m * np.arange(wd, dtype=np.float32)[None, :]
+    mv = m * np.arange(h, dtype=np.float32)[:, None]
+    if s == 1:
+        return w, [mj, w, mu, mv]
+    size = (wd // s, h // s)
+    area = np.float32(s * s)
+    return w, [cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in (mj, w, mu, mv)]
+
+
+_ONE = np.ones(1, np.float32)
+
+
+def _np_planes(cells: list[np.ndarray], rc: int, need: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: plane fields (Hs x Ws x 4: b, c, a, usable) and unit normals x (fx, fy, cx, cy later).
+
+    Returns ``(fields, ok)`` with fields[..., :3] = (b, c, a) of ``w = a + b u + c v``.
+    """
+    k = 2 * rc + 1
+    ones = np.ones(k, np.float32)
+    left = np.zeros(k, np.float32)
+    left[:rc] = 1
+    right = left[::-1].copy()
+    bc = cv2.BORDER_CONSTANT
+    n, sw, su, sv = cells
+    # along u: column sums over the window's rows, then the r columns left / right of the centre
+    col = [cv2.sepFilter2D(x, -1, _ONE, ones, borderType=bc) for x in (n, sw, su, sv)]
+    L = [cv2.sepFilter2D(x, -1, left, _ONE, borderType=bc) for x in col]
+    R = [cv2.sepFilter2D(x, -1, right, _ONE, borderType=bc) for x in col]
+    # along v: row sums over the window's columns, then the r rows above / below
+    row = [cv2.sepFilter2D(x, -1, ones, _ONE, borderType=bc) for x in (n, sw, sv)]
+    U = [cv2.sepFilter2D(x, -1, _ONE, left, borderType=bc) for x in row]
+    D = [cv2.sepFilter2D(x, -1, _ONE, right, borderType=bc) for x in row]
+    nL, nR, nU, nD = L[0], R[0], U[0], D[0]
+    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (col[0] >= 0) & (row[0] >= 0)
+    iL, iR, iU, iD = (1.0 / np.maximum(x, 1.0) for x in (nL, nR, nU, nD))
+    du = np.maximum(R[2] * iR - L[2] * iL, 1.0)
+    dv = np.maximum(D[2] * iD - U[2] * iU, 1.0)
+    b = (R[1] * iR - L[1] * iL) / du
+    c = (D[1] * iD - U[1] * iU) / dv
+    it = 1.0 / np.maximum(L[0] + R[0] + col[0], 1.0)
+    a = (L[1] + R[1] + col[1]) * it - b * ((L[2] + R[2] + col[2]) * it) - c * ((L[3] + R[3] + col[3]) * it)
+    return np.stack((b, c, a, ok.astype(np.float32)), -1), ok
+
+
+def _np_unit_normals(f: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 4) plane fields -> (..., 3) unit normals towards the camera and a bool 'usable'."""
+    b, c, a = f[..., 0], f[..., 1], f[..., 2]
+    n = np.stack((-fx * b, -fy * c, -(a + b * cx + c * cy)), -1)
+    norm = np.sqrt((n * n).sum(-1))
+    good = (f[..., 3] > 0) & np.isfinite(norm) & (norm > 0)
+    n = np.where(good[..., None], n / np.where(good, norm, 1.0)[..., None], np.float32(0))
+    return n.astype(np.float32), good
+
+
+def _np_dense(normals: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell normals -> pixels: bilinear between usable cells' normals (cell centres at pixel
+    ``s X + (s - 1) / 2``, weights renormalised over usable cells), for valid pixels whose own cell
+    is usable. Returns ``(got HxW, normals HxWx3, 0 where not got)``."""
+    if s == 1:
+        got = ok & good
+        return got, np.where(got[..., None], normals, np.float32(0))
+    h, w = ok.shape
+    x = np.dstack((normals, good.astype(np.float32)))  # normals are 0 where not good
+    up = cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
+    own = cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    got = ok & own
+    n = up[..., :3]
+    norm = np.sqrt((n * n).sum(-1))
+    n = np.where(got[..., None], n / np.maximum(norm, 1e-12)[..., None], np.float32(0))
+    return got, n
+
+
+def _np_pick(idx: np.ndarray, w_flat: np.ndarray, fields: np.ndarray, s: int, rc: int, wd: int,
+             shifted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels ``idx`` (flat), the usable window among the centred one (always preferred) and the
+    8 shifted by rc + 1 cells whose plane passes closest to the pixel's own w. Returns
+    ``(flat cell index, found)``."""
+    hs, ws = fields.shape[:2]
+    flat = fields.reshape(-1, 4)
+    pu, pv = idx % wd, idx // wd
+    cu, cv = pu // s, pv // s
+    offs = _OFFSETS if shifted else _OFFSETS[:1]
+    st = rc + 1
+    qu = cu[None, :] + st * np.array([o[1] for o in offs])[:, None]
+    qv = cv[None, :] + st * np.array([o[0] for o in offs])[:, None]
+    inside = (qu >= 0) & (qu < ws) & (qv >= 0) & (qv < hs)
+    q = np.where(inside, qv * ws + qu, 0)
+    f = flat[q]  # (9, N, 4)
+    wp = f[..., 2] + f[..., 0] * pu.astype(np.float32) + f[..., 1] * pv.astype(np.float32)
+    res = np.abs(wp - w_flat[idx][None, :])
+    res[0] = -1.0  # the centred window wins whenever usable
+    res = np.where(inside & (f[..., 3] > 0) & (wp > 0), res, np.inf)
+    j = res.argmin(0)
+    cols = np.arange(idx.size)
+    return q[j, cols], np.isfinite(res[j, cols])
+
+
+def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig) -> tuple[np.ndarray, np.ndarray]:
+    h, wd = d.shape
+    s = int(cfg.cell)
+    H, W = -(-h // s) * s, -(-wd // s) * s
+    if (H, W) != (h, wd):  # pad to whole cells with invalid pixels
+        d = np.pad(d, ((0, H - h), (0, W - wd)))
+        ok = np.pad(ok, ((0, H - h), (0, W - wd)))
+    w, cells = _np_cells(d, ok, cfg.max_rel_jump, s)
+    fx, fy, cx, cy = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
+    w_flat = w.reshape(-1)
+    out = np.zeros((H * W, 3), np.float32)
+    found = np.zeros(H * W, bool)
+    todo = ok.reshape(-1)
+    for i, rc in enumerate(cfg.cell_radii()):
+        fields, _ = _np_planes(cells, rc, _need(cfg, rc))
+        normals, good = _np_unit_normals(fields, fx, fy, cx, cy)
+        fields[..., 3] = good
+        if i == 0:  # dense: pixels of usable cells, normals interpolated between usable cells
+            got, dense = _np_dense(normals, good, ok, s)
+            out = dense.reshape(-1, 3)
+            found = got.reshape(-1)
+        idx = np.flatnonzero(todo & ~found)
+        if idx.size == 0:
+            break
+        q, hit = _np_pick(idx, w_flat, fields, s, rc, W, cfg.shifted)
+        out[idx[hit]] = normals.reshape(-1, 3)[q[hit]]
+        found[idx[hit]] = True
+    out = out.reshape(H, W, 3)[:h, :wd]
+    return np.ascontiguousarray(out), found.reshape(H, W)[:h, :wd].copy()
+
+
+# ============================================================================ torch (any device)
 def _run_sum(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     """out[i] = x[i] + ... + x[i + n - 1] along ``dim`` (length L - n + 1), by doubling.
 
@@ -74,20 +249,6 @@ def _run_sum(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return out
 
 
-def _jumps(w: torch.Tensor, ok: torch.Tensor, tau: float) -> torch.Tensor:
-    """HxW bool: pixel has a valid 4-neighbour across a depth discontinuity (|dz| > tau * z_near)."""
-    j = torch.zeros_like(ok)
-    for dim in (0, 1):
-        n = w.shape[dim] - 1
-        a, b = w.narrow(dim, 0, n), w.narrow(dim, 1, n)
-        both = ok.narrow(dim, 0, n) & ok.narrow(dim, 1, n)
-        # |1/a - 1/b| > tau / max(a, b)  <=>  |a - b| > tau * min(a, b)
-        jump = both & ((a - b).abs() > tau * torch.minimum(a, b))
-        j.narrow(dim, 0, n).logical_or_(jump)
-        j.narrow(dim, 1, n).logical_or_(jump)
-    return j
-
-
 def _half_windows(x: torch.Tensor, r: int, along_u: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sums of CxHxW ``x`` (zero outside the image) over the two r x (2r+1) half-windows before and
     after each pixel along u (``along_u``) or v, and over the 1 x (2r+1) centre line between them."""
@@ -100,89 +261,127 @@ def _half_windows(x: torch.Tensor, r: int, along_u: bool) -> tuple[torch.Tensor,
     return half.narrow(along, 0, size), half.narrow(along, r + 1, size), line.narrow(along, r, size)
 
 
-@dataclass
-class _Planes:
-    """Per window centre: plane gradient (b, c), mean w, centroid (u, v), usable flag."""
+def _torch_cells(d: torch.Tensor, ok: torch.Tensor, tau: float, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel inverse depth (0 invalid) and the cell sums 4 x Hs x Ws [count (jump-marked), w, u, v]."""
+    h, wd = d.shape
+    dev = d.device
+    w = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones((), device=dev)), torch.zeros((), device=dev))
+    zn = torch.where(ok, d, torch.full((), float("nan"), device=dev))
+    kz = zn * (1.0 + tau)
+    jump = torch.zeros_like(ok)
+    jh = (zn[:, 1:] > kz[:, :-1]) | (zn[:, :-1] > kz[:, 1:])
+    jump[:, 1:] |= jh
+    jump[:, :-1] |= jh
+    jv = (zn[1:] > kz[:-1]) | (zn[:-1] > kz[1:])
+    jump[1:] |= jv
+    jump[:-1] |= jv
+    m = ok.to(torch.float32)
+    uu = torch.arange(wd, device=dev, dtype=torch.float32).view(1, wd)
+    vv = torch.arange(h, device=dev, dtype=torch.float32).view(h, 1)
+    x = torch.stack((m - _JUMP * jump.to(torch.float32), w, m * uu, m * vv))
+    if s > 1:
+        x = x.view(4, h // s, s, wd // s, s).sum((2, 4))
+    return w, x
 
-    b: torch.Tensor
-    c: torch.Tensor
-    w: torch.Tensor
-    u: torch.Tensor
-    v: torch.Tensor
-    ok: torch.Tensor
 
-
-def _fit_planes(w: torch.Tensor, m: torch.Tensor, jump: torch.Tensor, r: int, min_fill: float) -> _Planes:
-    h, wd = w.shape
-    dev = w.device
-    uu = torch.arange(wd, device=dev, dtype=torch.float32).view(1, wd).expand(h, wd)
-    vv = torch.arange(h, device=dev, dtype=torch.float32).view(h, 1).expand(h, wd)
-    mw = m * w
-    k = 2 * r + 1
-    need = min_fill * r * k
-    # u-gradient: halves left/right of each pixel (window rows v-r..v+r)
-    # a jump pixel counts -1e4 valid pixels: any window holding one gets a negative count
-    mj = m - 1e4 * jump.to(torch.float32)
-    L, R, C = _half_windows(torch.stack((mj, mw, m * uu)), r, along_u=True)
-    # v-gradient: halves above/below (window cols u-r..u+r)
-    U, D, Cv = _half_windows(torch.stack((mj, mw, m * vv)), r, along_u=False)
+def _torch_planes(cells: torch.Tensor, rc: int, need: float) -> torch.Tensor:
+    """Per cell plane fields 4 x Hs x Ws: (b, c, a, usable) of ``w = a + b u + c v``."""
+    L, R, C = _half_windows(cells, rc, along_u=True)
+    U, D, _ = _half_windows(cells[[0, 1, 3]], rc, along_u=False)
+    Cv = _run_sum(F.pad(cells[[0]], (rc, rc)), 2 * rc + 1, 2)[0]
     nL, nR, nU, nD = L[0], R[0], U[0], D[0]
-    okb = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (C[0] >= 0) & (Cv[0] >= 0)
-    sL, sR, sU, sD = nL.clamp_min(1), nR.clamp_min(1), nU.clamp_min(1), nD.clamp_min(1)
-    du = (R[2] / sR - L[2] / sL).clamp_min(1.0)
-    dv = (D[2] / sD - U[2] / sU).clamp_min(1.0)
-    b = (R[1] / sR - L[1] / sL) / du
-    c = (D[1] / sD - U[1] / sU) / dv
-    n_all = L[0] + R[0] + C[0]
-    s_all = n_all.clamp_min(1)
-    wbar = (L[1] + R[1] + C[1]) / s_all
-    ubar = (L[2] + R[2] + C[2]) / s_all
-    vbar = (U[2] + D[2] + Cv[2]) / (U[0] + D[0] + Cv[0]).clamp_min(1)
-    return _Planes(b, c, wbar, ubar, vbar, okb)
+    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (C[0] >= 0) & (Cv >= 0)
+    iL, iR, iU, iD = (1.0 / x.clamp_min(1.0) for x in (nL, nR, nU, nD))
+    du = (R[2] * iR - L[2] * iL).clamp_min(1.0)
+    dv = (D[2] * iD - U[2] * iU).clamp_min(1.0)
+    b = (R[1] * iR - L[1] * iL) / du
+    c = (D[1] * iD - U[1] * iU) / dv
+    it = 1.0 / (L[0] + R[0] + C[0]).clamp_min(1.0)
+    a = (L[1] + R[1] + C[1]) * it - b * ((L[2] + R[2] + C[2]) * it) - c * ((L[3] + R[3] + C[3]) * it)
+    return torch.stack((b, c, a, ok.to(torch.float32)))
 
 
-_OFFSETS = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+def _torch_unit_normals(f: torch.Tensor, fx: float, fy: float, cx: float, cy: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """4 x ... plane fields -> (... x 3 unit normals towards the camera, bool usable)."""
+    b, c, a = f[0], f[1], f[2]
+    n = torch.stack((-fx * b, -fy * c, -(a + b * cx + c * cy)), -1)
+    norm = torch.linalg.vector_norm(n, dim=-1)
+    good = (f[3] > 0) & torch.isfinite(norm) & (norm > 0)
+    n = torch.where(good[..., None], n / torch.where(good, norm, torch.ones_like(norm))[..., None], 0.0)
+    return n, good
 
 
-def _select_shifted(p: _Planes, w: torch.Tensor, todo: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Planes for the ``todo`` pixels (HxW bool) whose centred window is unusable (next to depth
-    jumps): among the 8 windows shifted by r + 1 that are usable, the one whose plane passes
-    closest to the pixel's own w. Returns ``(flat indices, 3xN (b, c, w at the pixel))``; only
-    these (few) pixels are gathered, so the cost follows the edge length, not the image size.
-    """
-    h, wd = w.shape
-    dev = w.device
-    fields = torch.stack((p.b, p.c, p.w, p.u, p.v)).flatten(1)
+def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch twin of :func:`_np_dense`."""
+    if s == 1:
+        got = ok & good
+        return got, torch.where(got[..., None], normals, 0.0)
+    h, w = ok.shape
+    x = torch.cat((normals, good[..., None].to(torch.float32)), -1).permute(2, 0, 1)[None]
+    up = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0]
+    own = good.repeat_interleave(s, 0).repeat_interleave(s, 1)
+    got = ok & own
+    n = up[:3].permute(1, 2, 0)
+    norm = torch.linalg.vector_norm(n, dim=-1)
+    n = torch.where(got[..., None], n / norm.clamp_min(1e-12)[..., None], 0.0)
+    return got, n
 
-    def plane_at(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        f = fields[:, src]
-        u = (dst % wd).to(torch.float32)
-        v = torch.div(dst, wd, rounding_mode="floor").to(torch.float32)
-        return torch.stack((f[0], f[1], f[2] + f[0] * (u - f[3]) + f[1] * (v - f[4])))
 
-    idx = todo.flatten().nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return idx, torch.zeros((3, 0), device=dev)
+def _torch_pick(idx: torch.Tensor, w_flat: torch.Tensor, fields: torch.Tensor, s: int, rc: int, wd: int,
+                shifted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch twin of :func:`_np_pick` (fields 4 x Hs x Ws)."""
+    hs, ws = fields.shape[1:]
+    dev = idx.device
+    flat = fields.reshape(4, -1)
     pu, pv = idx % wd, torch.div(idx, wd, rounding_mode="floor")
-    ok_flat = p.ok.flatten()
-    w_flat = w.flatten()[idx]
-    inf = torch.full((idx.numel(),), float("inf"), device=dev)
-    best = inf
-    chosen = torch.zeros((3, idx.numel()), device=dev)
-    s = r + 1
-    for dv, du in _OFFSETS:
-        qu, qv = pu + du * s, pv + dv * s
-        inside = (qu >= 0) & (qu < wd) & (qv >= 0) & (qv < h)
-        q = torch.where(inside, qv * wd + qu, idx)
-        cand = plane_at(q, idx)
-        res = torch.where(inside & ok_flat[q], (cand[2] - w_flat).abs(), inf)
-        take = res < best
-        best = torch.where(take, res, best)
-        chosen = torch.where(take, cand, chosen)
-    got = torch.isfinite(best)
-    return idx[got], chosen[:, got]
+    cu, cv = torch.div(pu, s, rounding_mode="floor"), torch.div(pv, s, rounding_mode="floor")
+    offs = _OFFSETS if shifted else _OFFSETS[:1]
+    st = rc + 1
+    qu = cu[None, :] + st * torch.tensor([o[1] for o in offs], device=dev)[:, None]
+    qv = cv[None, :] + st * torch.tensor([o[0] for o in offs], device=dev)[:, None]
+    inside = (qu >= 0) & (qu < ws) & (qv >= 0) & (qv < hs)
+    q = torch.where(inside, qv * ws + qu, 0)
+    f = flat[:, q]  # 4 x 9 x N
+    wp = f[2] + f[0] * pu.to(torch.float32) + f[1] * pv.to(torch.float32)
+    res = (wp - w_flat[idx][None, :]).abs()
+    res[0] = -1.0
+    res = torch.where(inside & (f[3] > 0) & (wp > 0), res, float("inf"))
+    j = res.argmin(0)
+    cols = torch.arange(idx.numel(), device=dev)
+    return q[j, cols], torch.isfinite(res[j, cols])
 
 
+def _normals_torch(d: torch.Tensor, ok: torch.Tensor, Kn, cfg: NormalsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    h, wd = d.shape
+    s = int(cfg.cell)
+    H, W = -(-h // s) * s, -(-wd // s) * s
+    if (H, W) != (h, wd):
+        d = F.pad(d, (0, W - wd, 0, H - h))
+        ok = F.pad(ok, (0, W - wd, 0, H - h))
+    w, cells = _torch_cells(d, ok, cfg.max_rel_jump, s)
+    fx, fy, cx, cy = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
+    w_flat = w.reshape(-1)
+    out = torch.zeros((H * W, 3), device=d.device)
+    found = torch.zeros(H * W, dtype=torch.bool, device=d.device)
+    todo = ok.reshape(-1)
+    for i, rc in enumerate(cfg.cell_radii()):
+        fields = _torch_planes(cells, rc, _need(cfg, rc))
+        normals, good = _torch_unit_normals(fields, fx, fy, cx, cy)
+        fields = torch.cat((fields[:3], good[None].to(torch.float32)))
+        if i == 0:
+            got, dense = _torch_dense(normals, good, ok, s)
+            out = dense.reshape(-1, 3)
+            found = got.reshape(-1)
+        idx = (todo & ~found).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        q, hit = _torch_pick(idx, w_flat, fields, s, rc, W, cfg.shifted)
+        out[idx[hit]] = normals.reshape(-1, 3)[q[hit]]
+        found[idx[hit]] = True
+    return out.reshape(H, W, 3)[:h, :wd].contiguous(), found.reshape(H, W)[:h, :wd].contiguous()
+
+
+# ============================================================================ public API
 def normals_from_depth(
     depth: ArrayLike, K: ArrayLike, valid: ArrayLike | None = None, cfg: NormalsConfig = NormalsConfig()
 ) -> tuple[ArrayLike, ArrayLike]:
@@ -196,7 +395,8 @@ def normals_from_depth(
 
     Returns:
         ``(normals, valid)``: HxWx3 float32 unit vectors (0 where invalid, never NaN) and HxW bool.
-        numpy in -> numpy out.
+        numpy in -> numpy out; a tensor comes back on its device. numpy and CPU tensors run the
+        numpy/OpenCV implementation, other devices the torch one (same results).
 
     Raises:
         ValueError: wrong dtype/shape, bad K, K of another image size, or no valid depth at all.
@@ -207,36 +407,10 @@ def normals_from_depth(
     ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
     if not bool(ok.any()):
         raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
-    dev = d.device
-    zero = torch.zeros((), device=dev)
-    w = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones((), device=dev)), zero)
-    m = ok.to(torch.float32)
-    jump = _jumps(w, ok, cfg.max_rel_jump)
-    h, wd = d.shape
-    uu = torch.arange(wd, device=dev, dtype=torch.float32).view(1, wd)
-    vv = torch.arange(h, device=dev, dtype=torch.float32).view(h, 1)
-    b = torch.zeros_like(w)
-    c = torch.zeros_like(w)
-    wp = torch.zeros_like(w)
-    found = torch.zeros_like(ok)
-    for r in sorted({int(r) for r in cfg.radii}, reverse=True):
-        todo = ok & ~found
-        p = _fit_planes(w, m, jump, r, cfg.min_fill)
-        take = todo & p.ok  # centred window usable: dense
-        b, c = torch.where(take, p.b, b), torch.where(take, p.c, c)
-        wp = torch.where(take, p.w + p.b * (uu - p.u) + p.c * (vv - p.v), wp)
-        found |= take
-        if cfg.shifted:
-            idx, pl = _select_shifted(p, w, todo & ~p.ok, r)
-            b.view(-1)[idx], c.view(-1)[idx], wp.view(-1)[idx] = pl[0], pl[1], pl[2]
-            found.view(-1)[idx] = True
-        if bool((found | ~ok).all()):
-            break
-    fx, fy, cx, cy = (float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2]))
-    uu = torch.arange(wd, device=dev, dtype=torch.float32).view(1, wd) - cx
-    vv = torch.arange(h, device=dev, dtype=torch.float32).view(h, 1) - cy
-    n = torch.stack((-fx * b, -fy * c, uu * b + vv * c - wp), dim=-1)
-    norm = torch.linalg.vector_norm(n, dim=-1)
-    out_valid = ok & found & (wp > 0) & torch.isfinite(norm) & (norm > 0)
-    n = torch.where(out_valid[..., None], n / norm.clamp_min(1e-20)[..., None], zero)
-    return like_input(n, was_numpy), like_input(out_valid, was_numpy)
+    if d.device.type == "cpu":
+        n, v = _normals_numpy(d.numpy(), ok.numpy(), np.asarray(Kn), cfg)
+        if was_numpy:
+            return n, v
+        return torch.from_numpy(n), torch.from_numpy(v)
+    n, v = _normals_torch(d, ok, Kn, cfg)
+    return like_input(n, was_numpy), like_input(v, was_numpy)
