@@ -23,6 +23,7 @@ import types
 import typing
 from collections import Counter, defaultdict
 
+import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
@@ -35,7 +36,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import Segmenter, SegmenterConfig
 from movseg_core.viz import overlay
-from movseg_ros.conversions import array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw
+from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
+                                    depth_to_raw)
 from movseg_ros.msg import LabelInfo
 from movseg_ros.params import field_types, flatten_dataclass, unflatten
 from movseg_ros.qos import qos_by_name
@@ -102,8 +104,10 @@ class MovsegNode(Node):
         self._slot_lock = threading.Condition()
         self._slot = None
         self._stop = False
-        self._last_stamp = -1.0
+        self._last_in_stamp = -1.0
         self._min_period = 0.0
+        lo, hi = float(self.get_parameter("depth.min_m").value), float(self.get_parameter("depth.max_m").value)
+        self._depth_range = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
         rate = float(self.get_parameter("max_rate").value)
         self._min_period = 1.0 / rate if rate > 0 else 0.0
 
@@ -196,13 +200,41 @@ class MovsegNode(Node):
 
     # ---------------------------------------------------------------- frames
     def _on_frame(self, color: Image, depth: Image, info: CameraInfo) -> None:
-        """Synchronised callback: never blocks; the newest frame replaces a waiting one."""
+        """Synchronised callback: cheap checks only, never blocks; the newest frame replaces a waiting one."""
         self.stats["frames_in"] += 1
+        problem = self._check(color, depth, info)
+        if problem is not None:
+            return self._drop(*problem)
+        self._last_in_stamp = stamp_seconds(color)
         with self._slot_lock:
             if self._slot is not None:
                 self.stats["drop_busy"] += 1
             self._slot = (color, depth, info, time.monotonic())
             self._slot_lock.notify()
+
+    def _check(self, color: Image, depth: Image, info: CameraInfo) -> tuple[str, str] | None:
+        """(reason, message) when the frame cannot be labelled correctly, from headers alone."""
+        stamp = stamp_seconds(color)
+        if stamp <= self._last_in_stamp:
+            return "stamp", (f"stamp {stamp:.6f} not after the previous frame's {self._last_in_stamp:.6f} "
+                             "(out of order or duplicated)")
+        if color.encoding not in COLOR_ENCODINGS:
+            return "input", f"unsupported colour encoding '{color.encoding}' (expected one of {COLOR_ENCODINGS})"
+        if depth.encoding not in DEPTH_ENCODINGS:
+            return "input", f"unsupported depth encoding '{depth.encoding}' (expected 16UC1 mm or 32FC1 m, REP 118)"
+        try:
+            _, (ih, iw) = camera_info_to_K(info)
+        except ValueError as exc:
+            return "input", str(exc)
+        h, w = int(color.height), int(color.width)
+        if h <= 0 or w <= 0 or depth.height <= 0 or depth.width <= 0:
+            return "input", f"empty image (colour {w}x{h}, depth {depth.width}x{depth.height})"
+        if abs(iw / ih - w / h) > 0.01:
+            return "size", f"camera_info is {iw}x{ih}, colour {w}x{h}: aspect differs"
+        if abs(depth.width / depth.height - w / h) > 0.01:
+            return "size", (f"depth {depth.width}x{depth.height} vs colour {w}x{h}: aspect differs, cannot align; "
+                            "publish depth registered to colour")
+        return None
 
     def _work(self) -> None:
         last_start = 0.0
@@ -232,10 +264,6 @@ class MovsegNode(Node):
     def _process(self, color: Image, depth: Image, info: CameraInfo, t_in: float) -> None:
         queue_ms = (time.monotonic() - t_in) * 1000.0
         t0 = time.perf_counter()
-        stamp = stamp_seconds(color)
-        if stamp <= self._last_stamp:
-            return self._drop("stamp", f"stamp {stamp:.6f} not after the last processed {self._last_stamp:.6f} "
-                                       "(out of order or duplicated)")
         try:
             rgb = color_to_rgb(color)
             raw, enc = depth_to_raw(depth)
@@ -243,24 +271,15 @@ class MovsegNode(Node):
         except ValueError as exc:
             return self._drop("input", str(exc))
         h, w = rgb.shape[:2]
-        if info_hw != (h, w):
-            if abs(info_hw[1] / info_hw[0] - w / h) > 0.01:
-                return self._drop("size", f"camera_info is {info_hw[1]}x{info_hw[0]}, colour {w}x{h}: aspect differs")
+        if info_hw != (h, w):  # same aspect (checked): K of a scaled image
             K = scale_intrinsics(K, info_hw, (h, w))
-        if raw.shape != (h, w):
-            if abs(raw.shape[1] / raw.shape[0] - w / h) > 0.01:
-                return self._drop("size", f"depth {raw.shape[1]}x{raw.shape[0]} vs colour {w}x{h}: aspect differs, "
-                                          "cannot align; publish registered depth (depth_registered)")
+        if raw.shape != (h, w):  # same aspect (checked): registered depth at another resolution
             self.stats["depth_resized"] += 1
             if self.stats["depth_resized"] == 1:
                 self.get_logger().warning(f"depth {raw.shape[1]}x{raw.shape[0]} resized (nearest) to colour {w}x{h}; "
                                           "assumes depth is registered to colour")
-            import cv2
             raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_NEAREST)
-        lo = float(self.get_parameter("depth.min_m").value)
-        hi = float(self.get_parameter("depth.max_m").value)
-        rng = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
-        depth_m, valid = decode_depth(raw, enc, valid_range=rng)
+        depth_m, valid = decode_depth(raw, enc, valid_range=self._depth_range)
         depth_m = np.asarray(depth_m, dtype=np.float32)
         if not np.asarray(valid).any():
             self.stats["depth_all_invalid"] += 1  # still segmented, from colour alone
@@ -270,7 +289,6 @@ class MovsegNode(Node):
         t2 = time.perf_counter()
         self._publish(color.header, rgb, result, depth_m, K, (t2 - t1) * 1000.0)
         t3 = time.perf_counter()
-        self._last_stamp = stamp
         self.stats["frames_out"] += 1
         for k, v in {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
                      "queue": queue_ms}.items():
