@@ -57,7 +57,7 @@ class TrainConfig:
     batch_size: GLOBAL batch (split evenly over processes). lr / weight_decay: AdamW;
     backbone_lr_mult: lr factor for the backbones; poly_power: poly decay exponent; warmup_steps.
     grad_clip: max gradient norm (0 = off). eval_every / ckpt_every / log_every: in steps (0 = at the
-    end only). out_dir: run folder (metrics.csv, eval.csv, checkpoints/, model_final.pt). seed.
+    end only; eval_every < 0 = never). out_dir: run folder (metrics.csv, eval.csv, checkpoints/, model_final.pt). seed.
     amp: fp16 autocast + GradScaler on CUDA (ignored on CPU). device: auto / cpu / cuda.
     num_workers: DataLoader workers. resume: continue from ``out_dir/checkpoints/last.pt`` if present.
     """

@@ -6,6 +6,9 @@ from typing import Any, Sequence
 from .config import DataConfig
 
 
+_SYNTHETIC: dict[tuple, tuple[Any, Any]] = {}
+
+
 class _Capped:
     def __init__(self, reader: Sequence[Any], n: int):
         self.reader, self.n = reader, min(n, len(reader)) if n > 0 else len(reader)
@@ -27,9 +30,15 @@ def build_readers(cfg: DataConfig) -> tuple[Sequence[Any], Sequence[Any], tuple[
         from ..data.synthetic import CLASS_NAMES, SceneConfig, SyntheticScenes
 
         sc = SceneConfig(height=cfg.height or 96, width=cfg.width or 128)
-        train = SyntheticScenes(cfg.n_train, cfg.seed, sc, cache=cfg.cache)
-        val = SyntheticScenes(cfg.n_val, cfg.seed + 1_000_000, sc, cache=cfg.cache)
-        return train, val, CLASS_NAMES
+        key = (cfg.n_train, cfg.n_val, cfg.seed, sc.height, sc.width)
+        if not cfg.cache or key not in _SYNTHETIC:
+            pair = (SyntheticScenes(cfg.n_train, cfg.seed, sc, cache=cfg.cache),
+                    SyntheticScenes(cfg.n_val, cfg.seed + 1_000_000, sc, cache=cfg.cache))
+            if cfg.cache:  # rendered scenes are shared by runs in one process (benchmarks, tests)
+                _SYNTHETIC[key] = pair
+        else:
+            pair = _SYNTHETIC[key]
+        return pair[0], pair[1], CLASS_NAMES
     if cfg.kind == "coco_stuff":
         from ..data.coco_stuff import CocoStuff
 

@@ -268,7 +268,7 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{vals['loss']:.3f}")
                 last = self.step == cfg.steps
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or (last and cfg.eval_every >= 0):
+                if (cfg.eval_every > 0 and self.step % cfg.eval_every == 0) or (last and cfg.eval_every >= 0):
                     if main:
                         ev = self.evaluate()
                         res.evals.append({"step": self.step, **ev})

@@ -3,13 +3,13 @@ and proposal mIoU with oracle classification (each proposal segment takes its ma
 ground-truth class), both from one dataset-level confusion matrix (movseg_core.eval.metrics)."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..eval.metrics import confusion_matrix, miou_from_confusion
+from ..eval.metrics import confusion_matrix, miou_from_confusion, per_class_iou
 from ..models.maskformer import semantic_inference
 
 
@@ -42,8 +42,9 @@ def oracle_labels(segments: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], class_embeddings: torch.Tensor, num_classes: int,
-             device: torch.device | str = "cpu") -> dict[str, float]:
-    """mIoU over batches from :func:`~movseg_core.training.data.collate` -> {``miou``, ``oracle_miou``}.
+             device: torch.device | str = "cpu", per_class: bool = False) -> dict[str, Any]:
+    """mIoU over batches from :func:`~movseg_core.training.data.collate` -> {``miou``, ``oracle_miou``}
+    (plus ``iou`` / ``oracle_iou``: per-id IoU arrays, index = class id, NaN for 0, when ``per_class``).
 
     Ids are 1..num_classes, 0 = ignore. The model is run in eval mode (and restored after).
     """
@@ -65,4 +66,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], class_embeddings: 
             seg = proposal_segments(out["pred_logits"][b], masks[b]).cpu().numpy()
             cm_orc += confusion_matrix(oracle_labels(seg, gt), gt, n)
     model.train(was_training)
-    return {"miou": miou_from_confusion(cm_e2e), "oracle_miou": miou_from_confusion(cm_orc)}
+    res: dict[str, Any] = {"miou": miou_from_confusion(cm_e2e), "oracle_miou": miou_from_confusion(cm_orc)}
+    if per_class:
+        res["iou"], res["oracle_iou"] = per_class_iou(cm_e2e), per_class_iou(cm_orc)
+    return res

@@ -1,0 +1,85 @@
+"""CLIP-X adaptation and OVSeg mask prompt tuning on a tiny random CLIP and synthetic crops."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from movseg_core.clip import ClipConfig, create_clip, load_visual_weights
+from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, generate
+from movseg_core.training.clip_x import clip_x_loss, train_clip_x
+from movseg_core.training.crops import crop_pairs, masked_crop, square_box
+from movseg_core.training.data import x_image
+from movseg_core.training.prompt_tuning import MaskPromptCLIP, tune_prompts
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return create_clip(ClipConfig(model_name="movseg-tiny-vit", pretrained="random", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def crops(clip):
+    recs = [generate(s, SceneConfig(height=64, width=80)) for s in range(4)]
+    xs = [x_image("normals", r.depth, r.K) for r in recs]
+    mean, std = clip.mean.flatten().tolist(), clip.std.flatten().tolist()
+    return crop_pairs(recs, xs, clip.image_size[0], mean, std, min_pixels=30)
+
+
+def test_masked_crop_geometry():
+    m = np.zeros((20, 30), bool)
+    m[5:9, 10:20] = True
+    y0, y1, x0, x1 = square_box(m, margin=0.0)
+    assert (y1 - y0) == (x1 - x0) == 10 and y0 <= 5 and y1 >= 9 and x0 == 10
+    img = np.full((20, 30, 3), 255, np.uint8)
+    crop, mm = masked_crop(img, m, 16, [0.5] * 3, [0.5] * 3)
+    assert crop.shape == (3, 16, 16) and mm.shape == (16, 16)
+    assert torch.all(crop[:, mm == 0] == 0) and torch.allclose(crop[:, mm == 1], torch.ones(1))
+    with pytest.raises(ValueError):
+        square_box(np.zeros((4, 4), bool))
+
+
+def test_clip_x_loss_by_hand_and_decreasing_training(clip, crops, tmp_path):
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert clip_x_loss(a, b).item() == pytest.approx(0.5)
+    rgb_before = {k: v.clone() for k, v in clip.model.visual.state_dict().items()}
+    trainer, losses = train_clip_x(clip.model, crops, steps=25, batch_size=16, lr=3e-4, out=tmp_path / "clipx.pt",
+                                   progress=False)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert all(torch.equal(rgb_before[k], v) for k, v in clip.model.visual.state_dict().items())  # CLIP frozen
+    loaded = load_visual_weights(clip, tmp_path / "clipx.pt")  # the segmenter's CLIP-X loader
+    trainer.x_visual.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(crops["x"][:4]), trainer.x_visual(crops["x"][:4]), atol=1e-5)
+
+
+def test_mask_prompts_replace_only_masked_out_patches(clip, crops):
+    mp = MaskPromptCLIP(clip.model)
+    imgs = crops["rgb"][:3]
+    full = torch.ones(3, *imgs.shape[-2:])
+    with torch.no_grad():
+        assert torch.allclose(mp(imgs, full), torch.nn.functional.normalize(clip.model.encode_image(imgs), dim=-1),
+                              atol=1e-5)
+        empty = torch.zeros_like(full)
+        e1 = mp(imgs, empty)
+        assert torch.allclose(e1[0], e1[1], atol=1e-5)  # every token is a prompt: the image no longer matters
+        mp.prompt.add_(torch.randn(mp.prompt.shape, generator=torch.Generator().manual_seed(0)))
+        assert not torch.allclose(mp(imgs, empty), e1)
+
+
+def test_prompt_tuning_decreases_loss_with_clip_frozen(clip, crops, tmp_path):
+    text = clip.text_embeddings(list(CLASS_NAMES))
+    before = [p.clone() for p in clip.model.parameters()]
+    model, losses = tune_prompts(clip.model, crops, text, steps=25, batch_size=16, lr=5e-2, progress=False,
+                                 out=tmp_path / "prompts.pt")
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert all(torch.equal(a, b) for a, b in zip(before, clip.model.parameters()))
+    other = MaskPromptCLIP(clip.model)
+    other.load(tmp_path / "prompts.pt")
+    assert torch.equal(other.prompt, model.prompt)
