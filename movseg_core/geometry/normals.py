@@ -81,117 +81,151 @@ def _need(cfg: NormalsConfig, rc: int) -> float:
 
 
 # ============================================================================ numpy / OpenCV (CPU)
-def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v] (Hs x Ws)."""
-    h, wd = d.shape
-    w = np.divide(1.0, d, out=np.zeros_like(d), where=ok)
-    # jumps: z_a > (1 + tau) z_b (either way) between valid 4-neighbours; NaN compares False
-    zn = np.where(ok, d, np.float32(np.nan))
-    kz = zn * np.float32(1.0 + tau)
-    jump = np.zeros((h, wd), bool)
-    jh = (zn[:, 1:] > kz[:, :-1]) | (zn[:, :-1] > kz[:, 1:])
-    jump[:, 1:] |= jh
-    jump[:, :-1] |= jh
-    jv = (zn[1:] > kz[:-1]) | (zn[:-1] > kz[1:])
-    jump[1:] |= jv
-    jump[:-1] |= jv
-    m = ok.astype(np.float32)
-    mj = m - np.float32(_JUMP) * jump
-    mu = m * np.arange(wd, dtype=np.float32)[None, :]
-    mv = m * np.arange(h, dtype=np.float32)[:, None]
-    if s == 1:
-        return w, [mj, w, mu, mv]
-    size = (wd // s, h // s)
-    area = np.float32(s * s)
-    return w, [cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in (mj, w, mu, mv)]
-
-
+# Planar float32 arrays throughout and OpenCV for the window sums and resampling: each step is one
+# SIMD pass over the image (at half resolution for the window algebra).
+_BC = cv2.BORDER_CONSTANT
 _ONE = np.ones(1, np.float32)
 
 
-def _np_planes(cells: list[np.ndarray], rc: int, need: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: plane fields (Hs x Ws x 4: b, c, a, usable) and unit normals x (fx, fy, cx, cy later).
+def _np_validity(d: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    ok = (d > 0) & (d < np.inf)  # NaN compares False
+    if valid is not None:
+        ok &= valid
+    return ok
 
-    Returns ``(fields, ok)`` with fields[..., :3] = (b, c, a) of ``w = a + b u + c v``.
+
+def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v] (Hs x Ws)."""
+    h, wd = d.shape
+    okf = ok.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zn = d + np.divide(np.float32(0), okf)  # NaN where invalid: compares False below
+        w = np.fmax(np.reciprocal(zn), np.float32(0))  # 0 where invalid
+    # jumps: z_a > (1 + tau) z_b (either way) between valid 4-neighbours
+    kz = zn * np.float32(1.0 + tau)
+    jump = np.zeros((h, wd), bool)
+    jh = zn[:, 1:] > kz[:, :-1]
+    jh |= zn[:, :-1] > kz[:, 1:]
+    jump[:, 1:] = jh
+    jump[:, :-1] |= jh
+    jv = zn[1:] > kz[:-1]
+    jv |= zn[:-1] > kz[1:]
+    jump[1:] |= jv
+    jump[:-1] |= jv
+    chans = [okf, jump.astype(np.float32), w, okf * np.arange(wd, dtype=np.float32), okf * np.arange(h, dtype=np.float32)[:, None]]
+    if s > 1:
+        size, area = (wd // s, h // s), np.float32(s * s)
+        chans = [cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in chans]
+    n, j, sw, su, sv = chans
+    return w, [n - np.float32(_JUMP) * j, sw, su, sv]
+
+
+def _np_run_sum(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """numpy twin of :func:`_run_sum` (same shift-and-add order; views, one add per doubling)."""
+    length = x.shape[axis]
+    out: np.ndarray | None = None
+    offset, p, block = 0, 1, x
+
+    def narrow(a: np.ndarray, start: int, size: int) -> np.ndarray:
+        return a[start : start + size] if axis == 0 else a[:, start : start + size]
+
+    while True:
+        if n & p:
+            part = narrow(block, offset, length - n + 1)
+            out = part if out is None else out + part
+            offset += p
+        if 2 * p > n:
+            break
+        m = block.shape[axis] - p
+        block = narrow(block, 0, m) + narrow(block, p, m)
+        p *= 2
+    assert out is not None
+    return out
+
+
+def _np_half_windows(x: np.ndarray, r: int, along_u: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy twin of :func:`_half_windows` for one HxW channel: (before, after, centre line) sums."""
+    along, across = (1, 0) if along_u else (0, 1)
+    xp = cv2.copyMakeBorder(x, r, r, r, r, _BC)
+    line = _np_run_sum(xp, 2 * r + 1, across)
+    half = _np_run_sum(line, r, along)
+    h, w = x.shape
+    if along_u:
+        return half[:, :w], half[:, r + 1 : r + 1 + w], line[:, r : r + w]
+    return half[:h], half[r + 1 : r + 1 + h], line[r : r + h]
+
+
+def _np_planes(cells: list[np.ndarray], rc: int, need: float) -> list[np.ndarray]:
+    """Per cell (Hs x Ws): ``[b, c, a, usable]`` of the plane ``w = a + b u + c v`` (usable: bool).
+
+    Sums over the r x (2r+1) half-windows left/right (for b) and above/below (for c) of each cell;
+    the whole window is left + right + centre column, or above + below + centre row.
     """
-    k = 2 * rc + 1
-    ones = np.ones(k, np.float32)
-    left = np.zeros(k, np.float32)
-    left[:rc] = 1
-    right = left[::-1].copy()
-    bc = cv2.BORDER_CONSTANT
     n, sw, su, sv = cells
-    # along u: column sums over the window's rows, then the r columns left / right of the centre
-    col = [cv2.sepFilter2D(x, -1, _ONE, ones, borderType=bc) for x in (n, sw, su, sv)]
-    L = [cv2.sepFilter2D(x, -1, left, _ONE, borderType=bc) for x in col]
-    R = [cv2.sepFilter2D(x, -1, right, _ONE, borderType=bc) for x in col]
-    # along v: row sums over the window's columns, then the r rows above / below
-    row = [cv2.sepFilter2D(x, -1, ones, _ONE, borderType=bc) for x in (n, sw, sv)]
-    U = [cv2.sepFilter2D(x, -1, _ONE, left, borderType=bc) for x in row]
-    D = [cv2.sepFilter2D(x, -1, _ONE, right, borderType=bc) for x in row]
-    nL, nR, nU, nD = L[0], R[0], U[0], D[0]
-    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (col[0] >= 0) & (row[0] >= 0)
-    iL, iR, iU, iD = (1.0 / np.maximum(x, 1.0) for x in (nL, nR, nU, nD))
-    du = np.maximum(R[2] * iR - L[2] * iL, 1.0)
-    dv = np.maximum(D[2] * iD - U[2] * iU, 1.0)
-    b = (R[1] * iR - L[1] * iL) / du
-    c = (D[1] * iD - U[1] * iU) / dv
-    it = 1.0 / np.maximum(L[0] + R[0] + col[0], 1.0)
-    a = (L[1] + R[1] + col[1]) * it - b * ((L[2] + R[2] + col[2]) * it) - c * ((L[3] + R[3] + col[3]) * it)
-    return np.stack((b, c, a, ok.astype(np.float32)), -1), ok
+    (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, rc, True) for x in (n, sw, su))
+    (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, rc, False) for x in (n, sw, sv))
+    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (nC >= 0) & (nCv >= 0)
+    one = np.float32(1)
+    iL, iR, iU, iD = (one / np.maximum(x, one) for x in (nL, nR, nU, nD))
+    du = np.maximum(uR * iR - uL * iL, one)
+    dv = np.maximum(vD * iD - vU * iU, one)
+    b = (wR * iR - wL * iL) / du
+    c = (wD * iD - wU * iU) / dv
+    it = one / np.maximum(nL + nR + nC, one)
+    a = (wL + wR + wC) * it - b * ((uL + uR + uC) * it) - c * ((vU + vD + vC) * it)
+    return [b, c, a, ok]
 
 
-def _np_unit_normals(f: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
-    """(..., 4) plane fields -> (..., 3) unit normals towards the camera and a bool 'usable'."""
-    b, c, a = f[..., 0], f[..., 1], f[..., 2]
-    n = np.stack((-fx * b, -fy * c, -(a + b * cx + c * cy)), -1)
-    norm = np.sqrt((n * n).sum(-1))
-    good = (f[..., 3] > 0) & np.isfinite(norm) & (norm > 0)
-    n = np.where(good[..., None], n / np.where(good, norm, 1.0)[..., None], np.float32(0))
-    return n.astype(np.float32), good
+def _np_unit_normals(b: np.ndarray, c: np.ndarray, a: np.ndarray, fx: float, fy: float, cx: float,
+                     cy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plane fields -> planar unit normals (nx, ny, nz) towards the camera."""
+    nx = b * np.float32(-fx)
+    ny = c * np.float32(-fy)
+    nz = -(a + b * np.float32(cx) + c * np.float32(cy))
+    inv = np.float32(1) / np.maximum(np.sqrt(nx * nx + ny * ny + nz * nz), np.float32(1e-30))
+    return nx * inv, ny * inv, nz * inv
 
 
-def _np_dense(normals: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell normals -> pixels: bilinear between usable cells' normals (cell centres at pixel
-    ``s X + (s - 1) / 2``, weights renormalised over usable cells), for valid pixels whose own cell
-    is usable. Returns ``(got HxW, normals HxWx3, 0 where not got)``."""
+def _np_dense(nrm: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell normals (Hs x Ws x 3, 0 where not usable) -> pixels: bilinear between cell centres
+    (at pixel ``s X + (s - 1) / 2``), renormalised, so unusable cells drop out of the blend; only
+    valid pixels whose own cell is usable get one. Returns ``(got HxW, normals HxWx3)``."""
+    h, w = ok.shape
     if s == 1:
         got = ok & good
-        return got, np.where(got[..., None], normals, np.float32(0))
-    h, w = ok.shape
-    x = np.dstack((normals, good.astype(np.float32)))  # normals are 0 where not good
-    up = cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
-    own = cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    got = ok & own
-    n = up[..., :3]
-    norm = np.sqrt((n * n).sum(-1))
-    n = np.where(got[..., None], n / np.maximum(norm, 1e-12)[..., None], np.float32(0))
-    return got, n
+        return got, nrm * got[..., None]
+    up = cv2.resize(nrm, (w, h), interpolation=cv2.INTER_LINEAR)
+    got = ok & (cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+    sq = cv2.transform(cv2.multiply(up, up), np.ones((1, 3), np.float32))
+    inv = cv2.pow(np.maximum(sq, np.float32(1e-30)), -0.5)
+    inv *= got
+    return got, cv2.multiply(up, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR))
 
 
-def _np_pick(idx: np.ndarray, w_flat: np.ndarray, fields: np.ndarray, s: int, rc: int, wd: int,
-             shifted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For pixels ``idx`` (flat), the usable window among the centred one (always preferred) and the
-    8 shifted by rc + 1 cells whose plane passes closest to the pixel's own w. Returns
-    ``(flat cell index, found)``."""
-    hs, ws = fields.shape[:2]
-    flat = fields.reshape(-1, 4)
-    pu, pv = idx % wd, idx // wd
-    cu, cv = pu // s, pv // s
-    offs = _OFFSETS if shifted else _OFFSETS[:1]
+def _np_pick(idx: np.ndarray, w_flat: np.ndarray, planes: list[np.ndarray], s: int, rc: int, wd: int,
+             shifted: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels ``idx`` (flat): the usable window among the centred one (preferred; tried only if
+    ``centred``) and the 8 shifted by rc + 1 cells, choosing the plane that passes closest to the
+    pixel's own w. Returns ``(flat cell index into the unpadded grid, found)``."""
     st = rc + 1
-    qu = cu[None, :] + st * np.array([o[1] for o in offs])[:, None]
-    qv = cv[None, :] + st * np.array([o[0] for o in offs])[:, None]
-    inside = (qu >= 0) & (qu < ws) & (qv >= 0) & (qv < hs)
-    q = np.where(inside, qv * ws + qu, 0)
-    f = flat[q]  # (9, N, 4)
-    wp = f[..., 2] + f[..., 0] * pu.astype(np.float32) + f[..., 1] * pv.astype(np.float32)
-    res = np.abs(wp - w_flat[idx][None, :])
-    res[0] = -1.0  # the centred window wins whenever usable
-    res = np.where(inside & (f[..., 3] > 0) & (wp > 0), res, np.inf)
+    hs, ws = planes[0].shape
+    wp_ = ws + 2 * st
+    pad = [np.pad(x, st) for x in planes]  # unusable border: every candidate index is in range
+    b, c, a, good = (x.reshape(-1) for x in pad)
+    pu, pv = idx % wd, idx // wd
+    base = (pv // s + st) * wp_ + pu // s + st
+    offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
+    q = base[None, :] + np.array([dv * st * wp_ + du * st for dv, du in offs])[:, None]
+    fu, fv = pu.astype(np.float32), pv.astype(np.float32)
+    wp = a.take(q) + b.take(q) * fu + c.take(q) * fv
+    res = np.abs(wp - w_flat.take(idx))
+    if centred:
+        res[0] = -1.0  # the centred window wins whenever usable
+    res[~(good.take(q) & (wp > 0))] = np.inf
     j = res.argmin(0)
     cols = np.arange(idx.size)
-    return q[j, cols], np.isfinite(res[j, cols])
+    qj = q[j, cols]
+    return (qj // wp_ - st) * ws + qj % wp_ - st, np.isfinite(res[j, cols])
 
 
 def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -202,27 +236,28 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         d = np.pad(d, ((0, H - h), (0, W - wd)))
         ok = np.pad(ok, ((0, H - h), (0, W - wd)))
     w, cells = _np_cells(d, ok, cfg.max_rel_jump, s)
-    fx, fy, cx, cy = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
+    K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
     w_flat = w.reshape(-1)
-    out = np.zeros((H * W, 3), np.float32)
-    found = np.zeros(H * W, bool)
-    todo = ok.reshape(-1)
     for i, rc in enumerate(cfg.cell_radii()):
-        fields, _ = _np_planes(cells, rc, _need(cfg, rc))
-        normals, good = _np_unit_normals(fields, fx, fy, cx, cy)
-        fields[..., 3] = good
-        if i == 0:  # dense: pixels of usable cells, normals interpolated between usable cells
-            got, dense = _np_dense(normals, good, ok, s)
-            out = dense.reshape(-1, 3)
+        planes = _np_planes(cells, rc, _need(cfg, rc))
+        b, c, a, good = planes
+        if i == 0:  # dense: pixels of usable cells
+            nrm = cv2.merge(_np_unit_normals(b, c, a, *K4)) * good[..., None]
+            got, out = _np_dense(nrm, good, ok, s)
+            out = out.reshape(-1, 3)
             found = got.reshape(-1)
-        idx = np.flatnonzero(todo & ~found)
+            idx = np.flatnonzero(ok.reshape(-1) > found)
+        else:
+            idx = idx[~found[idx]]
         if idx.size == 0:
             break
-        q, hit = _np_pick(idx, w_flat, fields, s, rc, W, cfg.shifted)
-        out[idx[hit]] = normals.reshape(-1, 3)[q[hit]]
-        found[idx[hit]] = True
+        q, hit = _np_pick(idx, w_flat, planes, s, rc, W, cfg.shifted, centred=i > 0)
+        q, sel = q[hit], idx[hit]
+        flat = [x.reshape(-1).take(q) for x in (b, c, a)]
+        out[sel] = np.stack(_np_unit_normals(*flat, *K4), -1)
+        found[sel] = True
     out = out.reshape(H, W, 3)[:h, :wd]
-    return np.ascontiguousarray(out), found.reshape(H, W)[:h, :wd].copy()
+    return np.ascontiguousarray(out), np.ascontiguousarray(found.reshape(H, W)[:h, :wd])
 
 
 # ============================================================================ torch (any device)
@@ -286,29 +321,27 @@ def _torch_cells(d: torch.Tensor, ok: torch.Tensor, tau: float, s: int) -> tuple
 
 def _torch_planes(cells: torch.Tensor, rc: int, need: float) -> torch.Tensor:
     """Per cell plane fields 4 x Hs x Ws: (b, c, a, usable) of ``w = a + b u + c v``."""
-    L, R, C = _half_windows(cells, rc, along_u=True)
-    U, D, _ = _half_windows(cells[[0, 1, 3]], rc, along_u=False)
-    Cv = _run_sum(F.pad(cells[[0]], (rc, rc)), 2 * rc + 1, 2)[0]
+    L, R, C = _half_windows(cells[:3], rc, along_u=True)  # count, w, u
+    U, D, Cv = _half_windows(cells[[0, 1, 3]], rc, along_u=False)  # count, w, v
     nL, nR, nU, nD = L[0], R[0], U[0], D[0]
-    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (C[0] >= 0) & (Cv >= 0)
+    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (C[0] >= 0) & (Cv[0] >= 0)
     iL, iR, iU, iD = (1.0 / x.clamp_min(1.0) for x in (nL, nR, nU, nD))
     du = (R[2] * iR - L[2] * iL).clamp_min(1.0)
     dv = (D[2] * iD - U[2] * iU).clamp_min(1.0)
     b = (R[1] * iR - L[1] * iL) / du
     c = (D[1] * iD - U[1] * iU) / dv
     it = 1.0 / (L[0] + R[0] + C[0]).clamp_min(1.0)
-    a = (L[1] + R[1] + C[1]) * it - b * ((L[2] + R[2] + C[2]) * it) - c * ((L[3] + R[3] + C[3]) * it)
+    a = (L[1] + R[1] + C[1]) * it - b * ((L[2] + R[2] + C[2]) * it) - c * ((U[2] + D[2] + Cv[2]) * it)
     return torch.stack((b, c, a, ok.to(torch.float32)))
 
 
 def _torch_unit_normals(f: torch.Tensor, fx: float, fy: float, cx: float, cy: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """4 x ... plane fields -> (... x 3 unit normals towards the camera, bool usable)."""
+    """4 x ... plane fields -> (... x 3 unit normals towards the camera, 0 where not usable; usable)."""
     b, c, a = f[0], f[1], f[2]
     n = torch.stack((-fx * b, -fy * c, -(a + b * cx + c * cy)), -1)
-    norm = torch.linalg.vector_norm(n, dim=-1)
-    good = (f[3] > 0) & torch.isfinite(norm) & (norm > 0)
-    n = torch.where(good[..., None], n / torch.where(good, norm, torch.ones_like(norm))[..., None], 0.0)
-    return n, good
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_min(1e-30)
+    good = f[3] > 0
+    return torch.where(good[..., None], n, 0.0), good
 
 
 def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,25 +350,22 @@ def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor, s:
         got = ok & good
         return got, torch.where(got[..., None], normals, 0.0)
     h, w = ok.shape
-    x = torch.cat((normals, good[..., None].to(torch.float32)), -1).permute(2, 0, 1)[None]
-    up = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0]
-    own = good.repeat_interleave(s, 0).repeat_interleave(s, 1)
-    got = ok & own
-    n = up[:3].permute(1, 2, 0)
-    norm = torch.linalg.vector_norm(n, dim=-1)
-    n = torch.where(got[..., None], n / norm.clamp_min(1e-12)[..., None], 0.0)
-    return got, n
+    up = F.interpolate(normals.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    got = ok & good.repeat_interleave(s, 0).repeat_interleave(s, 1)
+    n = up.permute(1, 2, 0)
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_min(1e-15)
+    return got, torch.where(got[..., None], n, 0.0)
 
 
 def _torch_pick(idx: torch.Tensor, w_flat: torch.Tensor, fields: torch.Tensor, s: int, rc: int, wd: int,
-                shifted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                shifted: bool, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch twin of :func:`_np_pick` (fields 4 x Hs x Ws)."""
     hs, ws = fields.shape[1:]
     dev = idx.device
     flat = fields.reshape(4, -1)
     pu, pv = idx % wd, torch.div(idx, wd, rounding_mode="floor")
     cu, cv = torch.div(pu, s, rounding_mode="floor"), torch.div(pv, s, rounding_mode="floor")
-    offs = _OFFSETS if shifted else _OFFSETS[:1]
+    offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
     st = rc + 1
     qu = cu[None, :] + st * torch.tensor([o[1] for o in offs], device=dev)[:, None]
     qv = cv[None, :] + st * torch.tensor([o[0] for o in offs], device=dev)[:, None]
@@ -344,7 +374,8 @@ def _torch_pick(idx: torch.Tensor, w_flat: torch.Tensor, fields: torch.Tensor, s
     f = flat[:, q]  # 4 x 9 x N
     wp = f[2] + f[0] * pu.to(torch.float32) + f[1] * pv.to(torch.float32)
     res = (wp - w_flat[idx][None, :]).abs()
-    res[0] = -1.0
+    if centred:
+        res[0] = -1.0
     res = torch.where(inside & (f[3] > 0) & (wp > 0), res, float("inf"))
     j = res.argmin(0)
     cols = torch.arange(idx.numel(), device=dev)
@@ -367,7 +398,6 @@ def _normals_torch(d: torch.Tensor, ok: torch.Tensor, Kn, cfg: NormalsConfig) ->
     for i, rc in enumerate(cfg.cell_radii()):
         fields = _torch_planes(cells, rc, _need(cfg, rc))
         normals, good = _torch_unit_normals(fields, fx, fy, cx, cy)
-        fields = torch.cat((fields[:3], good[None].to(torch.float32)))
         if i == 0:
             got, dense = _torch_dense(normals, good, ok, s)
             out = dense.reshape(-1, 3)
@@ -375,7 +405,7 @@ def _normals_torch(d: torch.Tensor, ok: torch.Tensor, Kn, cfg: NormalsConfig) ->
         idx = (todo & ~found).nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        q, hit = _torch_pick(idx, w_flat, fields, s, rc, W, cfg.shifted)
+        q, hit = _torch_pick(idx, w_flat, fields, s, rc, W, cfg.shifted, centred=i > 0)
         out[idx[hit]] = normals.reshape(-1, 3)[q[hit]]
         found[idx[hit]] = True
     return out.reshape(H, W, 3)[:h, :wd].contiguous(), found.reshape(H, W)[:h, :wd].contiguous()
@@ -404,13 +434,18 @@ def normals_from_depth(
     d, was_numpy = to_tensor(depth, "depth")
     d = check_depth_map(d)
     Kn = check_intrinsics(K, tuple(d.shape))
-    ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
+    vt = None if valid is None else to_tensor(valid, "valid", d.device)[0]
+    if vt is not None and vt.shape != d.shape:
+        raise ValueError(f"valid: shape {tuple(vt.shape)} differs from depth {tuple(d.shape)}")
+    if d.device.type == "cpu":
+        dn = d.detach().numpy()
+        ok = _np_validity(dn, None if vt is None else vt.numpy().astype(bool, copy=False))
+        if not ok.any():
+            raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
+        n, v = _normals_numpy(dn, ok, Kn, cfg)
+        return (n, v) if was_numpy else (torch.from_numpy(n), torch.from_numpy(v))
+    ok = depth_validity(d, vt)
     if not bool(ok.any()):
         raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
-    if d.device.type == "cpu":
-        n, v = _normals_numpy(d.numpy(), ok.numpy(), np.asarray(Kn), cfg)
-        if was_numpy:
-            return n, v
-        return torch.from_numpy(n), torch.from_numpy(v)
     n, v = _normals_torch(d, ok, Kn, cfg)
     return like_input(n, was_numpy), like_input(v, was_numpy)
