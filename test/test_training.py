@@ -105,3 +105,15 @@ def test_cli_export_and_config_errors(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(TINY))
     assert load_config(good, {"data.n_train": 12, "steps": 5}).data.n_train == 12
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "config" / "train").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_configs_are_valid(path):
+    from dataclasses import replace
+
+    from movseg_core.models import MODEL_CONFIGS
+
+    cfg = load_config(path)
+    m = dict(cfg.model)
+    replace(MODEL_CONFIGS[m.pop("preset")], **m)  # validates every model key and value

@@ -1,6 +1,7 @@
 """The per-sample record every training reader returns."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,3 +23,74 @@ class SegRecord:
     K: np.ndarray | None = None
     x: np.ndarray | None = None
     name: str = ""
+
+
+def default_K(height: int, width: int, hfov_deg: float = 60.0) -> np.ndarray:
+    """Pinhole K (square pixels, centred principal point) for images without calibration (COCO, ADE20K)."""
+    f = (width / 2.0) / np.tan(np.deg2rad(hfov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def load_x_file(path: "str | os.PathLike[str]") -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A per-sample X-modality file -> (x image HxWx3 uint8 | None, depth HxW float32 metres | None).
+
+    8-bit 3-channel PNG/JPG: an X image as is (e.g. normals RGB from a monocular predictor).
+    16-bit single-channel PNG: depth in millimetres (0 = invalid). ``.npy`` float HxW: depth in metres.
+    """
+    import cv2
+
+    p = str(path)
+    if p.endswith(".npy"):
+        d = np.load(p).astype(np.float32)
+        if d.ndim != 2:
+            raise ValueError(f"{p}: expected an HxW depth array in metres, got shape {d.shape}")
+        return None, d
+    img = cv2.imread(p, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read X file {p}")
+    if img.dtype == np.uint16 and img.ndim == 2:
+        d = img.astype(np.float32) / 1000.0
+        d[img == 0] = np.nan
+        return None, d
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
+    raise ValueError(f"{p}: X file must be 8-bit RGB (an X image) or 16-bit 1-channel (depth mm), got {img.dtype} {img.shape}")
+
+
+def resize_record(rec: SegRecord, size: tuple[int, int] | None) -> SegRecord:
+    """Resize every array of ``rec`` to ``size`` = (H, W): images area/bilinear, label and depth nearest, K scaled."""
+    if size is None or rec.rgb.shape[:2] == tuple(size):
+        return rec
+    import cv2
+
+    from ..geometry import scale_intrinsics
+
+    h, w = size
+    src = rec.rgb.shape[:2]
+    interp = cv2.INTER_AREA if src[0] > h else cv2.INTER_LINEAR
+    return SegRecord(
+        rgb=cv2.resize(rec.rgb, (w, h), interpolation=interp),
+        label=cv2.resize(rec.label, (w, h), interpolation=cv2.INTER_NEAREST),
+        depth=None if rec.depth is None else cv2.resize(rec.depth, (w, h), interpolation=cv2.INTER_NEAREST),
+        K=None if rec.K is None else scale_intrinsics(rec.K, src, (h, w)),
+        x=None if rec.x is None else cv2.resize(rec.x, (w, h), interpolation=interp),
+        name=rec.name,
+    )
+
+
+def attach_x(rec: SegRecord, x_dir: "str | os.PathLike[str] | None", hfov_deg: float = 60.0) -> SegRecord:
+    """Add ``<x_dir>/<name>.{png,npy}`` to ``rec`` (x image, or depth with a default K if ``rec.K`` is None)."""
+    if x_dir is None:
+        return rec
+    from pathlib import Path
+
+    base = Path(x_dir) / rec.name
+    path = next((base.with_suffix(s) for s in (".png", ".npy", ".jpg") if base.with_suffix(s).is_file()), None)
+    if path is None:
+        raise ValueError(f"no X file for sample {rec.name!r} in {x_dir} (expected {rec.name}.png or .npy)")
+    x, depth = load_x_file(path)
+    for name, arr in (("x image", x), ("depth", depth)):
+        if arr is not None and arr.shape[:2] != rec.rgb.shape[:2]:
+            raise ValueError(f"{path}: {name} size {arr.shape[:2]} differs from the image {rec.rgb.shape[:2]}")
+    K = rec.K if rec.K is not None else default_K(*rec.rgb.shape[:2], hfov_deg=hfov_deg)
+    return SegRecord(rec.rgb, rec.label, depth if depth is not None else rec.depth, K, x, rec.name)

@@ -1,0 +1,97 @@
+"""COCO-Stuff-171 in its published layouts.
+
+Accepted (detectron2/MaskFormer ``datasets/coco`` layout):
+``root/{train2017,val2017}/*.jpg`` with either ``root/stuffthingmaps/{train2017,val2017}/*.png``
+(the official stuffthingmaps: pixel = COCO category id - 1 in 0..181, 255 = unlabeled) or
+``root/stuffthingmaps_detectron2/{train2017,val2017}/*.png`` (already contiguous 0..170, 255).
+Labels become 1..171 (:data:`COCO_STUFF_171_CLASSES` order), 0 = unlabeled / unused ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .records import SegRecord, attach_x, resize_record
+
+_THINGS = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+_STUFF = (
+    "banner", "blanket", "branch", "bridge", "building-other", "bush", "cabinet", "cage", "cardboard", "carpet",
+    "ceiling-other", "ceiling-tile", "cloth", "clothes", "clouds", "counter", "cupboard", "curtain", "desk-stuff",
+    "dirt", "door-stuff", "fence", "floor-marble", "floor-other", "floor-stone", "floor-tile", "floor-wood",
+    "flower", "fog", "food-other", "fruit", "furniture-other", "grass", "gravel", "ground-other", "hill",
+    "house", "leaves", "light", "mat", "metal", "mirror-stuff", "moss", "mountain", "mud", "napkin", "net",
+    "paper", "pavement", "pillow", "plant-other", "plastic", "platform", "playingfield", "railing", "railroad",
+    "river", "road", "rock", "roof", "rug", "salad", "sand", "sea", "shelf", "sky-other", "skyscraper", "snow",
+    "solid-other", "stairs", "stone", "straw", "structural-other", "table", "tent", "textile-other", "towel",
+    "tree", "vegetable", "wall-brick", "wall-concrete", "wall-other", "wall-panel", "wall-stone", "wall-tile",
+    "wall-wood", "water-other", "waterdrops", "window-blind", "window-other", "wood",
+)
+#: The 171 classes in contiguous order (80 things, then 91 stuff); label id = index + 1.
+COCO_STUFF_171_CLASSES: tuple[str, ...] = _THINGS + _STUFF
+#: 0-based COCO category ids (0..181) of the 11 thing ids COCO never uses.
+UNUSED_IDS: tuple[int, ...] = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
+
+
+def raw_to_contiguous_lut() -> np.ndarray:
+    """(256,) uint8 lookup: stuffthingmaps value (0..181, 255) -> label 1..171, 0 for unused/unlabeled."""
+    lut = np.zeros(256, np.uint8)
+    used = [i for i in range(182) if i not in UNUSED_IDS]
+    lut[used] = np.arange(1, 172, dtype=np.uint8)
+    return lut
+
+
+_SPLITS = {"train": "train2017", "train2017": "train2017", "val": "val2017", "val2017": "val2017"}
+
+
+class CocoStuff:
+    """Indexable COCO-Stuff-171 split. size: (H, W) to resize to, or None. x_dir: per-image X files."""
+
+    def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
+                 x_dir: str | Path | None = None):
+        self.root = Path(root)
+        if split not in _SPLITS:
+            raise ValueError(f"COCO-Stuff split {split!r} not in {sorted(_SPLITS)}")
+        sub = _SPLITS[split]
+        self.img_dir = self.root / sub
+        d2, raw = self.root / "stuffthingmaps_detectron2" / sub, self.root / "stuffthingmaps" / sub
+        if d2.is_dir():
+            self.ann_dir = d2
+            self.lut = np.zeros(256, np.uint8)
+            self.lut[:171] = np.arange(1, 172, dtype=np.uint8)
+        elif raw.is_dir():
+            self.ann_dir, self.lut = raw, raw_to_contiguous_lut()
+        else:
+            raise ValueError(f"{self.root}: expected stuffthingmaps/{sub}/ or stuffthingmaps_detectron2/{sub}/")
+        if not self.img_dir.is_dir():
+            raise ValueError(f"{self.root}: expected {sub}/ with the COCO images")
+        self.names = sorted(p.stem for p in self.img_dir.glob("*.jpg") if (self.ann_dir / f"{p.stem}.png").is_file())
+        if not self.names:
+            raise ValueError(f"{self.img_dir}: no image with a stuffthingmap")
+        self.size, self.x_dir = size, x_dir
+        self.class_names = COCO_STUFF_171_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> SegRecord:
+        name = self.names[i]
+        bgr = cv2.imread(str(self.img_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
+        lab = cv2.imread(str(self.ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        if bgr is None or lab is None:
+            raise ValueError(f"cannot read COCO-Stuff sample {name}")
+        if lab.ndim != 2 or lab.shape != bgr.shape[:2] or lab.dtype != np.uint8:
+            raise ValueError(f"{name}: stuffthingmap must be HxW uint8 matching the image, got {lab.dtype} {lab.shape}")
+        rec = SegRecord(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.lut[lab], name=name)
+        return resize_record(attach_x(rec, self.x_dir), self.size)
