@@ -164,25 +164,28 @@ def _np_planes(cells: list[np.ndarray], rc: int, need: float) -> list[np.ndarray
     n, sw, su, sv = cells
     (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, rc, True) for x in (n, sw, su))
     (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, rc, False) for x in (n, sw, sv))
-    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (nC >= 0) & (nCv >= 0)
+    ok = np.minimum(np.minimum(nL, nR), np.minimum(nU, nD)) >= need
+    ok &= np.minimum(nC, nCv) >= 0
+    # b = (mean w right - mean w left) / (mean u right - mean u left), multiplied through by the
+    # counts; the clamps only touch unusable windows (usable: counts >= 1, centroids >= 1 px apart)
     one = np.float32(1)
-    iL, iR, iU, iD = (one / np.maximum(x, one) for x in (nL, nR, nU, nD))
-    du = np.maximum(uR * iR - uL * iL, one)
-    dv = np.maximum(vD * iD - vU * iU, one)
-    b = (wR * iR - wL * iL) / du
-    c = (wD * iD - wU * iU) / dv
+    b = (wR * nL - wL * nR) / np.maximum(uR * nL - uL * nR, one)
+    c = (wD * nU - wU * nD) / np.maximum(vD * nU - vU * nD, one)
     it = one / np.maximum(nL + nR + nC, one)
-    a = (wL + wR + wC) * it - b * ((uL + uR + uC) * it) - c * ((vU + vD + vC) * it)
+    a = ((wL + wR + wC) - b * (uL + uR + uC) - c * (vU + vD + vC)) * it
     return [b, c, a, ok]
 
 
-def _np_unit_normals(b: np.ndarray, c: np.ndarray, a: np.ndarray, fx: float, fy: float, cx: float,
-                     cy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plane fields -> planar unit normals (nx, ny, nz) towards the camera."""
+def _np_unit_normals(b: np.ndarray, c: np.ndarray, a: np.ndarray, good: np.ndarray, fx: float, fy: float,
+                     cx: float, cy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plane fields -> planar unit normals (nx, ny, nz) towards the camera, 0 where not ``good``."""
     nx = b * np.float32(-fx)
     ny = c * np.float32(-fy)
     nz = -(a + b * np.float32(cx) + c * np.float32(cy))
-    inv = np.float32(1) / np.maximum(np.sqrt(nx * nx + ny * ny + nz * nz), np.float32(1e-30))
+    sq = nx * nx + ny * ny + nz * nz
+    sq += np.float32(1e-30)
+    inv = cv2.pow(sq, -0.5)
+    inv *= good
     return nx * inv, ny * inv, nz * inv
 
 
@@ -197,7 +200,8 @@ def _np_dense(nrm: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tupl
     up = cv2.resize(nrm, (w, h), interpolation=cv2.INTER_LINEAR)
     got = ok & (cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
     sq = cv2.transform(cv2.multiply(up, up), np.ones((1, 3), np.float32))
-    inv = cv2.pow(np.maximum(sq, np.float32(1e-30)), -0.5)
+    sq += np.float32(1e-30)
+    inv = cv2.pow(sq, -0.5)
     inv *= got
     return got, cv2.multiply(up, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR))
 
@@ -242,7 +246,7 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         planes = _np_planes(cells, rc, _need(cfg, rc))
         b, c, a, good = planes
         if i == 0:  # dense: pixels of usable cells
-            nrm = cv2.merge(_np_unit_normals(b, c, a, *K4)) * good[..., None]
+            nrm = cv2.merge(_np_unit_normals(b, c, a, good, *K4))
             got, out = _np_dense(nrm, good, ok, s)
             out = out.reshape(-1, 3)
             found = got.reshape(-1)
@@ -254,7 +258,7 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         q, hit = _np_pick(idx, w_flat, planes, s, rc, W, cfg.shifted, centred=i > 0)
         q, sel = q[hit], idx[hit]
         flat = [x.reshape(-1).take(q) for x in (b, c, a)]
-        out[sel] = np.stack(_np_unit_normals(*flat, *K4), -1)
+        out[sel] = np.stack(_np_unit_normals(*flat, np.ones(q.size, bool), *K4), -1)
         found[sel] = True
     out = out.reshape(H, W, 3)[:h, :wd]
     return np.ascontiguousarray(out), np.ascontiguousarray(found.reshape(H, W)[:h, :wd])
@@ -324,14 +328,11 @@ def _torch_planes(cells: torch.Tensor, rc: int, need: float) -> torch.Tensor:
     L, R, C = _half_windows(cells[:3], rc, along_u=True)  # count, w, u
     U, D, Cv = _half_windows(cells[[0, 1, 3]], rc, along_u=False)  # count, w, v
     nL, nR, nU, nD = L[0], R[0], U[0], D[0]
-    ok = (nL >= need) & (nR >= need) & (nU >= need) & (nD >= need) & (C[0] >= 0) & (Cv[0] >= 0)
-    iL, iR, iU, iD = (1.0 / x.clamp_min(1.0) for x in (nL, nR, nU, nD))
-    du = (R[2] * iR - L[2] * iL).clamp_min(1.0)
-    dv = (D[2] * iD - U[2] * iU).clamp_min(1.0)
-    b = (R[1] * iR - L[1] * iL) / du
-    c = (D[1] * iD - U[1] * iU) / dv
-    it = 1.0 / (L[0] + R[0] + C[0]).clamp_min(1.0)
-    a = (L[1] + R[1] + C[1]) * it - b * ((L[2] + R[2] + C[2]) * it) - c * ((U[2] + D[2] + Cv[2]) * it)
+    ok = (torch.minimum(torch.minimum(nL, nR), torch.minimum(nU, nD)) >= need) & (torch.minimum(C[0], Cv[0]) >= 0)
+    b = (R[1] * nL - L[1] * nR) / (R[2] * nL - L[2] * nR).clamp_min(1.0)
+    c = (D[1] * nU - U[1] * nD) / (D[2] * nU - U[2] * nD).clamp_min(1.0)
+    it = 1.0 / (nL + nR + C[0]).clamp_min(1.0)
+    a = ((L[1] + R[1] + C[1]) - b * (L[2] + R[2] + C[2]) - c * (U[2] + D[2] + Cv[2])) * it
     return torch.stack((b, c, a, ok.to(torch.float32)))
 
 
