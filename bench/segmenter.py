@@ -1,0 +1,163 @@
+"""Per-stage CPU latency of the zero-shot segmenter vs OVSeg-style per-proposal crop classification.
+
+Both use the same proposals (those the default config produces on each frame); ours classifies
+them by pooling dense CLIP features from one pass over the image, the baseline runs one CLIP
+forward per masked crop at 224x224 (batched; the work per crop is the same). CLIP weights are
+random (speed does not depend on them): these are speed figures, never quality figures.
+
+    python bench/segmenter.py [--quick] [--data DIR] [--model ViT-B-16] [--short-side 448]
+
+Last line: {"ours_ms", "baseline_ms", "speedup", "proposals", "stages_ms", ...} (per-frame means).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from movseg_core.classify import crop_embeddings, paint, score_segments  # noqa: E402
+from movseg_core.clip import DENSE_MODES, DenseConfig  # noqa: E402
+from movseg_core.data.nyuv2 import NYU40_CLASSES, NYUv2Folder, default_nyuv2_dir  # noqa: E402
+from movseg_core.geometry import normals_from_depth  # noqa: E402
+from movseg_core.proposals import propose  # noqa: E402
+from movseg_core.segmenter import Segmenter  # noqa: E402
+
+log = logging.getLogger("bench.segmenter")
+
+
+def baseline(seg: Segmenter, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, args) -> tuple:
+    """OVSeg-style pipeline on the same normals + proposals: one CLIP forward per masked crop.
+
+    Returns (wall ms, process CPU ms, crop-classification ms, segments).
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    valid = depth > 0
+    normals, nvalid = normals_from_depth(depth, K, valid, seg.cfg.normals)
+    segments = np.asarray(propose(rgb, depth, normals, valid & nvalid, seg.cfg.proposals), np.int32)
+    n = int(segments.max()) + 1
+    t1 = time.perf_counter()
+    emb = crop_embeddings(seg.clip, rgb, segments, n, args.crop_size, 0.1, args.crop_batch, progress=True)
+    seg_labels, seg_conf, _ = score_segments(emb, seg.vocabulary.embeddings, None, seg.clip.logit_scale)
+    crops_ms = (time.perf_counter() - t1) * 1e3
+    paint(torch.from_numpy(segments), seg_labels, seg_conf)
+    return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3, crops_ms, segments
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=default_nyuv2_dir(), help="folder in the shared NYUv2 layout")
+    ap.add_argument("--model", default="ViT-B-16")
+    ap.add_argument("--short-side", type=int, default=448)
+    ap.add_argument("--dense-mode", default="clearclip", choices=DENSE_MODES)
+    ap.add_argument("--queries", type=int, default=40, help="number of queries (NYU40 names, cycled)")
+    ap.add_argument("--crop-size", type=int, default=224)
+    ap.add_argument("--crop-batch", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="one frame, skip the dense-mode sweep")
+    ap.add_argument("--no-mode-sweep", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("bench.segmenter", "movseg_core"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    torch.manual_seed(0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        seg = Segmenter.from_config({
+            "clip": {"model_name": args.model, "pretrained": "random", "device": "cpu"},
+            "dense": {"short_side": args.short_side, "mode": args.dense_mode},
+        })
+    queries = [NYU40_CLASSES[i % 40] + ("" if i < 40 else f" {i // 40}") for i in range(args.queries)]
+    t0 = time.perf_counter()
+    seg.set_queries(queries)
+    text_cold_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    seg.set_queries(list(reversed(queries)))
+    text_warm_ms = (time.perf_counter() - t0) * 1e3
+    print(f"text: {len(queries)} queries x {len(seg.clip.templates)} templates: cold {text_cold_ms:.0f} ms, "
+          f"cached {text_warm_ms:.1f} ms")
+
+    ds = NYUv2Folder(args.data, require_depth=True)
+    frames = [ds[i] for i in range(1 if args.quick else len(ds))]
+    log.info("%d frame(s) with depth from %s; %s random weights, dense %s at short side %d, %d threads",
+             len(frames), args.data, args.model, args.dense_mode, args.short_side, torch.get_num_threads())
+    f0 = frames[0]
+    seg.segment(f0.rgb, np.nan_to_num(f0.depth), f0.K)  # warm-up (allocations, pos-embed cache)
+
+    ours, base, ours_cpu, base_cpu, n_props, stages, base_crops = [], [], [], [], [], {}, []
+    for f in tqdm(frames, desc="frames", unit="frame"):
+        depth = np.nan_to_num(f.depth)
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = seg.segment(f.rgb, depth, f.K)
+        ours.append((time.perf_counter() - t0) * 1e3)
+        ours_cpu.append((time.process_time() - c0) * 1e3)
+        for k, v in res.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+        wall, cpu, crops_ms, segments = baseline(seg, f.rgb, depth, f.K, args)
+        if not np.array_equal(segments, res.segments):
+            raise RuntimeError("baseline proposals differ from the segmenter's: the comparison would be unfair")
+        base.append(wall)
+        base_cpu.append(cpu)
+        base_crops.append(crops_ms)
+        n = int(res.segments.max()) + 1
+        n_props.append(n)
+        log.info("frame %s: %d proposals, ours %.0f ms (cpu %.0f), baseline %.0f ms (cpu %.0f; crops %.0f ms = "
+                 "%.0f ms/crop), load average %.2f", f.frame_id, n, ours[-1], ours_cpu[-1], base[-1],
+                 base_cpu[-1], crops_ms, crops_ms / n, os.getloadavg()[0])
+
+    sweep = {}
+    if not (args.quick or args.no_mode_sweep):
+        for mode in DENSE_MODES:
+            cfg = DenseConfig(mode=mode, short_side=args.short_side)
+            t = time.perf_counter()
+            seg.clip.dense_features(f0.rgb, cfg)
+            sweep[mode] = round((time.perf_counter() - t) * 1e3, 1)
+        print("dense stage by mode (ms, one frame): " + ", ".join(f"{k} {v:.0f}" for k, v in sweep.items()))
+
+    stages_ms = {k: round(statistics.mean(v), 1) for k, v in stages.items()}
+    ours_ms, base_ms = statistics.mean(ours), statistics.mean(base)
+    ours_c, base_c = statistics.mean(ours_cpu), statistics.mean(base_cpu)
+    print(f"\n{'stage':<16}{'ms':>10}")
+    for k, v in stages_ms.items():
+        print(f"{k:<16}{v:>10.1f}")
+    print(f"{'baseline crops':<16}{statistics.mean(base_crops):>10.1f}  ({args.crop_size}px, one forward per proposal)")
+    print(f"\nours {ours_ms:.0f} ms vs OVSeg-style crops {base_ms:.0f} ms per frame (wall): "
+          f"{base_ms / ours_ms:.2f}x faster (process CPU time: {base_c / ours_c:.2f}x); "
+          f"{statistics.mean(n_props):.1f} proposals/frame; {len(frames)} NYUv2 frame(s), "
+          f"{torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.2f} (goal >= 5x)")
+    out = {
+        "ours_ms": round(ours_ms, 1),
+        "baseline_ms": round(base_ms, 1),
+        "speedup": round(base_ms / ours_ms, 2),
+        "proposals": round(statistics.mean(n_props), 1),
+        "stages_ms": stages_ms,
+        "baseline_crops_ms": round(statistics.mean(base_crops), 1),
+        "cpu_ms": {"ours": round(ours_c, 1), "baseline": round(base_c, 1), "speedup": round(base_c / ours_c, 2)},
+        "text_ms": {"cold": round(text_cold_ms, 1), "cached": round(text_warm_ms, 1)},
+        "dense_modes_ms": sweep,
+        "frames": len(frames),
+        "model": args.model,
+        "short_side": args.short_side,
+        "queries": len(queries),
+        "threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""Zero-shot open-vocabulary RGB-D segmenter: training-free proposals + dense CLIP classification.
+
+    seg = Segmenter.from_config({"clip": {"model_name": "ViT-B-16", "pretrained": "openai"}})
+    seg.set_queries(["chair", "table", "floor"])       # labels 1, 2, 3 in this order; 0 = unknown
+    res = seg.segment(rgb, depth, K)                    # rgb HxWx3 uint8, depth HxW metres, K 3x3
+    res.labels, res.confidence, res.names, res.vocabulary_version, res.timings_ms
+
+Stages (``timings_ms`` keys): ``normals`` (from depth + K unless given), ``proposals``
+(class-agnostic segments from colour + depth + normals), ``dense`` (one CLIP pass per window with
+a training-free last block), ``pool`` (area-weighted features per segment), ``crops`` (optional
+OVSeg masked-crop member), ``clip_x`` (optional CLIP-X branch on the depth/normal image),
+``classify`` (scores vs text, unknown rejection), ``paint``; ``total`` covers everything.
+
+Thread safety: :meth:`Segmenter.set_queries` may be called from another thread while
+:meth:`Segmenter.segment` runs; each ``segment`` uses the vocabulary snapshot it took at its start
+and reports its version.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import typing
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from movseg_core.classify import (
+    ClassifyConfig,
+    crop_embeddings,
+    fuse_embeddings,
+    paint,
+    pool_segments,
+    score_segments,
+)
+from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
+from movseg_core.geometry import NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb
+from movseg_core.proposals import ProposalConfig, propose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmenterConfig:
+    """Everything the segmenter needs; nested sections are dataclasses (or dicts in from_config).
+
+    clip: which CLIP and where (see :class:`movseg_core.clip.ClipConfig`).
+    dense: dense-feature mode, resolution and windows (:class:`movseg_core.clip.DenseConfig`).
+    proposals: class-agnostic segments (:class:`movseg_core.proposals.ProposalConfig`).
+    classify: scoring, unknown rejection, crop / CLIP-X members (:class:`ClassifyConfig`).
+    normals: normal estimation from depth (:class:`movseg_core.geometry.NormalsConfig`).
+    max_queries: most queries per vocabulary; max_query_chars: longest query in characters.
+    """
+
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    normals: NormalsConfig = field(default_factory=NormalsConfig)
+    max_queries: int = 512
+    max_query_chars: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (round-trips through :func:`config_from_dict`)."""
+        return dataclasses.asdict(self)
+
+
+def _build_dataclass(cls: type, data: Any, path: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {path or '<root>'!r} must be a dict or {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {[f'{path}.{k}'.lstrip('.') for k in unknown]}; "
+                         f"known in {path or '<root>'}: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build_dataclass(hint, value, f"{path}.{key}".lstrip("."))
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"config section {path or '<root>'!r}: {exc}") from exc
+
+
+def config_from_dict(data: SegmenterConfig | dict[str, Any]) -> SegmenterConfig:
+    """Nested dict (e.g. from YAML or ROS parameters) -> :class:`SegmenterConfig`; unknown keys -> ValueError."""
+    return _build_dataclass(SegmenterConfig, data, "")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An immutable query set: ``names[i]`` has label ``ids[i] == i + 1``; 0 is unknown.
+
+    embeddings: N x D text embeddings (float32, L2-normalised) in query order.
+    """
+
+    names: tuple[str, ...]
+    ids: tuple[int, ...]
+    version: int
+    embeddings: torch.Tensor = field(repr=False)
+
+
+@dataclass
+class SegmentationResult:
+    """One frame's output.
+
+    labels: HxW uint16, 0 = unknown, i = ``names[i-1]``; confidence: HxW float32 in [0, 1]
+    (probability of the best query at that pixel's segment); names/ids: the vocabulary used;
+    vocabulary_version: its version; timings_ms: per-stage wall time (ms) plus ``total``;
+    segments: HxW int32 class-agnostic segment ids (0..S-1) the labels were painted from.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    names: tuple[str, ...]
+    ids: tuple[int, ...]
+    vocabulary_version: int
+    timings_ms: dict[str, float]
+    segments: np.ndarray | None = None
+
+
+def validate_queries(queries: Any, max_queries: int, max_chars: int) -> list[str]:
+    """Check a query list; returns the stripped strings or raises ValueError naming the problem.
+
+    Rules: a list/tuple of 1..max_queries entries; each ``str`` (or UTF-8 ``bytes``), valid UTF-8,
+    no control characters, non-empty after stripping, at most ``max_chars`` characters; no
+    duplicates (case-insensitive).
+    """
+    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
+        raise ValueError(f"queries must be a list of strings, got {type(queries).__name__}")
+    if not 1 <= len(queries) <= max_queries:
+        raise ValueError(f"need 1 to {max_queries} queries, got {len(queries)}")
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, q in enumerate(queries):
+        if isinstance(q, (bytes, bytearray)):
+            try:
+                q = bytes(q).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"query {i} is not valid UTF-8: {exc}") from exc
+        if not isinstance(q, str):
+            raise ValueError(f"query {i} must be a string, got {type(q).__name__}")
+        try:
+            q.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"query {i} is not valid UTF-8 text: {exc}") from exc
+        q = q.strip()
+        if not q:
+            raise ValueError(f"query {i} is empty")
+        if len(q) > max_chars:
+            raise ValueError(f"query {i} is too long ({len(q)} characters > {max_chars})")
+        if any(unicodedata.category(c) == "Cc" for c in q):
+            raise ValueError(f"query {i} ({q[:40]!r}) contains control characters")
+        key = q.casefold()
+        if key in seen:
+            raise ValueError(f"duplicate query {q!r} (entries {seen[key]} and {i})")
+        seen[key] = i
+        out.append(q)
+    return out
+
+
+class Segmenter:
+    """Open-vocabulary RGB-D segmenter (see module docstring). Build with :meth:`from_config`."""
+
+    def __init__(self, cfg: SegmenterConfig, clip: ClipModel | None = None):
+        self.cfg = cfg
+        self.clip = clip if clip is not None else ClipModel(cfg.clip)
+        self.device = self.clip.device
+        c = cfg.classify
+        self.x_visual = load_visual_weights(self.clip, c.x_weights) if (c.x_weight > 0 and c.x_weights) else None
+        bg = validate_queries(c.background_prompts, 1000, cfg.max_query_chars) if c.background_prompts else []
+        self._check_token_lengths(bg)
+        self.background = self.clip.text_embeddings(bg) if bg else None
+        self._lock = threading.Lock()
+        self._vocab: Vocabulary | None = None
+        self._version = 0
+        log.info("Segmenter ready: %s/%s on %s (fp16=%s), dense=%s@%d",
+                 cfg.clip.model_name, cfg.clip.pretrained, self.device, self.clip.use_fp16,
+                 cfg.dense.mode, cfg.dense.short_side)
+
+    @classmethod
+    def from_config(cls, cfg: SegmenterConfig | dict[str, Any] | None = None) -> "Segmenter":
+        """Build from a :class:`SegmenterConfig` or a nested dict of its fields."""
+        return cls(config_from_dict(cfg if cfg is not None else {}))
+
+    # ---- vocabulary ---------------------------------------------------------------------------
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The vocabulary in force (None before the first :meth:`set_queries`)."""
+        with self._lock:
+            return self._vocab
+
+    def _check_token_lengths(self, queries: Sequence[str]) -> None:
+        limit = self.clip.context_length
+        for i, q in enumerate(queries):
+            n = self.clip.text_cache.token_count(q)
+            if n > limit:
+                raise ValueError(f"query {i} ({q[:40]!r}...) is too long: {n} tokens with its prompt > {limit}")
+
+    def set_queries(self, queries: Sequence[str]) -> Vocabulary:
+        """Replace the vocabulary; label ids are 1..N in the given order.
+
+        Raises ValueError (and keeps the previous vocabulary) for an empty list, empty, duplicate,
+        over-long or non-UTF-8 queries. Text embeddings are cached per query: only new ones are encoded.
+        """
+        names = validate_queries(queries, self.cfg.max_queries, self.cfg.max_query_chars)
+        self._check_token_lengths(names)
+        emb = self.clip.text_embeddings(names)
+        with self._lock:
+            self._version += 1
+            self._vocab = Vocabulary(tuple(names), tuple(range(1, len(names) + 1)), self._version, emb)
+            return self._vocab
+
+    # ---- inference ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_inputs(rgb, depth, K, normals) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
+                                                        np.ndarray | None, np.ndarray | None]:
+        if not isinstance(rgb, np.ndarray):
+            raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+        if rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"rgb must be HxWx3, got shape {rgb.shape}")
+        h, w = rgb.shape[:2]
+        if h < 8 or w < 8:
+            raise ValueError(f"rgb is too small ({h}x{w})")
+        valid = None
+        if depth is not None:
+            if not isinstance(depth, np.ndarray):
+                raise ValueError(f"depth must be a numpy array, got {type(depth).__name__}")
+            if depth.dtype not in (np.float32, np.float64):
+                raise ValueError(f"depth must be float32/float64 metres, got {depth.dtype} "
+                                 "(decode 16UC1 millimetres with movseg_core.geometry.decode_depth)")
+            if depth.shape != (h, w):
+                raise ValueError(f"depth shape {depth.shape} does not match rgb {(h, w)}")
+            depth = depth.astype(np.float32, copy=False)
+            valid = np.isfinite(depth) & (depth > 0)
+            depth = np.where(valid, depth, 0.0).astype(np.float32)
+        if K is not None:
+            K = np.asarray(K, dtype=np.float64)
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise ValueError(f"K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
+        if normals is not None:
+            if not isinstance(normals, np.ndarray) or normals.shape != (h, w, 3):
+                raise ValueError(f"normals must be an HxWx3 array matching rgb {(h, w)}, "
+                                 f"got {getattr(normals, 'shape', type(normals).__name__)}")
+            if not np.issubdtype(normals.dtype, np.floating):
+                raise ValueError(f"normals must be float (unit vectors), got {normals.dtype}")
+            normals = np.nan_to_num(normals.astype(np.float32, copy=False))
+            nvalid = np.linalg.norm(normals, axis=-1) > 0.5
+            valid = nvalid if valid is None else (valid & nvalid)
+        return rgb, depth, K, normals, valid
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _x_image(self, depth: np.ndarray, valid: np.ndarray | None, normals: np.ndarray | None,
+                 K: np.ndarray | None) -> np.ndarray | None:
+        """The CLIP-X input image (HxWx3 uint8) for the configured modality, or None if unavailable."""
+        mod = self.cfg.classify.x_modality
+        if mod == "normals":
+            return None if normals is None else np.asarray(normals_to_rgb(normals, valid))
+        if mod == "depth":
+            return np.asarray(depth_to_rgb(depth, valid, colormap=None))
+        if K is None:
+            return None
+        return np.asarray(hha(depth, K, valid, normals=normals, normals_cfg=self.cfg.normals))
+
+    @torch.no_grad()
+    def segment(self, rgb: np.ndarray, depth: np.ndarray | None = None, K: np.ndarray | None = None, *,
+                normals: np.ndarray | None = None) -> SegmentationResult:
+        """Label every pixel with a query id (1..N) or 0 = unknown.
+
+        rgb: HxWx3 uint8 RGB. depth: HxW float metres (0/NaN/inf = invalid) or None (RGB-only).
+        K: 3x3 intrinsics of this image (needed to compute normals from depth). normals: optional
+        precomputed HxWx3 float unit normals (0 where invalid); skips the normals stage.
+        Raises ValueError for bad input, RuntimeError when no vocabulary is set.
+        """
+        t_start = time.perf_counter()
+        vocab = self.vocabulary
+        if vocab is None:
+            raise RuntimeError("no vocabulary: call set_queries() first")
+        rgb, depth, K, normals, valid = self._check_inputs(rgb, depth, K, normals)
+        cfg = self.cfg
+        times: dict[str, float] = {}
+
+        def lap(name: str, t0: float) -> float:
+            self._sync()
+            t1 = time.perf_counter()
+            times[name] = (t1 - t0) * 1e3
+            return t1
+
+        if depth is not None and not valid.any():
+            log.warning("depth has no valid pixel: segmenting this frame from RGB only")
+            depth = valid = None
+        t = time.perf_counter()
+        if depth is not None and normals is None and K is not None:
+            n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
+            normals = n.cpu().numpy() if torch.is_tensor(n) else np.asarray(n)
+            nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
+            valid = valid & nvalid
+            t = lap("normals", t)
+        segments = np.ascontiguousarray(propose(rgb, depth, normals, valid, cfg.proposals), dtype=np.int32)
+        if segments.shape != rgb.shape[:2] or segments.min() < 0:
+            raise RuntimeError(f"proposals returned bad segments {segments.shape} (expected {rgb.shape[:2]})")
+        n_seg = int(segments.max()) + 1
+        t = lap("proposals", t)
+
+        seg_t = torch.from_numpy(segments).to(self.device)
+        c = cfg.classify
+        parts = []
+        if c.dense_weight > 0:
+            feats = self.clip.dense_features(rgb, cfg.dense)
+            t = lap("dense", t)
+            parts.append((pool_segments(feats, seg_t, n_seg), c.dense_weight))
+            t = lap("pool", t)
+        if c.crop_weight > 0:
+            parts.append((crop_embeddings(self.clip, rgb, segments, n_seg, c.crop_size, c.crop_margin, c.crop_batch),
+                          c.crop_weight))
+            t = lap("crops", t)
+        emb = fuse_embeddings(parts)
+        if c.x_weight > 0 and depth is not None:
+            x_img = self._x_image(depth, valid, normals, K)
+            if x_img is not None:
+                x_feats = self.clip.dense_features(x_img, cfg.dense, visual=self.x_visual)
+                x_emb = pool_segments(x_feats, seg_t, n_seg)
+                emb = fuse_embeddings([(emb, 1.0 - c.x_weight), (x_emb, c.x_weight)])
+                t = lap("clip_x", t)
+        seg_labels, seg_conf, _ = score_segments(emb, vocab.embeddings.to(emb.device), self.background,
+                                                 self.clip.logit_scale, c.threshold)
+        t = lap("classify", t)
+        labels, conf = paint(seg_t, seg_labels, seg_conf)
+        t = lap("paint", t)
+        times["total"] = (t - t_start) * 1e3
+        return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments)
