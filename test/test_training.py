@@ -117,3 +117,19 @@ def test_example_configs_are_valid(path):
     cfg = load_config(path)
     m = dict(cfg.model)
     replace(MODEL_CONFIGS[m.pop("preset")], **m)  # validates every model key and value
+
+
+def test_exported_run_is_a_drop_in_proposal_generator(tmp_path):
+    from movseg_core.data.synthetic import SceneConfig, generate
+    from movseg_core.models import TrainedProposer
+
+    train(_cfg(tmp_path / "run", steps=1))
+    p = TrainedProposer(tmp_path / "run" / "model_final.pt", input_short_side=64)
+    assert p.meta["class_embeddings"].shape == (7, 64)
+    s = generate(0, SceneConfig(height=60, width=80))
+    pr = p.predict(s.rgb, s.depth, s.normals)
+    seg = p.propose(s.rgb, s.depth, s.normals)
+    assert seg.shape == (60, 80) and seg.dtype == np.int32 and np.array_equal(seg, pr.segments)
+    assert seg.min() == 0 and seg.max() == len(pr.embeddings) - 1 and len(pr.objectness) == len(pr.embeddings)
+    with pytest.raises(ValueError, match="normals"):
+        p.propose(s.rgb, s.depth, None)

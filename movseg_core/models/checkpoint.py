@@ -2,7 +2,8 @@
 
 Format (``torch.save`` dict): ``format`` = ``movseg-proposals-v1``, ``model_config`` (dict of
 :class:`MaskFormerConfig`), ``state_dict`` (fp32), ``class_names`` (training vocabulary, for
-reference), ``clip`` (dict: model_name, pretrained, clip_x path or None) and ``meta``.
+reference), ``class_embeddings`` (their CLIP text embeddings C x E, or None), ``clip`` (dict:
+model_name, pretrained, clip_x path or None) and ``meta``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ CHECKPOINT_FORMAT = "movseg-proposals-v1"
 
 
 def export_checkpoint(model: RGBXMaskFormer, path: str | os.PathLike, class_names: list[str] | tuple[str, ...] = (),
-                      clip: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (unwrapped from DDP if needed) as an exported checkpoint; returns the path."""
+                      clip: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                      class_embeddings: torch.Tensor | None = None) -> Path:
+    """Write ``model`` (unwrapped from DDP if needed) as an exported checkpoint; returns the path.
+
+    class_embeddings: the training vocabulary's CLIP text embeddings ``C x E`` (lets inference score
+    objectness without a vocabulary).
+    """
     model = getattr(model, "module", model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +37,7 @@ def export_checkpoint(model: RGBXMaskFormer, path: str | os.PathLike, class_name
         "class_names": list(class_names),
         "clip": dict(clip or {}),
         "meta": dict(meta or {}),
+        "class_embeddings": None if class_embeddings is None else class_embeddings.detach().float().cpu(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)

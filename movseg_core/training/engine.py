@@ -163,6 +163,7 @@ class Trainer:
             "class_names": list(self.class_names),
             "clip": {"model_name": self.cfg.clip.model_name, "pretrained": self.cfg.clip.pretrained},
             "train_config": self.cfg.to_dict(),
+            "class_embeddings": self.text.cpu(),
         }
 
     def save(self) -> None:
@@ -286,7 +287,7 @@ class Trainer:
             res.exported = export_checkpoint(
                 self.model, self.out / "model_final.pt", self.class_names,
                 clip={"model_name": cfg.clip.model_name, "pretrained": cfg.clip.pretrained},
-                meta={"steps": self.step, "data": cfg.data.kind},
+                meta={"steps": self.step, "data": cfg.data.kind}, class_embeddings=self.text,
             )
         du.barrier()
         return res
@@ -313,4 +314,5 @@ def export_run(run: str | os.PathLike, output: str | os.PathLike, clip_x: str | 
     model.load_state_dict(st["model"])
     clip = dict(st.get("clip", {}))
     clip["clip_x"] = clip_x
-    return export_checkpoint(model, output, st.get("class_names", []), clip=clip, meta={"steps": st.get("step")})
+    return export_checkpoint(model, output, st.get("class_names", []), clip=clip, meta={"steps": st.get("step")},
+                             class_embeddings=st.get("class_embeddings"))
