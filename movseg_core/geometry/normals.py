@@ -21,6 +21,7 @@ to float32 rounding (tested).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -94,22 +95,23 @@ def _np_validity(d: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return ok
 
 
-def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v] (Hs x Ws)."""
+def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int, pad: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v], each
+    (Hs + 2 pad) x (Ws + 2 pad) with ``pad`` cells of zeros around (for the window sums)."""
     h, wd = d.shape
     okf = ok.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        zn = d + np.divide(np.float32(0), okf)  # NaN where invalid: compares False below
-        w = np.fmax(np.reciprocal(zn), np.float32(0))  # 0 where invalid
-    # jumps: z_a > (1 + tau) z_b (either way) between valid 4-neighbours
-    kz = zn * np.float32(1.0 + tau)
+        wn = okf / (d * okf)  # 1/z, NaN where invalid (0/0): compares False below
+    w = np.fmax(wn, np.float32(0))  # 0 where invalid
+    # jumps between valid 4-neighbours: w_a > (1 + tau) w_b, either way
+    kw = wn * np.float32(1.0 + tau)
     jump = np.zeros((h, wd), bool)
-    jh = zn[:, 1:] > kz[:, :-1]
-    jh |= zn[:, :-1] > kz[:, 1:]
+    jh = wn[:, 1:] > kw[:, :-1]
+    jh |= wn[:, :-1] > kw[:, 1:]
     jump[:, 1:] = jh
     jump[:, :-1] |= jh
-    jv = zn[1:] > kz[:-1]
-    jv |= zn[:-1] > kz[1:]
+    jv = wn[1:] > kw[:-1]
+    jv |= wn[:-1] > kw[1:]
     jump[1:] |= jv
     jump[:-1] |= jv
     chans = [okf, jump.astype(np.float32), w, okf * np.arange(wd, dtype=np.float32), okf * np.arange(h, dtype=np.float32)[:, None]]
@@ -117,7 +119,8 @@ def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int) -> tuple[np.nda
         size, area = (wd // s, h // s), np.float32(s * s)
         chans = [cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in chans]
     n, j, sw, su, sv = chans
-    return w, [n - np.float32(_JUMP) * j, sw, su, sv]
+    n -= np.float32(_JUMP) * j
+    return w, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in (n, sw, su, sv)]
 
 
 def _np_run_sum(x: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -143,27 +146,29 @@ def _np_run_sum(x: np.ndarray, n: int, axis: int) -> np.ndarray:
     return out
 
 
-def _np_half_windows(x: np.ndarray, r: int, along_u: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy twin of :func:`_half_windows` for one HxW channel: (before, after, centre line) sums."""
+def _np_half_windows(xp: np.ndarray, pad: int, r: int, along_u: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy twin of :func:`_half_windows` for one channel given with ``pad >= r`` zero cells
+    around: sums over the half-windows before / after each cell and over the centre line."""
+    e = pad - r
+    h, w = xp.shape[0] - 2 * pad, xp.shape[1] - 2 * pad
+    xp = xp[e : xp.shape[0] - e, e : xp.shape[1] - e] if e else xp
     along, across = (1, 0) if along_u else (0, 1)
-    xp = cv2.copyMakeBorder(x, r, r, r, r, _BC)
     line = _np_run_sum(xp, 2 * r + 1, across)
     half = _np_run_sum(line, r, along)
-    h, w = x.shape
     if along_u:
         return half[:, :w], half[:, r + 1 : r + 1 + w], line[:, r : r + w]
     return half[:h], half[r + 1 : r + 1 + h], line[r : r + h]
 
 
-def _np_planes(cells: list[np.ndarray], rc: int, need: float) -> list[np.ndarray]:
+def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float) -> list[np.ndarray]:
     """Per cell (Hs x Ws): ``[b, c, a, usable]`` of the plane ``w = a + b u + c v`` (usable: bool).
 
     Sums over the r x (2r+1) half-windows left/right (for b) and above/below (for c) of each cell;
     the whole window is left + right + centre column, or above + below + centre row.
     """
     n, sw, su, sv = cells
-    (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, rc, True) for x in (n, sw, su))
-    (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, rc, False) for x in (n, sw, sv))
+    (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, pad, rc, True) for x in (n, sw, su))
+    (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, pad, rc, False) for x in (n, sw, sv))
     ok = np.minimum(np.minimum(nL, nR), np.minimum(nU, nD)) >= need
     ok &= np.minimum(nC, nCv) >= 0
     # b = (mean w right - mean w left) / (mean u right - mean u left), multiplied through by the
@@ -239,11 +244,12 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
     if (H, W) != (h, wd):  # pad to whole cells with invalid pixels
         d = np.pad(d, ((0, H - h), (0, W - wd)))
         ok = np.pad(ok, ((0, H - h), (0, W - wd)))
-    w, cells = _np_cells(d, ok, cfg.max_rel_jump, s)
+    radii = cfg.cell_radii()
+    w, cells = _np_cells(d, ok, cfg.max_rel_jump, s, radii[0])
     K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
     w_flat = w.reshape(-1)
-    for i, rc in enumerate(cfg.cell_radii()):
-        planes = _np_planes(cells, rc, _need(cfg, rc))
+    for i, rc in enumerate(radii):
+        planes = _np_planes(cells, radii[0], rc, _need(cfg, rc))
         b, c, a, good = planes
         if i == 0:  # dense: pixels of usable cells
             nrm = cv2.merge(_np_unit_normals(b, c, a, good, *K4))
@@ -262,6 +268,40 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         found[sel] = True
     out = out.reshape(H, W, 3)[:h, :wd]
     return np.ascontiguousarray(out), np.ascontiguousarray(found.reshape(H, W)[:h, :wd])
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _np_margin(cfg: NormalsConfig) -> int:
+    """Rows (whole cells) a pixel's result depends on above and below: its cell's and the shifted
+    windows (2 rc + 1 cells), the bilinear neighbours (1 cell) and the jump test (1 px)."""
+    return (2 * max(cfg.cell_radii()) + 3) * int(cfg.cell)
+
+
+def _normals_numpy_bands(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig,
+                         parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_normals_numpy` on ``parts`` horizontal bands in parallel threads (numpy and OpenCV
+    release the GIL). Each band carries a margin of :func:`_np_margin` rows, so the result equals
+    the whole-image one (up to float32 rounding of the shifted pixel origin)."""
+    global _POOL
+    h = d.shape[0]
+    s, margin = int(cfg.cell), _np_margin(cfg)
+    cuts = [min(h, (h * i // parts) // s * s) for i in range(parts)] + [h]
+    jobs = []
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="normals")
+    for top, bot in zip(cuts[:-1], cuts[1:]):
+        t0, b0 = max(0, top - margin), min(h, bot + margin)
+        Kb = Kn.copy()
+        Kb[1, 2] -= t0
+        jobs.append((top - t0, bot - t0, _POOL.submit(_normals_numpy, d[t0:b0], ok[t0:b0], Kb, cfg)))
+    n = np.empty(d.shape + (3,), np.float32)
+    v = np.empty(d.shape, bool)
+    for (lo, hi, job), top, bot in zip(jobs, cuts[:-1], cuts[1:]):
+        nb, vb = job.result()
+        n[top:bot], v[top:bot] = nb[lo:hi], vb[lo:hi]
+    return n, v
 
 
 # ============================================================================ torch (any device)
@@ -304,14 +344,15 @@ def _torch_cells(d: torch.Tensor, ok: torch.Tensor, tau: float, s: int) -> tuple
     """Pixel inverse depth (0 invalid) and the cell sums 4 x Hs x Ws [count (jump-marked), w, u, v]."""
     h, wd = d.shape
     dev = d.device
-    w = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones((), device=dev)), torch.zeros((), device=dev))
-    zn = torch.where(ok, d, torch.full((), float("nan"), device=dev))
-    kz = zn * (1.0 + tau)
+    wn = torch.where(ok, 1.0 / torch.where(ok, d, torch.ones((), device=dev)), torch.full((), float("nan"), device=dev))
+    w = torch.nan_to_num(wn, nan=0.0)
+    # jumps between valid 4-neighbours (NaN compares False): w_a > (1 + tau) w_b, either way
+    kw = wn * (1.0 + tau)
     jump = torch.zeros_like(ok)
-    jh = (zn[:, 1:] > kz[:, :-1]) | (zn[:, :-1] > kz[:, 1:])
+    jh = (wn[:, 1:] > kw[:, :-1]) | (wn[:, :-1] > kw[:, 1:])
     jump[:, 1:] |= jh
     jump[:, :-1] |= jh
-    jv = (zn[1:] > kz[:-1]) | (zn[:-1] > kz[1:])
+    jv = (wn[1:] > kw[:-1]) | (wn[:-1] > kw[1:])
     jump[1:] |= jv
     jump[:-1] |= jv
     m = ok.to(torch.float32)
@@ -443,7 +484,11 @@ def normals_from_depth(
         ok = _np_validity(dn, None if vt is None else vt.numpy().astype(bool, copy=False))
         if not ok.any():
             raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
-        n, v = _normals_numpy(dn, ok, Kn, cfg)
+        parts = min(torch.get_num_threads(), 4, dn.shape[0] // (4 * _np_margin(cfg)))
+        if parts > 1:
+            n, v = _normals_numpy_bands(dn, ok, Kn, cfg, parts)
+        else:
+            n, v = _normals_numpy(dn, ok, Kn, cfg)
         return (n, v) if was_numpy else (torch.from_numpy(n), torch.from_numpy(v))
     ok = depth_validity(d, vt)
     if not bool(ok.any()):
