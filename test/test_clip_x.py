@@ -83,3 +83,20 @@ def test_prompt_tuning_decreases_loss_with_clip_frozen(clip, crops, tmp_path):
     other = MaskPromptCLIP(clip.model)
     other.load(tmp_path / "prompts.pt")
     assert torch.equal(other.prompt, model.prompt)
+
+
+def test_stage2_cli_runs_clip_x_and_prompt_tuning(tmp_path, clip):
+    import yaml
+
+    from movseg_core.training.__main__ import main
+
+    cfg = {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random"},
+           "data": {"kind": "synthetic", "n_train": 3, "n_val": 1, "height": 48, "width": 64},
+           "max_images": 3, "min_pixels": 20, "steps": 2, "batch_size": 4, "lr": 1e-4,
+           "output": str(tmp_path / "clipx.pt")}
+    (tmp_path / "s2.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train-clip-x", str(tmp_path / "s2.yaml")]) == 0
+    load_visual_weights(clip, tmp_path / "clipx.pt")
+    assert main(["tune-prompts", str(tmp_path / "s2.yaml"), "--set", f"output={tmp_path / 'p.pt'}"]) == 0
+    MaskPromptCLIP(clip.model).load(tmp_path / "p.pt")
+    assert main(["train-clip-x", str(tmp_path / "s2.yaml"), "--set", "x_modality=rgb"]) == 2

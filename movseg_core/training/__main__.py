@@ -1,5 +1,5 @@
 """``python -m movseg_core.training train CONFIG.yaml [--set key=value ...]`` and
-``... export RUN_DIR_OR_CKPT OUTPUT.pt`` (also ``torchrun --nproc_per_node N -m movseg_core.training train ...``).
+``... export RUN_DIR_OR_CKPT OUTPUT.pt``, ``... train-clip-x STAGE2.yaml``, ``... tune-prompts STAGE2.yaml`` (also ``torchrun --nproc_per_node N -m movseg_core.training train ...``).
 
 The same arguments back ``movseg train`` / ``movseg export`` (movseg_ros.train_cli)."""
 from __future__ import annotations
@@ -38,6 +38,25 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-x", help="CLIP-X visual weights file to record in the checkpoint")
 
 
+def add_stage2_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="stage-2 YAML (clip, data, x_modality, steps, batch_size, lr, output)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+
+def run_clip_x(args: argparse.Namespace) -> int:
+    from .stage2 import load_stage2_config, run_clip_x as run
+
+    print(json.dumps(run(load_stage2_config(args.config, parse_overrides(args.overrides)))))
+    return 0
+
+
+def run_prompt_tuning(args: argparse.Namespace) -> int:
+    from .stage2 import load_stage2_config, run_prompt_tuning as run
+
+    print(json.dumps(run(load_stage2_config(args.config, parse_overrides(args.overrides)))))
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from . import distributed as du
     from .config import load_config
@@ -71,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     add_train_arguments(sub.add_parser("train", help="train the RGB+X proposal generator"))
     add_export_arguments(sub.add_parser("export", help="export a run to a segmenter checkpoint"))
+    add_stage2_arguments(sub.add_parser("train-clip-x", help="adapt CLIP's visual tower to the X modality"))
+    add_stage2_arguments(sub.add_parser("tune-prompts", help="OVSeg mask prompt tuning (CLIP frozen)"))
     args = ap.parse_args(argv)
+    run = {"train": run_train, "export": run_export, "train-clip-x": run_clip_x, "tune-prompts": run_prompt_tuning}
     try:
-        return run_train(args) if args.cmd == "train" else run_export(args)
+        return run[args.cmd](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
