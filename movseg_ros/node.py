@@ -155,8 +155,9 @@ class MovsegNode(Node):
 
     def _create_segmenter(self) -> Segmenter:
         values = {}
-        for name, _ in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
-            value = self.get_parameter(name).value
+        for name, default in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
+            # an empty array has no ROS type to carry it: uninitialised means the default ([])
+            value = self.get_parameter_or(name, Parameter(name, value=default)).value
             values[name] = None if value == "" or value is None else value
         cfg = unflatten(values, SEGMENTER_PREFIX)
         return Segmenter.from_config(cfg)
