@@ -9,10 +9,12 @@ occlusion shadow beside depth edges, and sparse random drop-outs.
 
 Per method: median/mean angular error (deg) over pixels that got a normal, share of those under
 11.25/22.5/30 deg, coverage (share of pixels with valid input depth that got a normal) and ms per
-frame (median over frames; CPU, torch threads as set). Peers get the same depth; their normals
-are flipped to face the camera so sign conventions do not count. Last line: one JSON object.
+frame (median over frames; CPU, torch threads as set; ``ours_1thread`` = ours with one thread;
+min_ms = fastest frame, the figure least disturbed by other load on a shared machine). Peers get
+the same depth; their normals are flipped to face the camera so sign conventions do not count.
+Last line: one JSON object.
 
-    .venv/bin/python bench/normals.py [--frames N] [--quick] [--cuda]
+    .venv/bin/python bench/normals.py [--frames N] [--quick] [--cuda] [--ours-only]
 """
 from __future__ import annotations
 
@@ -206,6 +208,7 @@ Method = Callable[[np.ndarray], tuple[np.ndarray, float]]  # depth -> (normals H
 
 
 CPU_MS: list[float] = []  # process CPU ms of the last _timed call (appended per call)
+MIN_MS: list[float] = []  # fastest wall ms of the last _timed call (least disturbed by other load)
 
 
 def _timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float]:
@@ -222,10 +225,14 @@ def _timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, floa
         times.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.process_time() - c0) * 1e3)
     CPU_MS.append(float(np.median(cpu)))
+    MIN_MS.append(float(np.min(times)))
     return out, float(np.median(times))
 
 
-def ours(cfg: NormalsConfig, device: str, repeats: int) -> Method:
+def ours(cfg: NormalsConfig, device: str, repeats: int, threads: int | None = None) -> Method:
+    """Ours on a torch tensor (CPU: the numpy/OpenCV path, in ``torch.get_num_threads()`` row
+    bands; ``threads`` overrides that for this method only)."""
+
     def run(depth: np.ndarray) -> tuple[np.ndarray, float]:
         d = torch.from_numpy(depth).to(device)
 
@@ -235,7 +242,13 @@ def ours(cfg: NormalsConfig, device: str, repeats: int) -> Method:
                 torch.cuda.synchronize()
             return n
 
-        n, ms = _timed(f, repeats)
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            n, ms = _timed(f, repeats)
+        finally:
+            torch.set_num_threads(before)
         return n.cpu().numpy(), ms
 
     return run
@@ -311,6 +324,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="5 frames, 1 timing repeat, fewer peer variants")
     ap.add_argument("--cuda", action="store_true", help="also time ours on CUDA (if available)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ours-only", action="store_true", help="skip the peers (quick timing runs)")
     args = ap.parse_args()
     frames = 5 if args.quick else args.frames
     repeats = 1 if args.quick else 5
@@ -322,12 +336,16 @@ def main() -> None:
 
     load_start = os.getloadavg()[0]
     methods: dict[str, Method] = {"ours": ours(NormalsConfig(), "cpu", repeats)}
+    if torch.get_num_threads() > 1:
+        methods["ours_1thread"] = ours(NormalsConfig(), "cpu", repeats, threads=1)
     if args.cuda and torch.cuda.is_available():
         methods["ours_cuda"] = ours(NormalsConfig(), "cuda", repeats)
-    for m in ("FALS", "LINEMOD", "SRI", "CROSS_PRODUCT"):
+    for m in () if args.ours_only else ("FALS", "LINEMOD", "SRI", "CROSS_PRODUCT"):
         for ws in ((5,) if args.quick else (5, 7)):
             methods[f"cv2_{m}_w{ws}"] = opencv(m, ws, repeats)
     try:
+        if args.ours_only:
+            raise ImportError("--ours-only")
         import open3d  # noqa: F401
 
         methods["o3d_tensor"] = open3d_tensor(False, repeats)
@@ -341,6 +359,7 @@ def main() -> None:
     valid_px: list[int] = []
     ms: dict[str, list[float]] = {k: [] for k in methods}
     cpu_ms: dict[str, list[float]] = {k: [] for k in methods}
+    min_ms: dict[str, list[float]] = {k: [] for k in methods}
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
@@ -357,10 +376,11 @@ def main() -> None:
             cov[name].append(e["covered"])
             ms[name].append(t)
             cpu_ms[name].append(CPU_MS[-1])
+            min_ms[name].append(MIN_MS[-1])
 
     summary: dict[str, dict[str, float]] = {}
     load = os.getloadavg()[0]
-    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} {'ms':>8s} {'cpu_ms':>8s}")
+    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} {'ms':>8s} {'cpu_ms':>8s} {'min_ms':>8s}")
     for name in methods:
         e = np.concatenate(errs[name])
         s = {
@@ -372,13 +392,14 @@ def main() -> None:
             "coverage": round(sum(cov[name]) / sum(valid_px), 4),
             "ms": round(float(np.median(ms[name])), 2),
             "cpu_ms": round(float(np.median(cpu_ms[name])), 2),
+            "min_ms": round(float(np.min(min_ms[name])), 2),
         }
         summary[name] = s
         print(f"{name:24s} {s['median_deg']:7.2f} {s['mean_deg']:7.2f} {s['lt11_25']:7.3f} {s['lt22_5']:7.3f} "
-              f"{s['lt30']:7.3f} {s['coverage']:7.3f} {s['ms']:8.2f} {s['cpu_ms']:8.2f}")
+              f"{s['lt30']:7.3f} {s['coverage']:7.3f} {s['ms']:8.2f} {s['cpu_ms']:8.2f} {s['min_ms']:8.2f}")
     print(f"(coverage = share of pixels with valid input depth that got a normal; "
           f"{sum(valid_px) / (frames * H * W):.3f} of all pixels had valid depth)")
-    print(f"(ms = median wall ms per 640x480 frame; cpu_ms = process CPU ms, all threads; "
+    print(f"(ms = median wall ms per 640x480 frame; cpu_ms = process CPU ms, all threads; min_ms = fastest frame; "
           f"1-min load average {load_start:.2f} at start, {load:.2f} at end on {os.cpu_count()} cpus)")
     print(json.dumps(summary))
 
