@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""movseg_node under a 30 Hz 640x480 RGB-D stream over real DDS, across processes.
+
+A player process (`movseg play`) publishes the bundled NYUv2 frames at --rate for --seconds into a
+node process (`movseg run`, the launch file's configuration); this process listens to
+/movseg/label_info like any client. Per model (tiny random open_clip, then ViT-B/16 random weights:
+speed does not depend on the weights) it reports end-to-end latency (receive time - stamp),
+node overhead (latency minus the segmenter's own time, carried in LabelInfo.inference_ms: queueing
+behind the busy model, conversion, publishing), output rate, drops and the node's resident memory
+after warm-up and at the end.
+
+    .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30]
+Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
+"rss_end_mb", "per_model": {...}}  (top-level figures are the last model's)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MODELS = {
+    "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}, "dense": {"short_side": 224}},
+    "vitb16": {"clip": {"model_name": "ViT-B-16", "pretrained": "random", "device": "cpu"}, "dense": {"short_side": 448}},
+}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def run_model(name: str, seconds: float, rate: float, workdir: Path) -> dict:
+    import rclpy
+
+    from movseg_ros.msg import LabelInfo
+    from movseg_ros.qos import qos_by_name
+
+    cfg = workdir / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {"segmenter": MODELS[name], "log_period_s": 5.0}}}))
+    node_log = open(workdir / f"node-{name}.log", "w")
+    node = subprocess.Popen([sys.executable, "-m", "movseg_ros.cli", "run", "--config", str(cfg)],
+                            stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    me = rclpy.create_node("movseg_bench_listener", context=ctx)
+    got: list[tuple[float, float, float]] = []  # (receive wall time, latency ms, inference ms)
+
+    def on_info(msg):
+        now = time.time()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        got.append((now, (now - stamp) * 1000.0, msg.inference_ms))
+
+    me.create_subscription(LabelInfo, "/movseg/label_info", on_info, qos_by_name("reliable", depth=100))
+    from rclpy.executors import SingleThreadedExecutor
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(me)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    spinner.start()
+    try:
+        # warm-up: a short burst until the first labels come back (model load, first forward)
+        deadline = time.monotonic() + 300
+        while not got and time.monotonic() < deadline and node.poll() is None:
+            subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--count", "3", "--rate", "2", "--wait", "60"],
+                           cwd=REPO, capture_output=True)
+        if not got:
+            raise RuntimeError(f"node produced no labels; see {node_log.name}")
+        time.sleep(1.0)
+        rss_start = rss_mb(node.pid)
+        got.clear()
+        t0 = time.time()
+        player = subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate),
+                                 "--seconds", str(seconds), "--wait", "10"], cwd=REPO, capture_output=True, text=True)
+        t_end = time.time()
+        time.sleep(2.0)  # the last frame in flight
+        rss_end = rss_mb(node.pid)
+        m = re.search(r"published (\d+) frames", player.stderr + player.stdout)
+        sent = int(m.group(1)) if m else -1
+    finally:
+        stop.set()
+        spinner.join(timeout=5)
+        node.send_signal(signal.SIGINT)
+        node_rc = node.wait(timeout=30)
+        rclpy.shutdown(context=ctx)
+        node_log.close()
+    recv = [g for g in got if g[0] <= t_end + 2.0]
+    lat = np.array([g[1] for g in recv])
+    over = np.array([g[1] - g[2] for g in recv])
+    inf = np.array([g[2] for g in recv])
+    log_text = (workdir / f"node-{name}.log").read_text()
+    stats = [ln for ln in log_text.splitlines() if "stats:" in ln and "median ms" in ln]
+    return {
+        "model": name, "frames_sent": sent, "frames_labelled": len(recv), "drops": sent - len(recv),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1), "latency_ms_p90": round(float(np.percentile(lat, 90)), 1),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        "inference_ms_p50": round(float(np.median(inf)), 1),
+        "overhead_ms_p50": round(float(np.median(over)), 1), "overhead_ms_p99": round(float(np.percentile(over, 99)), 1),
+        "rate_hz": round(len(recv) / (t_end - t0), 2),
+        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+        "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
+        "node_exit_code": node_rc,
+        "node_stage_ms_last": stats[-1].split("median ms:")[-1].strip() if stats else "",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--models", default="tiny,vitb16")
+    args = ap.parse_args()
+    per_model = {}
+    with tempfile.TemporaryDirectory(prefix="movseg_bench_node_") as tmp:
+        for name in args.models.split(","):
+            r = run_model(name, args.seconds, args.rate, Path(tmp))
+            per_model[name] = r
+            print(f"{name}: sent {r['frames_sent']} labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
+                  f"latency p50/p90/p99 {r['latency_ms_p50']}/{r['latency_ms_p90']}/{r['latency_ms_p99']} ms, "
+                  f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms, "
+                  f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB ({r['rss_growth_pct']:+.1f}%), exit {r['node_exit_code']}")
+            print(f"    node stage medians (last log line): {r['node_stage_ms_last']}")
+    last = per_model[list(per_model)[-1]]
+    out = {k: last[k] for k in ("latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops",
+                                "rss_start_mb", "rss_end_mb")}
+    out["per_model"] = per_model
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
