@@ -103,23 +103,34 @@ def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int, pad: int) -> tu
     with np.errstate(divide="ignore", invalid="ignore"):
         wn = okf / (d * okf)  # 1/z, NaN where invalid (0/0): compares False below
     w = np.fmax(wn, np.float32(0))  # 0 where invalid
-    # jumps between valid 4-neighbours: w_a > (1 + tau) w_b, either way
+    # jumps between valid 4-neighbours: w_a > (1 + tau) w_b, either way. On the flattened image
+    # (contiguous passes); the horizontal pairs that wrap from one row to the next are dropped.
     kw = wn * np.float32(1.0 + tau)
-    jump = np.zeros((h, wd), bool)
-    jh = wn[:, 1:] > kw[:, :-1]
-    jh |= wn[:, :-1] > kw[:, 1:]
-    jump[:, 1:] = jh
-    jump[:, :-1] |= jh
-    jv = wn[1:] > kw[:-1]
-    jv |= wn[:-1] > kw[1:]
-    jump[1:] |= jv
-    jump[:-1] |= jv
-    chans = [okf, jump.astype(np.float32), w, okf * np.arange(wd, dtype=np.float32), okf * np.arange(h, dtype=np.float32)[:, None]]
-    if s > 1:
+    wf, kf = wn.reshape(-1), kw.reshape(-1)
+    jump = np.zeros(h * wd, bool)
+    jh = wf[1:] > kf[:-1]
+    jh |= wf[:-1] > kf[1:]
+    jh[wd - 1 :: wd] = False
+    jump[1:] = jh
+    jump[:-1] |= jh
+    jv = wf[wd:] > kf[:-wd]
+    jv |= wf[:-wd] > kf[wd:]
+    jump[wd:] |= jv
+    jump[:-wd] |= jv
+    jump = jump.reshape(h, wd).astype(np.float32)
+    if s == 1:
+        n, j, sw = okf, jump, w
+        su, sv = okf * np.arange(wd, dtype=np.float32), okf * np.arange(h, dtype=np.float32)[:, None]
+    else:
         size, area = (wd // s, h // s), np.float32(s * s)
-        chans = [cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in chans]
-    n, j, sw, su, sv = chans
-    n -= np.float32(_JUMP) * j
+        n, j, sw = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in (okf, jump, w))
+        # sum of u over a cell's valid pixels = s X n + sum over its columns i of i * count_i
+        su = n * (s * np.arange(wd // s, dtype=np.float32))
+        sv = n * (s * np.arange(h // s, dtype=np.float32)[:, None])
+        for i in range(1, s):
+            su += np.float32(i) * sum(okf[k::s, i::s] for k in range(s))
+            sv += np.float32(i) * sum(okf[i::s, k::s] for k in range(s))
+    n = n - np.float32(_JUMP) * j
     return w, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in (n, sw, su, sv)]
 
 
@@ -230,7 +241,7 @@ def _np_pick(idx: np.ndarray, w_flat: np.ndarray, planes: list[np.ndarray], s: i
     res = np.abs(wp - w_flat.take(idx))
     if centred:
         res[0] = -1.0  # the centred window wins whenever usable
-    res[~(good.take(q) & (wp > 0))] = np.inf
+    np.copyto(res, np.float32(np.inf), where=~(good.take(q) & (wp > 0)))
     j = res.argmin(0)
     cols = np.arange(idx.size)
     qj = q[j, cols]
