@@ -119,7 +119,7 @@ class ClipConfig:
     model_name: open_clip architecture (``ViT-B-16``), or ``local-dir:``/``hf-hub:`` schema.
     pretrained: open_clip tag (``openai``, ``laion2b_s34b_b88k``...), a checkpoint file path, or
         ``random`` (tests/benchmarks only).
-    cache_dir: download cache (None = open_clip/huggingface default).
+    cache_dir: download cache (None or "" = open_clip/huggingface default).
     device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
     precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
     templates: a :data:`TEMPLATE_SETS` name or a list of templates containing ``{}``.
@@ -214,7 +214,7 @@ def create_open_clip(cfg: ClipConfig, device: torch.device | None = None) -> tor
     schema = name.split(":", 1)[0] if ":" in name else None
     if schema is None and name.replace("/", "-") not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
-    kwargs: dict = {"device": device, "precision": "fp32", "cache_dir": cfg.cache_dir}
+    kwargs: dict = {"device": device, "precision": "fp32", "cache_dir": cfg.cache_dir or None}
     if schema is not None:
         if schema == "local-dir" and not Path(name.split(":", 1)[1]).is_dir():
             raise WeightsUnavailableError(f"{name}: folder not found. " + _how_to_provide(name, pretrained))
