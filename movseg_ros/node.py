@@ -15,7 +15,6 @@ arrives while another waits replaces it and is counted as a drop.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from movseg_core.geometry import decode_depth, scale_intrinsics
@@ -331,9 +331,9 @@ class MovsegNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    # SIGTERM (systemd, launch, docker stop) ends the node like SIGINT does: cleanly, exit 0
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    # rclpy's own handlers (SignalHandlerOptions.ALL) turn SIGINT and SIGTERM (launch, systemd,
+    # docker stop) into a context shutdown: the executor returns and the node exits with 0.
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.ALL)
     node = None
     try:
         node = MovsegNode()
@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if not rclpy.ok():  # a signal arrived while starting up: still a clean shutdown
+            return 0
         # configuration errors (bad vocabulary, missing checkpoint, ...): say so and fail
         print(f"movseg_node: {exc}", file=sys.stderr)
         return 1

@@ -34,7 +34,8 @@ class RosProcess:
         self.pid = self.proc.pid
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait(self, timeout: float) -> int:
