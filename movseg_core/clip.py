@@ -64,8 +64,15 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: Tiny open_clip architectures for tests (random weights only; fast on CPU).
+#: Tiny open_clip architectures for tests (fast on CPU). ``movseg-synth-clip`` is the architecture
+#: of the trained synthetic-scene stand-in ``test/fixtures/synth_clip.pt``
+#: (see :mod:`movseg_core.training.tiny_clip`); the others are used with random weights only.
 TINY_MODEL_CONFIGS: dict[str, dict] = {
+    "movseg-synth-clip": {
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 48, "layers": 4, "width": 64, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 48, "heads": 4, "layers": 3},
+    },
     "movseg-tiny-vit": {
         "embed_dim": 64,
         "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
