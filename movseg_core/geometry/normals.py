@@ -222,30 +222,57 @@ def _np_dense(nrm: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tupl
     return got, cv2.multiply(up, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR))
 
 
-def _np_pick(idx: np.ndarray, w_flat: np.ndarray, planes: list[np.ndarray], s: int, rc: int, wd: int,
-             shifted: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For pixels ``idx`` (flat): the usable window among the centred one (preferred; tried only if
-    ``centred``) and the 8 shifted by rc + 1 cells, choosing the plane that passes closest to the
-    pixel's own w. Returns ``(flat cell index into the unpadded grid, found)``."""
+def _np_pick(cu: np.ndarray, cv: np.ndarray, pu: np.ndarray, pv: np.ndarray, pw: np.ndarray,
+             planes: list[np.ndarray], rc: int, shifted: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For points (u, v, w) = (``pu``, ``pv``, ``pw``) lying in cells (``cu``, ``cv``): the usable
+    window among the centred one (preferred; tried only if ``centred``) and the 8 shifted by rc + 1
+    cells, choosing the plane that passes closest to the point. Returns ``(flat cell index, found)``."""
     st = rc + 1
     hs, ws = planes[0].shape
     wp_ = ws + 2 * st
     pad = [np.pad(x, st) for x in planes]  # unusable border: every candidate index is in range
     b, c, a, good = (x.reshape(-1) for x in pad)
-    pu, pv = idx % wd, idx // wd
-    base = (pv // s + st) * wp_ + pu // s + st
+    base = (cv + st) * wp_ + cu + st
     offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
     q = base[None, :] + np.array([dv * st * wp_ + du * st for dv, du in offs])[:, None]
-    fu, fv = pu.astype(np.float32), pv.astype(np.float32)
-    wp = a.take(q) + b.take(q) * fu + c.take(q) * fv
-    res = np.abs(wp - w_flat.take(idx))
+    wp = a.take(q) + b.take(q) * pu + c.take(q) * pv
+    res = np.abs(wp - pw)
     if centred:
         res[0] = -1.0  # the centred window wins whenever usable
     np.copyto(res, np.float32(np.inf), where=~(good.take(q) & (wp > 0)))
     j = res.argmin(0)
-    cols = np.arange(idx.size)
+    cols = np.arange(cu.size)
     qj = q[j, cols]
     return (qj // wp_ - st) * ws + qj % wp_ - st, np.isfinite(res[j, cols])
+
+
+def _np_pick_pixels(idx: np.ndarray, w_flat: np.ndarray, sums: list[np.ndarray], planes: list[np.ndarray],
+                    s: int, rc: int, wd: int, shifted: bool, centred: bool) -> np.ndarray:
+    """Window choice (flat cell index, -1 = none) for pixels ``idx``. Pixels of a cell free of
+    depth jumps share one choice, made at the cell's centroid and mean w (``sums``: the cells'
+    [count (negative if it holds a jump), w, u, v] sums); pixels of cells with a jump choose alone."""
+    hs, ws = planes[0].shape
+    pu, pv = idx % wd, idx // wd
+    cell = (pv // s) * ws + pu // s
+    n, sw, su, sv = (x.reshape(-1) for x in sums)
+    alone = n.take(cell) < 0
+    mark = np.zeros(hs * ws, bool)
+    mark[cell] = True
+    mark[cell[alone]] = False
+    cl = np.flatnonzero(mark)
+    inv = np.float32(1) / n.take(cl)
+    qc, hc = _np_pick(cl % ws, cl // ws, su.take(cl) * inv, sv.take(cl) * inv, sw.take(cl) * inv, planes, rc,
+                      shifted, centred)
+    choice = np.full(hs * ws, -1, np.intp)
+    choice[cl] = np.where(hc, qc, -1)
+    q = choice.take(cell)
+    if alone.any():
+        ia = np.flatnonzero(alone)
+        pa = idx[ia]
+        qa, ha = _np_pick(pu[ia] // s, pv[ia] // s, (pa % wd).astype(np.float32), (pa // wd).astype(np.float32),
+                          w_flat.take(pa), planes, rc, shifted, centred)
+        q[ia] = np.where(ha, qa, -1)
+    return q
 
 
 def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -257,6 +284,8 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         ok = np.pad(ok, ((0, H - h), (0, W - wd)))
     radii = cfg.cell_radii()
     w, cells = _np_cells(d, ok, cfg.max_rel_jump, s, radii[0])
+    e = radii[0]
+    sums = [x[e:-e, e:-e] for x in cells]
     K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
     w_flat = w.reshape(-1)
     for i, rc in enumerate(radii):
@@ -272,7 +301,8 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
             idx = idx[~found[idx]]
         if idx.size == 0:
             break
-        q, hit = _np_pick(idx, w_flat, planes, s, rc, W, cfg.shifted, centred=i > 0)
+        q = _np_pick_pixels(idx, w_flat, sums, planes, s, rc, W, cfg.shifted, centred=i > 0)
+        hit = q >= 0
         q, sel = q[hit], idx[hit]
         flat = [x.reshape(-1).take(q) for x in (b, c, a)]
         out[sel] = np.stack(_np_unit_normals(*flat, np.ones(q.size, bool), *K4), -1)
@@ -410,14 +440,12 @@ def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor, s:
     return got, torch.where(got[..., None], n, 0.0)
 
 
-def _torch_pick(idx: torch.Tensor, w_flat: torch.Tensor, fields: torch.Tensor, s: int, rc: int, wd: int,
-                shifted: bool, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _torch_pick(cu: torch.Tensor, cv: torch.Tensor, pu: torch.Tensor, pv: torch.Tensor, pw: torch.Tensor,
+                fields: torch.Tensor, rc: int, shifted: bool, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch twin of :func:`_np_pick` (fields 4 x Hs x Ws)."""
     hs, ws = fields.shape[1:]
-    dev = idx.device
+    dev = cu.device
     flat = fields.reshape(4, -1)
-    pu, pv = idx % wd, torch.div(idx, wd, rounding_mode="floor")
-    cu, cv = torch.div(pu, s, rounding_mode="floor"), torch.div(pv, s, rounding_mode="floor")
     offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
     st = rc + 1
     qu = cu[None, :] + st * torch.tensor([o[1] for o in offs], device=dev)[:, None]
@@ -425,14 +453,41 @@ def _torch_pick(idx: torch.Tensor, w_flat: torch.Tensor, fields: torch.Tensor, s
     inside = (qu >= 0) & (qu < ws) & (qv >= 0) & (qv < hs)
     q = torch.where(inside, qv * ws + qu, 0)
     f = flat[:, q]  # 4 x 9 x N
-    wp = f[2] + f[0] * pu.to(torch.float32) + f[1] * pv.to(torch.float32)
-    res = (wp - w_flat[idx][None, :]).abs()
+    wp = f[2] + f[0] * pu + f[1] * pv
+    res = (wp - pw).abs()
     if centred:
         res[0] = -1.0
     res = torch.where(inside & (f[3] > 0) & (wp > 0), res, float("inf"))
     j = res.argmin(0)
-    cols = torch.arange(idx.numel(), device=dev)
+    cols = torch.arange(cu.numel(), device=dev)
     return q[j, cols], torch.isfinite(res[j, cols])
+
+
+def _torch_pick_pixels(idx: torch.Tensor, w_flat: torch.Tensor, cells: torch.Tensor, fields: torch.Tensor,
+                       s: int, rc: int, wd: int, shifted: bool, centred: bool) -> torch.Tensor:
+    """Torch twin of :func:`_np_pick_pixels` (cells 4 x Hs x Ws: count, w, u, v sums)."""
+    hs, ws = fields.shape[1:]
+    pu, pv = idx % wd, torch.div(idx, wd, rounding_mode="floor")
+    cell = torch.div(pv, s, rounding_mode="floor") * ws + torch.div(pu, s, rounding_mode="floor")
+    n, sw, su, sv = cells.reshape(4, -1)
+    alone = n[cell] < 0
+    mark = torch.zeros(hs * ws, dtype=torch.bool, device=idx.device)
+    mark[cell] = True
+    mark[cell[alone]] = False
+    cl = mark.nonzero().squeeze(1)
+    inv = 1.0 / n[cl]
+    qc, hc = _torch_pick(cl % ws, torch.div(cl, ws, rounding_mode="floor"), su[cl] * inv, sv[cl] * inv, sw[cl] * inv,
+                         fields, rc, shifted, centred)
+    choice = torch.full((hs * ws,), -1, dtype=torch.long, device=idx.device)
+    choice[cl] = torch.where(hc, qc, -1)
+    q = choice[cell]
+    if bool(alone.any()):
+        ia = alone.nonzero().squeeze(1)
+        pa = idx[ia]
+        qa, ha = _torch_pick(torch.div(pu[ia], s, rounding_mode="floor"), torch.div(pv[ia], s, rounding_mode="floor"),
+                             pu[ia].to(torch.float32), pv[ia].to(torch.float32), w_flat[pa], fields, rc, shifted, centred)
+        q[ia] = torch.where(ha, qa, -1)
+    return q
 
 
 def _normals_torch(d: torch.Tensor, ok: torch.Tensor, Kn, cfg: NormalsConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -458,7 +513,8 @@ def _normals_torch(d: torch.Tensor, ok: torch.Tensor, Kn, cfg: NormalsConfig) ->
         idx = (todo & ~found).nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        q, hit = _torch_pick(idx, w_flat, fields, s, rc, W, cfg.shifted, centred=i > 0)
+        q = _torch_pick_pixels(idx, w_flat, cells, fields, s, rc, W, cfg.shifted, centred=i > 0)
+        hit = q >= 0
         out[idx[hit]] = normals.reshape(-1, 3)[q[hit]]
         found[idx[hit]] = True
     return out.reshape(H, W, 3)[:h, :wd].contiguous(), found.reshape(H, W)[:h, :wd].contiguous()
