@@ -171,15 +171,31 @@ def _np_half_windows(xp: np.ndarray, pad: int, r: int, along_u: bool) -> tuple[n
     return half[:h], half[r + 1 : r + 1 + h], line[r : r + h]
 
 
-def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float) -> list[np.ndarray]:
+def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float, at: np.ndarray | None = None) -> list[np.ndarray]:
     """Per cell (Hs x Ws): ``[b, c, a, usable]`` of the plane ``w = a + b u + c v`` (usable: bool).
 
     Sums over the r x (2r+1) half-windows left/right (for b) and above/below (for c) of each cell;
-    the whole window is left + right + centre column, or above + below + centre row.
+    the whole window is left + right + centre column, or above + below + centre row. With ``at``
+    (flat cell indices) the per-cell algebra runs only there; other cells come back unusable.
     """
     n, sw, su, sv = cells
     (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, pad, rc, True) for x in (n, sw, su))
     (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, pad, rc, False) for x in (n, sw, sv))
+    if at is not None:
+        shape = nL.shape
+        ys, xs = np.divmod(at, shape[1])
+        (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC) = (
+            x[ys, xs] for x in (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC))
+        out = _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
+        grids = [np.zeros(shape[0] * shape[1], x.dtype) for x in out]
+        for g, x in zip(grids, out):
+            g[at] = x
+        return [g.reshape(shape) for g in grids]
+    return _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
+
+
+def _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need):  # noqa: ANN001
+    """Window sums -> ``[b, c, a, usable]`` (elementwise, any shape)."""
     ok = np.minimum(np.minimum(nL, nR), np.minimum(nU, nD)) >= need
     ok &= np.minimum(nC, nCv) >= 0
     # b = (mean w right - mean w left) / (mean u right - mean u left), multiplied through by the
@@ -288,17 +304,28 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
     sums = [x[e:-e, e:-e] for x in cells]
     K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
     w_flat = w.reshape(-1)
+    hs, ws = sums[0].shape
     for i, rc in enumerate(radii):
-        planes = _np_planes(cells, radii[0], rc, _need(cfg, rc))
-        b, c, a, good = planes
         if i == 0:  # dense: pixels of usable cells
+            planes = _np_planes(cells, radii[0], rc, _need(cfg, rc))
+            b, c, a, good = planes
             nrm = cv2.merge(_np_unit_normals(b, c, a, good, *K4))
             got, out = _np_dense(nrm, good, ok, s)
             out = out.reshape(-1, 3)
             found = got.reshape(-1)
             idx = np.flatnonzero(ok.reshape(-1) > found)
-        else:
+        else:  # sparse: planes only in the cells the remaining pixels may use
             idx = idx[~found[idx]]
+            if idx.size == 0:
+                break
+            st = rc + 1
+            mark = np.zeros((hs + 2 * st, ws + 2 * st), bool)
+            cy, cx = idx // W // s + st, idx % W // s + st
+            for dv, du in _OFFSETS:
+                mark[cy + dv * st, cx + du * st] = True
+            at = np.flatnonzero(mark[st : st + hs, st : st + ws])
+            planes = _np_planes(cells, radii[0], rc, _need(cfg, rc), at)
+            b, c, a, good = planes
         if idx.size == 0:
             break
         q = _np_pick_pixels(idx, w_flat, sums, planes, s, rc, W, cfg.shifted, centred=i > 0)
