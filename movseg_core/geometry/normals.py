@@ -95,9 +95,10 @@ def _np_validity(d: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return ok
 
 
-def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int, pad: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v], each
-    (Hs + 2 pad) x (Ws + 2 pad) with ``pad`` cells of zeros around (for the window sums)."""
+def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int,
+              pad: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v], each Hs x Ws
+    and again with ``pad`` cells of zeros around (for the window sums)."""
     h, wd = d.shape
     okf = ok.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -131,7 +132,8 @@ def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int, pad: int) -> tu
             su += np.float32(i) * sum(okf[k::s, i::s] for k in range(s))
             sv += np.float32(i) * sum(okf[i::s, k::s] for k in range(s))
     n = n - np.float32(_JUMP) * j
-    return w, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in (n, sw, su, sv)]
+    sums = [n, sw, su, sv]
+    return w, sums, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in sums]
 
 
 def _np_run_sum(x: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -242,12 +244,12 @@ def _np_pick(cu: np.ndarray, cv: np.ndarray, pu: np.ndarray, pv: np.ndarray, pw:
              planes: list[np.ndarray], rc: int, shifted: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
     """For points (u, v, w) = (``pu``, ``pv``, ``pw``) lying in cells (``cu``, ``cv``): the usable
     window among the centred one (preferred; tried only if ``centred``) and the 8 shifted by rc + 1
-    cells, choosing the plane that passes closest to the point. Returns ``(flat cell index, found)``."""
+    cells, choosing the plane that passes closest to the point. ``planes`` come padded by rc + 1
+    unusable cells (every candidate index is in range). Returns ``(flat cell index, found)``."""
     st = rc + 1
-    hs, ws = planes[0].shape
+    hs, ws = planes[0].shape[0] - 2 * st, planes[0].shape[1] - 2 * st
     wp_ = ws + 2 * st
-    pad = [np.pad(x, st) for x in planes]  # unusable border: every candidate index is in range
-    b, c, a, good = (x.reshape(-1) for x in pad)
+    b, c, a, good = (x.reshape(-1) for x in planes)
     base = (cv + st) * wp_ + cu + st
     offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
     q = base[None, :] + np.array([dv * st * wp_ + du * st for dv, du in offs])[:, None]
@@ -268,6 +270,8 @@ def _np_pick_pixels(idx: np.ndarray, w_flat: np.ndarray, sums: list[np.ndarray],
     depth jumps share one choice, made at the cell's centroid and mean w (``sums``: the cells'
     [count (negative if it holds a jump), w, u, v] sums); pixels of cells with a jump choose alone."""
     hs, ws = planes[0].shape
+    st = rc + 1
+    planes = [np.pad(x, st) for x in planes]  # unusable border for the shifted candidates
     pu, pv = idx % wd, idx // wd
     cell = (pv // s) * ws + pu // s
     n, sw, su, sv = (x.reshape(-1) for x in sums)
@@ -299,9 +303,7 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
         d = np.pad(d, ((0, H - h), (0, W - wd)))
         ok = np.pad(ok, ((0, H - h), (0, W - wd)))
     radii = cfg.cell_radii()
-    w, cells = _np_cells(d, ok, cfg.max_rel_jump, s, radii[0])
-    e = radii[0]
-    sums = [x[e:-e, e:-e] for x in cells]
+    w, sums, cells = _np_cells(d, ok, cfg.max_rel_jump, s, radii[0])
     K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
     w_flat = w.reshape(-1)
     hs, ws = sums[0].shape
