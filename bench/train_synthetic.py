@@ -131,6 +131,7 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--no-full-size", action="store_true", help="skip the full-size step timing")
+    ap.add_argument("--full-size-only", action="store_true", help="only the full-size step timing (no training)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--procs", type=int, default=2, help="trainings run in parallel (1 thread each)")
     args = ap.parse_args()
@@ -144,6 +145,8 @@ def main() -> int:
     jobs = [(seed, xm, args, out) for seed in args.seeds for xm in ("none", "normals")]
     import multiprocessing as mp
 
+    if args.full_size_only:
+        jobs = []
     print(f"{len(jobs)} trainings of {args.steps} steps, {args.procs} at a time (1 thread each)", flush=True)
     with mp.get_context("spawn").Pool(args.procs, initializer=_worker_init) as pool:
         for r in pool.imap(_job, jobs, chunksize=1):  # in job order: seeds ascending, RGB before RGB+normals
