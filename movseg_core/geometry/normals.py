@@ -181,19 +181,36 @@ def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float, at: np.n
     (flat cell indices) the per-cell algebra runs only there; other cells come back unusable.
     """
     n, sw, su, sv = cells
-    (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, pad, rc, True) for x in (n, sw, su))
-    (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, pad, rc, False) for x in (n, sw, sv))
-    if at is not None:
-        shape = nL.shape
+    shape = (n.shape[0] - 2 * pad, n.shape[1] - 2 * pad)
+    if at is not None and rc == 1:
+        # 3x3-cell windows: gather each cell's neighbourhood (same sums, same order as the run sums)
+        wp_ = n.shape[1]
+        ys, xs = np.divmod(at, shape[1])
+        f = (ys + pad) * wp_ + xs + pad
+        g = {(k, dy, dx): x.reshape(-1).take(f + (dy * wp_ + dx)) for k, x in enumerate(cells)
+             for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+
+        def col(k: int, dx: int) -> np.ndarray:
+            return g[k, -1, dx] + (g[k, 0, dx] + g[k, 1, dx])
+
+        def row(k: int, dy: int) -> np.ndarray:
+            return g[k, dy, -1] + (g[k, dy, 0] + g[k, dy, 1])
+
+        (nL, nC, nR), (wL, wC, wR), (uL, uC, uR) = ((col(k, -1), col(k, 0), col(k, 1)) for k in (0, 1, 2))
+        (nU, nCv, nD), (wU, _, wD), (vU, vC, vD) = ((row(k, -1), row(k, 0), row(k, 1)) for k in (0, 1, 3))
+    else:
+        (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, pad, rc, True) for x in (n, sw, su))
+        (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, pad, rc, False) for x in (n, sw, sv))
+        if at is None:
+            return _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
         ys, xs = np.divmod(at, shape[1])
         (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC) = (
             x[ys, xs] for x in (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC))
-        out = _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
-        grids = [np.zeros(shape[0] * shape[1], x.dtype) for x in out]
-        for g, x in zip(grids, out):
-            g[at] = x
-        return [g.reshape(shape) for g in grids]
-    return _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
+    out = _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
+    grids = [np.zeros(shape[0] * shape[1], x.dtype) for x in out]
+    for grid, x in zip(grids, out):
+        grid[at] = x
+    return [grid.reshape(shape) for grid in grids]
 
 
 def _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need):  # noqa: ANN001
