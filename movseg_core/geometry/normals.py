@@ -288,7 +288,9 @@ def _np_pick_pixels(idx: np.ndarray, w_flat: np.ndarray, sums: list[np.ndarray],
     [count (negative if it holds a jump), w, u, v] sums); pixels of cells with a jump choose alone."""
     hs, ws = planes[0].shape
     st = rc + 1
-    planes = [np.pad(x, st) for x in planes]  # unusable border for the shifted candidates
+    # unusable border for the shifted candidates
+    planes = [cv2.copyMakeBorder(x.view(np.uint8), st, st, st, st, _BC).view(bool) if x.dtype == bool
+              else cv2.copyMakeBorder(x, st, st, st, st, _BC) for x in planes]
     pu, pv = idx % wd, idx // wd
     cell = (pv // s) * ws + pu // s
     n, sw, su, sv = (x.reshape(-1) for x in sums)
