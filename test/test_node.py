@@ -299,3 +299,18 @@ def test_sigterm_ends_the_node_cleanly(node_config, ros_processes):
     assert "ready:" in proc.output(), proc.output()
     assert proc.stop(signal.SIGTERM) == 0, proc.output()[-2000:]
     assert rclpy  # the process used real rclpy; nothing else to check here
+
+
+def test_set_queries_cli_calls_the_real_service(running_node):
+    import subprocess
+
+    proc, c = running_node
+    out = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "set-queries", "cup", "plate"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ok:" in out.stdout and "1=cup, 2=plate" in out.stdout
+    k = c.publish_and_wait(0)
+    assert list(c.infos[k].names) == ["cup", "plate"]
+    refused = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "set-queries", "cup", "cup"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "refused" in refused.stdout
