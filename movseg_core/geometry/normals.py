@@ -129,8 +129,11 @@ def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int,
         su = n * (s * np.arange(wd // s, dtype=np.float32))
         sv = n * (s * np.arange(h // s, dtype=np.float32)[:, None])
         for i in range(1, s):
-            su += np.float32(i) * sum(okf[k::s, i::s] for k in range(s))
-            sv += np.float32(i) * sum(okf[i::s, k::s] for k in range(s))
+            col, row = okf[0::s, i::s], okf[i::s, 0::s]
+            for k in range(1, s):
+                col, row = col + okf[k::s, i::s], row + okf[i::s, k::s]
+            su += col if i == 1 else np.float32(i) * col
+            sv += row if i == 1 else np.float32(i) * row
     n = n - np.float32(_JUMP) * j
     sums = [n, sw, su, sv]
     return w, sums, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in sums]
