@@ -21,10 +21,16 @@ import cv2
 import numpy as np
 
 
+PROPOSAL_METHODS = ("graph", "trained")
+
+
 @dataclass
 class ProposalConfig:
     """Proposal settings.
 
+    method: ``graph`` (training-free, below) or ``trained`` (an exported MOVSeg RGB+X MaskFormer,
+        ``movseg export``, at ``checkpoint``; its proposal embeddings join the classification
+        through the FrozenSeg class ensemble). trained_short_side: its input short side (pixels).
     max_segments: granularity knob: at most this many segments per frame.
     work_width: processing width in pixels (aspect kept); segments are upsampled to the input.
     fh_sigma, fh_k, fh_min_size: Felzenszwalb over-segmentation (smoothing, scale, minimum size in
@@ -38,6 +44,9 @@ class ProposalConfig:
     merge_normal: merge-cost weight of (1 - cos angle) between region mean normals.
     """
 
+    method: str = "graph"
+    checkpoint: str = ""
+    trained_short_side: int = 480
     max_segments: int = 48
     work_width: int = 320
     fh_sigma: float = 0.5
@@ -51,6 +60,10 @@ class ProposalConfig:
     merge_normal: float = 40.0
 
     def __post_init__(self) -> None:
+        if self.method not in PROPOSAL_METHODS:
+            raise ValueError(f"proposals.method must be one of {PROPOSAL_METHODS}, got {self.method!r}")
+        if self.method == "trained" and not self.checkpoint:
+            raise ValueError("proposals.method 'trained' needs proposals.checkpoint (a `movseg export` file)")
         if self.max_segments < 1:
             raise ValueError(f"proposals.max_segments must be >= 1, got {self.max_segments}")
         if self.work_width < 16:

@@ -32,6 +32,7 @@ import torch
 from movseg_core.classify import (
     ClassifyConfig,
     crop_embeddings,
+    frozenseg_ensemble,
     fuse_embeddings,
     paint,
     pool_segments,
@@ -182,6 +183,17 @@ class Segmenter:
         bg = validate_queries(c.background_prompts, 1000, cfg.max_query_chars) if c.background_prompts else []
         self._check_token_lengths(bg)
         self.background = self.clip.text_embeddings(bg) if bg else None
+        self.trained, self.trained_classes = None, frozenset()
+        if cfg.proposals.method == "trained":
+            from movseg_core.models.proposer import TrainedProposer
+
+            self.trained = TrainedProposer(cfg.proposals.checkpoint, device=str(self.device),
+                                           input_short_side=cfg.proposals.trained_short_side)
+            dim = self.trained.model.cfg.embed_dim
+            if dim != self.clip.embed_dim:
+                raise ValueError(f"proposal checkpoint {cfg.proposals.checkpoint} embeds in {dim} dimensions but "
+                                 f"CLIP {cfg.clip.model_name} in {self.clip.embed_dim}: export it for this CLIP")
+            self.trained_classes = frozenset(self.trained.meta.get("class_names") or ())
         self._lock = threading.Lock()
         self._vocab: Vocabulary | None = None
         self._version = 0
@@ -312,7 +324,9 @@ class Segmenter:
             nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
             valid = valid & nvalid
             t = lap("normals", t)
-        segments = np.ascontiguousarray(propose(rgb, depth, normals, valid, cfg.proposals), dtype=np.int32)
+        trained = self.trained.predict(rgb, depth, normals, valid) if self.trained is not None else None
+        segments = trained.segments if trained is not None else propose(rgb, depth, normals, valid, cfg.proposals)
+        segments = np.ascontiguousarray(segments, dtype=np.int32)
         if segments.shape != rgb.shape[:2] or segments.min() < 0:
             raise RuntimeError(f"proposals returned bad segments {segments.shape} (expected {rgb.shape[:2]})")
         n_seg = int(segments.max()) + 1
@@ -338,8 +352,16 @@ class Segmenter:
                 x_emb = pool_segments(x_feats, seg_t, n_seg)
                 emb = fuse_embeddings([(emb, 1.0 - c.x_weight), (x_emb, c.x_weight)])
                 t = lap("clip_x", t)
-        seg_labels, seg_conf, _ = score_segments(emb, vocab.embeddings.to(emb.device), self.background,
-                                                 self.clip.logit_scale, c.threshold)
+        text = vocab.embeddings.to(emb.device)
+        seg_labels, seg_conf, probs = score_segments(emb, text, self.background, self.clip.logit_scale, c.threshold)
+        if trained is not None:  # FrozenSeg class ensemble of the trained head and CLIP
+            head = trained.embeddings.to(emb.device, emb.dtype)
+            p_head = torch.softmax(self.clip.logit_scale * head @ text.T, dim=-1)
+            seen = torch.tensor([n in self.trained_classes for n in vocab.names])
+            p = frozenseg_ensemble(p_head, probs, seen, c.alpha, c.beta)
+            seg_conf, best = p.max(1)
+            rejected = (seg_labels == 0) | (seg_conf < c.threshold)  # background prompt won, or too unsure
+            seg_labels = torch.where(rejected, torch.zeros_like(best), best + 1)
         t = lap("classify", t)
         labels, conf = paint(seg_t, seg_labels, seg_conf)
         t = lap("paint", t)

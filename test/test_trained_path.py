@@ -1,0 +1,83 @@
+"""An exported MOVSeg proposal checkpoint (`movseg export`) loads into the segmenter and the node."""
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import PYTHON, RosProcess
+from movseg_core.models import create_model
+from movseg_core.models.checkpoint import export_checkpoint
+
+CLIP = {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    model = create_model("movseg-tiny").eval()  # 64-d proposal embeddings, like movseg-tiny-vit
+    path = tmp_path_factory.mktemp("export") / "proposals.pt"
+    export_checkpoint(model, path, ["chair", "table"], clip={"model_name": CLIP["model_name"]})
+    return str(path)
+
+
+def frame():
+    from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
+    return NYUv2Folder(default_nyuv2_dir(), require_depth=True)[0]
+
+
+def test_exported_checkpoint_drives_the_segmenter(exported):
+    from movseg_core.segmenter import Segmenter
+
+    seg = Segmenter.from_config({"clip": CLIP, "dense": {"short_side": 112},
+                                 "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128}})
+    seg.set_queries(["chair", "table", "lamp"])  # 'lamp' unseen by the head: beta weight
+    f = frame()
+    r = seg.segment(f.rgb, np.nan_to_num(f.depth), f.K)
+    assert r.labels.shape == f.rgb.shape[:2] and int(r.labels.max()) <= 3
+    assert 1 <= int(r.segments.max()) + 1 <= 16  # at most the model's 16 queries
+    assert np.all((r.confidence >= 0) & (r.confidence <= 1))
+
+
+def test_trained_method_needs_a_checkpoint_that_matches_clip(exported, tmp_path):
+    from movseg_core.segmenter import Segmenter
+
+    with pytest.raises(ValueError, match="needs proposals.checkpoint"):
+        Segmenter.from_config({"clip": CLIP, "proposals": {"method": "trained"}})
+    with pytest.raises(FileNotFoundError):
+        Segmenter.from_config({"clip": CLIP, "proposals": {"method": "trained", "checkpoint": str(tmp_path / "no.pt")}})
+    with pytest.raises(ValueError, match="embeds in 64 dimensions"):
+        Segmenter.from_config({"clip": {**CLIP, "model_name": "movseg-tiny-vit-p8"},
+                               "proposals": {"method": "trained", "checkpoint": exported}})
+
+
+def test_exported_checkpoint_loads_into_the_node(exported, tmp_path, rclpy_node):
+    from movseg_ros.msg import LabelInfo
+    from movseg_ros.player import CameraPublisher, load_folder_frames
+    from movseg_ros.qos import qos_by_name
+    from conftest import spin_until
+
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {
+        "queries": ["chair", "table"],
+        "segmenter": {"clip": CLIP, "dense": {"short_side": 112},
+                      "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128}}}}}))
+    node = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "node-trained")
+    try:
+        infos = []
+        rclpy_node.create_subscription(LabelInfo, "/movseg/label_info", infos.append, qos_by_name("reliable"))
+        cam = CameraPublisher(rclpy_node)
+        assert cam.wait_for_subscribers(120), node.output()
+        frames = load_folder_frames(None)
+        deadline = time.monotonic() + 120
+        while not infos and time.monotonic() < deadline and node.proc.poll() is None:
+            cam.publish(frames[0])
+            spin_until(rclpy_node, lambda: bool(infos), 3.0)
+        assert infos, node.output()[-3000:]
+        assert list(infos[0].names) == ["chair", "table"]
+    finally:
+        assert node.stop(signal.SIGINT) == 0, node.output()[-2000:]
