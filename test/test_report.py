@@ -101,3 +101,13 @@ def test_bad_prompt_files(tmp_path):
         load_prompt_map(p, class_names=("wall", "floor"))
     with pytest.raises(ValueError, match="not found"):
         load_prompt_map(tmp_path / "missing.yaml")
+
+
+def test_prompt_file_may_name_its_own_classes(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("classes: [floor, cube]\nprompts:\n  floor: floor\n  cube: a cube\n")
+    pm = load_prompt_map(p)
+    assert pm.class_names == ("floor", "cube") and pm.queries == ("floor", "a cube")
+    p.write_text("classes: floor\nprompts:\n  floor: floor\n")
+    with pytest.raises(ValueError, match="'classes' must be"):
+        load_prompt_map(p)

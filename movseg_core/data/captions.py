@@ -132,7 +132,7 @@ def _square_box(ys: np.ndarray, xs: np.ndarray, h: int, w: int, margin: float,
 def object_crops(sample: SyntheticSample, size: int = 64, margin: float = 0.15, min_pixels: int = 40,
                  rng: np.random.Generator | None = None) -> list[ObjectCrop]:
     """Square crops (``size`` px, area-resized) centred on every object with >= ``min_pixels`` visible."""
-    h, w = sample.label.shape
+    h, w = sample.instance.shape
     out = []
     for k, o in enumerate(sample.spec.objects):
         m = sample.instance == sample.first_object_id + k
@@ -189,7 +189,7 @@ def single_object_image(seed: int, shape: str, colour: str, size: int = 64, mate
     one = replace(base, n_objects=(1, 1), shapes=(shape,), colours=(colour,),
                   materials=(material,) if material else base.materials)
     for attempt in range(20):
-        spec = sample_scene(seed * 1009 + attempt, one)
+        spec = sample_scene(seed * 32 + attempt, one)  # synthetic.py hashes need seeds < 3.4e9
         if not spec.objects:
             continue
         sample = render_scene(spec, one)

@@ -61,7 +61,11 @@ class PromptMap:
 
 
 def load_prompt_map(path: str | Path | None = None, class_names: Sequence[str] = NYU40_CLASSES) -> PromptMap:
-    """Read ``prompts: {class name: query}``; every class needs an entry and no others are allowed."""
+    """Read ``prompts: {class name: query}``; every class needs an entry and no others are allowed.
+
+    An optional ``classes: [name, ...]`` list in the file names the dataset's classes in id order
+    (ids 1..N; e.g. synthetic scenes) instead of ``class_names``.
+    """
     import yaml
 
     path = Path(path) if path is not None else default_prompts_path()
@@ -71,6 +75,10 @@ def load_prompt_map(path: str | Path | None = None, class_names: Sequence[str] =
     prompts = data.get("prompts") if isinstance(data, dict) else None
     if not isinstance(prompts, dict):
         raise ValueError(f"{path}: expected a mapping 'prompts: {{class name: query}}'")
+    if "classes" in data:
+        class_names = data["classes"]
+        if not isinstance(class_names, list) or not class_names or not all(isinstance(c, str) for c in class_names):
+            raise ValueError(f"{path}: 'classes' must be a non-empty list of class names in id order")
     missing = [c for c in class_names if c not in prompts]
     extra = [k for k in prompts if k not in class_names]
     if missing or extra:

@@ -80,12 +80,12 @@ class TinyClipTrainConfig:
 
     seed: int = 0
     n_scenes: int = 600
-    steps: int = 450
+    steps: int = 320
     batch_objects: int = 96
     batch_scenes: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup: int = 40
+    warmup: int = 30
     dense_weight: float = 0.5
     dense_mode: str = "vanilla"
     threads: int = 2
@@ -108,10 +108,11 @@ def render_corpus(cfg: TinyClipTrainConfig, cache: Path | None = None, progress:
     flt = train_filter([tuple(p) for p in cfg.held_out])
     specs = [sample_scene(scene_seed(cfg.seed, i), scfg, flt) for i in range(cfg.n_scenes)]
     if cache is not None and cache.is_file():
-        z = np.load(cache)
-        if z["rgb"].shape[0] == cfg.n_scenes:
-            log.info("corpus: %d scenes from cache %s", cfg.n_scenes, cache)
-            return [SyntheticSample(z["rgb"][i], None, None, z["instance"][i].astype(np.int32), None,  # type: ignore[arg-type]
+        with np.load(cache) as z:
+            rgb, inst = z["rgb"], z["instance"]
+        if rgb.shape[0] == cfg.n_scenes:
+            log.info("corpus: %d scenes from cache %s (rgb and instances only)", cfg.n_scenes, cache)
+            return [SyntheticSample(rgb[i], None, None, inst[i].astype(np.int32), None,  # type: ignore[arg-type]
                                     specs[i].K, specs[i], 5) for i in range(cfg.n_scenes)]
     out = [render_scene(s, scfg) for s in tqdm(specs, desc="render scenes", unit="scene", disable=not progress)]
     if cache is not None:
