@@ -10,7 +10,8 @@ occlusion shadow beside depth edges, and sparse random drop-outs.
 Per method: median/mean angular error (deg) over pixels that got a normal, share of those under
 11.25/22.5/30 deg, coverage (share of pixels with valid input depth that got a normal) and ms per
 frame (median over frames; CPU, torch threads as set; ``ours_1thread`` = ours with one thread;
-min_ms = fastest frame, the figure least disturbed by other load on a shared machine). Peers get
+min_ms = fastest frame, the figure least disturbed by other load on a shared machine; the JSON's
+"machine" entry gives the load average and the time of one 640x480 multiply before and after). Peers get
 the same depth; their normals are flipped to face the camera so sign conventions do not count.
 Last line: one JSON object.
 
@@ -318,6 +319,19 @@ def evaluate(n: np.ndarray, gt: np.ndarray, depth: np.ndarray) -> dict[str, np.n
     return {"err": err[has], "covered": int(has.sum()), "valid": int((depth > 0).sum())}
 
 
+def machine_mul_ms() -> float:
+    """Median ms of one 640x480 float32 multiply (numpy, preallocated output): how busy the machine
+    is right now (about 0.035 ms on this 2-core machine when idle), so figures from different runs
+    can be compared."""
+    a, b, c = (np.ones((H, W), np.float32) for _ in range(3))
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        np.multiply(a, b, out=c)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=10, help="synthetic frames (cycled over 5 scene kinds)")
@@ -335,6 +349,7 @@ def main() -> None:
           f"  cpus={os.cpu_count()}  frames={frames}  repeats={repeats}")
 
     load_start = os.getloadavg()[0]
+    mul_start = machine_mul_ms()
     methods: dict[str, Method] = {"ours": ours(NormalsConfig(), "cpu", repeats)}
     if torch.get_num_threads() > 1:
         methods["ours_1thread"] = ours(NormalsConfig(), "cpu", repeats, threads=1)
@@ -401,6 +416,10 @@ def main() -> None:
           f"{sum(valid_px) / (frames * H * W):.3f} of all pixels had valid depth)")
     print(f"(ms = median wall ms per 640x480 frame; cpu_ms = process CPU ms, all threads; min_ms = fastest frame; "
           f"1-min load average {load_start:.2f} at start, {load:.2f} at end on {os.cpu_count()} cpus)")
+    mul_end = machine_mul_ms()
+    print(f"(one 640x480 float32 multiply: {mul_start:.3f} ms at start, {mul_end:.3f} ms at end; ~0.035 ms when idle)")
+    summary["machine"] = {"load1_start": round(load_start, 2), "load1_end": round(load, 2),
+                          "mul_640x480_ms_start": round(mul_start, 4), "mul_640x480_ms_end": round(mul_end, 4)}
     print(json.dumps(summary))
 
 
