@@ -353,8 +353,12 @@ def save_fixture(model: torch.nn.Module, out: Path, cfg: TinyClipTrainConfig, in
 
 
 def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 0.0, progress: bool = True,
-          fresh: bool = False) -> bool:
-    """Train (or resume) and write the fixture; returns False when stopped by ``minutes`` (state saved)."""
+          fresh: bool = False, stop_after: int = 0) -> bool:
+    """Train (or resume) and write the fixture; returns False when stopped early (state saved).
+
+    minutes: time box of this invocation (0 = none); stop_after: at most this many steps in this
+    invocation (0 = no limit). A later call with the same config resumes from the saved state.
+    """
     from tqdm import tqdm
 
     torch.set_num_threads(cfg.threads)
@@ -384,12 +388,13 @@ def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 
                     "seconds": spent + time.monotonic() - t0}, state_path)
 
     last_save = time.monotonic()
+    first = step
     while step < cfg.steps:
-        if minutes > 0 and time.monotonic() - t0 > minutes * 60:
+        if (minutes > 0 and time.monotonic() - t0 > minutes * 60) or (stop_after > 0 and step - first >= stop_after):
             save_state()
             bar.close()
-            log.info("time box of %.1f min reached at step %d/%d: state saved to %s; rerun to resume",
-                     minutes, step, cfg.steps, state_path)
+            log.info("stopped at step %d/%d (time box %.1f min / %d steps): state saved to %s; rerun to resume",
+                     step, cfg.steps, minutes, stop_after, state_path)
             return False
         batch = make_batch(corpus, cfg, step, grid)
         for g in opt.param_groups:
