@@ -7,6 +7,7 @@ Layout: ``rgb/NNNN.png`` (640x480 RGB), ``depth/NNNN.png`` (uint16 millimetres,
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -112,5 +113,6 @@ class NYUv2Folder:
 
 
 def default_nyuv2_dir() -> Path:
-    """The bundled real frames: ``../shared/data/nyuv2`` beside the checkout."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyuv2"
+    """``$MOVSEG_NYUV2_DIR`` if set, else the bundled real frames ``../shared/data/nyuv2`` beside the checkout."""
+    env = os.environ.get("MOVSEG_NYUV2_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyuv2"
