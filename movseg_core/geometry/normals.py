@@ -21,6 +21,7 @@ to float32 rounding (tested).
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -362,7 +363,16 @@ def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsCo
     return np.ascontiguousarray(out), np.ascontiguousarray(found.reshape(H, W)[:h, :wd])
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for the row bands, created on first use and again after a fork (a forked
+    child inherits the executor but not its threads)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="normals"))
+    return _POOL[1]
 
 
 def _np_margin(cfg: NormalsConfig) -> int:
@@ -376,18 +386,16 @@ def _normals_numpy_bands(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: Nor
     """:func:`_normals_numpy` on ``parts`` horizontal bands in parallel threads (numpy and OpenCV
     release the GIL). Each band carries a margin of :func:`_np_margin` rows, so the result equals
     the whole-image one (up to float32 rounding of the shifted pixel origin)."""
-    global _POOL
     h = d.shape[0]
     s, margin = int(cfg.cell), _np_margin(cfg)
     cuts = [min(h, (h * i // parts) // s * s) for i in range(parts)] + [h]
     jobs = []
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="normals")
+    pool = _pool()
     for top, bot in zip(cuts[:-1], cuts[1:]):
         t0, b0 = max(0, top - margin), min(h, bot + margin)
         Kb = Kn.copy()
         Kb[1, 2] -= t0
-        jobs.append((top - t0, bot - t0, _POOL.submit(_normals_numpy, d[t0:b0], ok[t0:b0], Kb, cfg)))
+        jobs.append((top - t0, bot - t0, pool.submit(_normals_numpy, d[t0:b0], ok[t0:b0], Kb, cfg)))
     n = np.empty(d.shape + (3,), np.float32)
     v = np.empty(d.shape, bool)
     for (lo, hi, job), top, bot in zip(jobs, cuts[:-1], cuts[1:]):
