@@ -184,6 +184,20 @@ def test_noisy_holey_plane_is_robust_and_never_nan():
     np.testing.assert_allclose(np.linalg.norm(n[valid], axis=-1), 1.0, atol=1e-5)
 
 
+def test_depth_jumps_everywhere_give_no_normals_not_nan():
+    """Every neighbour pair a discontinuity: no clean window at any radius, on both paths."""
+    from movseg_core.geometry.normals import _normals_torch
+
+    rng = np.random.default_rng(1)
+    depth = (1.0 + rng.integers(0, 2, size=(H, W)) * 0.5).astype(np.float32)
+    depth[::2, ::2] = 1.0  # keep some flat spots so the structure is not trivially uniform
+    n, valid = normals_from_depth(depth, K)
+    t = torch.from_numpy(depth)
+    n_t, v_t = _normals_torch(t, t > 0, K, NormalsConfig())
+    assert valid.sum() < 0.01 * valid.size and np.array_equal(valid, v_t.numpy())
+    assert np.isfinite(n).all() and (n[~valid] == 0).all()
+
+
 def test_valid_mask_is_respected_and_torch_in_torch_out():
     depth = torch.from_numpy(plane_depth(unit([0, 0, -1.0]), 1.0))
     mask = torch.ones(H, W, dtype=torch.bool)
