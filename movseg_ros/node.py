@@ -127,12 +127,16 @@ class MovsegNode(Node):
         self.create_service(SetQueries, "set_queries", self._on_set_queries, callback_group=self._srv_group)
 
         in_qos = qos_by_name(str(self.get_parameter("qos").value))
+        inputs = [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
+                  (CameraInfo, "camera/color/camera_info")]
+        self._input_names = [self.resolve_topic_name(t) for _, t in inputs]
+        self._received = [0] * len(inputs)
+        self._received_at_last_log = [0] * len(inputs)
+        self._frames_in_at_last_log = 0
+        self._slop = float(self.get_parameter("sync.slop").value)
         self.sync, how = make_synchronizer(
-            self,
-            [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
-             (CameraInfo, "camera/color/camera_info")],
-            int(self.get_parameter("sync.queue_size").value), float(self.get_parameter("sync.slop").value),
-            self._on_frame, in_qos)
+            self, inputs, int(self.get_parameter("sync.queue_size").value), self._slop, self._on_frame, in_qos,
+            self._received)
         self.create_timer(float(self.get_parameter("log_period_s").value), self._log_stats)
         self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
         self._worker.start()
@@ -316,12 +320,31 @@ class MovsegNode(Node):
             self.pub_points.publish(labelled_cloud(header, depth_m, K, labels, result.confidence))
 
     def _log_stats(self) -> None:
+        self._check_inputs_flowing()
         parts = [f"{k}={v}" for k, v in sorted(self.stats.items())]
         stages = {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
         self.stage_ms.clear()
         if stages:
             parts.append("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items())))
         self.get_logger().info("stats: " + (" ".join(parts) if parts else "no frames yet"))
+
+    def _check_inputs_flowing(self) -> None:
+        """Warn (and count) when some inputs arrive but others do not, so nothing can be synchronised."""
+        new = [now - before for now, before in zip(self._received, self._received_at_last_log)]
+        self._received_at_last_log = list(self._received)
+        synced = self.stats["frames_in"] - self._frames_in_at_last_log
+        self._frames_in_at_last_log = self.stats["frames_in"]
+        if any(new) and synced == 0:
+            silent = [name for name, n in zip(self._input_names, new) if n == 0]
+            arriving = ", ".join(f"{name} ({n})" for name, n in zip(self._input_names, new) if n)
+            if silent:
+                self.stats["missing_input"] += 1
+                self.get_logger().warning(f"nothing to label: receiving {arriving} but no message on "
+                                          f"{', '.join(silent)} (check the topic names and remappings)")
+            else:
+                self.stats["unsynchronised"] += 1
+                self.get_logger().warning(f"nothing to label: inputs arrive ({arriving}) but their stamps never "
+                                          f"match within sync.slop={self._slop} s")
 
     def shutdown(self) -> None:
         with self._slot_lock:

@@ -67,24 +67,35 @@ class ApproximateTimeSync:
         return None
 
 
-def make_synchronizer(node, subscribers_spec, queue_size: int, slop: float, callback, qos):
+def make_synchronizer(node, subscribers_spec, queue_size: int, slop: float, callback, qos, received: list[int]):
     """Subscribe and synchronise; returns (sync, how).
 
     ``subscribers_spec``: list of (msg_type, topic). Uses ROS 2 ``message_filters``
     when installed, else :class:`ApproximateTimeSync` with the same semantics.
-    ``how`` is "message_filters" or "builtin" (logged by the node).
+    ``how`` is "message_filters" or "builtin" (logged by the node). ``received[i]`` counts the
+    messages that arrived on input i (so the node can say which input is missing).
     """
+
+    def counted(i: int, then=None):
+        def on_message(msg):
+            received[i] += 1
+            if then is not None:
+                then(i, msg)
+        return on_message
+
     try:
         import message_filters  # real ROS 2 install
         if not hasattr(message_filters, "ApproximateTimeSynchronizer"):
             raise ImportError("not ROS 2 message_filters")
     except ImportError:
         sync = ApproximateTimeSync(len(subscribers_spec), queue_size, slop, callback)
-        subs = [node.create_subscription(mt, topic, (lambda m, i=i: sync.add(i, m)), qos)
+        subs = [node.create_subscription(mt, topic, counted(i, sync.add), qos)
                 for i, (mt, topic) in enumerate(subscribers_spec)]
         sync.subscriptions = subs
         return sync, "builtin"
     subs = [message_filters.Subscriber(node, mt, topic, qos_profile=qos) for mt, topic in subscribers_spec]
+    for i, sub in enumerate(subs):
+        sub.registerCallback(counted(i))
     sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
     sync.registerCallback(callback)
     sync.subscriptions = subs

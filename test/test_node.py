@@ -314,3 +314,16 @@ def test_set_queries_cli_calls_the_real_service(running_node):
     refused = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "set-queries", "cup", "cup"],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "refused" in refused.stdout
+
+
+def test_missing_camera_info_is_reported(running_node):
+    proc, c = running_node
+    f = c.frames[0]
+    for _ in range(15):  # colour and depth only, for more than one statistics period
+        stamp = c.node.get_clock().now().to_msg()
+        c.camera.depth_pub.publish(_image(f.depth_mm, "16UC1", stamp))
+        c.camera.color_pub.publish(_image(f.rgb, "rgb8", stamp))
+        time.sleep(0.15)
+    assert c.wait(lambda: "no message on /camera/color/camera_info" in proc.output(), 10), proc.output()[-2000:]
+    assert "missing_input=" in proc.output() or c.wait(lambda: "missing_input=" in proc.output(), 3)
+    c.publish_and_wait(0)  # and it recovers as soon as camera_info comes
