@@ -90,6 +90,7 @@ def _need(cfg: NormalsConfig, rc: int) -> float:
 # resolution for the window algebra, and over the few pixels near edges and holes for the choice
 # of shifted windows.
 _BC = cv2.BORDER_CONSTANT
+_CHUNK = 256 * 1024  # bytes of 3-channel float32 rows per chunk of the full-resolution passes
 
 
 def _np_validity(d: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
@@ -257,11 +258,16 @@ def _np_dense(nrm: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tupl
         return got, nrm * got[..., None]
     up = cv2.resize(nrm, (w, h), interpolation=cv2.INTER_LINEAR)
     got = ok & (cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
-    sq = cv2.transform(cv2.multiply(up, up), np.ones((1, 3), np.float32))
-    sq += np.float32(1e-30)
-    inv = cv2.pow(sq, -0.5)
-    inv *= got
-    return got, cv2.multiply(up, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR))
+    ones = np.ones((1, 3), np.float32)
+    step = max(1, _CHUNK // (w * 12))  # rows per chunk: the temporaries stay in cache
+    for r0 in range(0, h, step):
+        u = up[r0 : r0 + step]
+        sq = cv2.transform(cv2.multiply(u, u), ones)
+        sq += np.float32(1e-30)
+        inv = cv2.pow(sq, -0.5)
+        inv *= got[r0 : r0 + step]
+        cv2.multiply(u, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR), dst=u)
+    return got, up
 
 
 def _np_pick(cu: np.ndarray, cv: np.ndarray, pu: np.ndarray, pv: np.ndarray, pw: np.ndarray,
