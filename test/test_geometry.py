@@ -247,7 +247,9 @@ def _noisy_scene(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return depth.astype(np.float32), k
 
 
-@pytest.mark.parametrize("cfg", [NormalsConfig(), NormalsConfig(radii=(5, 2), cell=1), NormalsConfig(radii=(6, 2), cell=3)])
+@pytest.mark.parametrize(
+    "cfg", [NormalsConfig(), NormalsConfig(radii=(5, 2), cell=1), NormalsConfig(radii=(6, 2), cell=3)]
+)
 @pytest.mark.parametrize("hw", [(120, 160), (97, 131)])
 def test_numpy_fast_path_matches_torch_path(cfg, hw):
     """CPU inputs run numpy/OpenCV, other devices pure torch: same arithmetic, same result."""

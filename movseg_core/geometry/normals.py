@@ -181,7 +181,8 @@ def _np_half_windows(xp: np.ndarray, pad: int, r: int, along_u: bool) -> tuple[n
     return half[:h], half[r + 1 : r + 1 + h], line[r : r + h]
 
 
-def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float, at: np.ndarray | None = None) -> list[np.ndarray]:
+def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float,
+               at: np.ndarray | None = None) -> list[np.ndarray]:
     """Per cell (Hs x Ws): ``[b, c, a, usable]`` of the plane ``w = a + b u + c v`` (usable: bool).
 
     Sums over the r x (2r+1) half-windows left/right (for b) and above/below (for c) of each cell;
@@ -488,7 +489,8 @@ def _torch_planes(cells: torch.Tensor, rc: int, need: float) -> torch.Tensor:
     return torch.stack((b, c, a, ok.to(torch.float32)))
 
 
-def _torch_unit_normals(f: torch.Tensor, fx: float, fy: float, cx: float, cy: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _torch_unit_normals(f: torch.Tensor, fx: float, fy: float, cx: float,
+                        cy: float) -> tuple[torch.Tensor, torch.Tensor]:
     """4 x ... plane fields -> (... x 3 unit normals towards the camera, 0 where not usable; usable)."""
     b, c, a = f[0], f[1], f[2]
     n = torch.stack((-fx * b, -fy * c, -(a + b * cx + c * cy)), -1)
@@ -497,7 +499,8 @@ def _torch_unit_normals(f: torch.Tensor, fx: float, fy: float, cx: float, cy: fl
     return torch.where(good[..., None], n, 0.0), good
 
 
-def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _torch_dense(normals: torch.Tensor, good: torch.Tensor, ok: torch.Tensor,
+                 s: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch twin of :func:`_np_dense`."""
     if s == 1:
         got = ok & good
@@ -555,7 +558,8 @@ def _torch_pick_pixels(idx: torch.Tensor, w_flat: torch.Tensor, cells: torch.Ten
         ia = alone.nonzero().squeeze(1)
         pa = idx[ia]
         qa, ha = _torch_pick(torch.div(pu[ia], s, rounding_mode="floor"), torch.div(pv[ia], s, rounding_mode="floor"),
-                             pu[ia].to(torch.float32), pv[ia].to(torch.float32), w_flat[pa], fields, rc, shifted, centred)
+                             pu[ia].to(torch.float32), pv[ia].to(torch.float32), w_flat[pa], fields, rc, shifted,
+                             centred)
         q[ia] = torch.where(ha, qa, -1)
     return q
 
