@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .records import SegRecord, attach_x, resize_record
+from .records import ImageLabelFolder
 
 ADE150_CLASSES: tuple[str, ...] = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -35,8 +34,11 @@ ADE150_CLASSES: tuple[str, ...] = (
 _SPLITS = {"train": "training", "training": "training", "val": "validation", "validation": "validation"}
 
 
-class ADE20K:
+class ADE20K(ImageLabelFolder):
     """Indexable ADE20K-150 split. size: (H, W) to resize to, or None. x_dir: per-image X files."""
+
+    dataset = "ADE20K"
+    class_names = ADE150_CLASSES
 
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
                  x_dir: str | Path | None = None):
@@ -47,24 +49,11 @@ class ADE20K:
         self.img_dir, self.ann_dir = self.root / "images" / sub, self.root / "annotations" / sub
         if not self.img_dir.is_dir() or not self.ann_dir.is_dir():
             raise ValueError(f"{self.root}: expected images/{sub}/ and annotations/{sub}/ (ADEChallengeData2016 layout)")
-        self.names = sorted(p.stem for p in self.img_dir.glob("*.jpg") if (self.ann_dir / f"{p.stem}.png").is_file())
-        if not self.names:
-            raise ValueError(f"{self.img_dir}: no image with an annotation")
-        self.size, self.x_dir = size, x_dir
-        self.class_names = ADE150_CLASSES
+        self._index(size, x_dir)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, i: int) -> SegRecord:
-        name = self.names[i]
-        bgr = cv2.imread(str(self.img_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        lab = cv2.imread(str(self.ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        if bgr is None or lab is None:
-            raise ValueError(f"cannot read ADE20K sample {name}")
-        if lab.ndim != 2 or lab.shape != bgr.shape[:2]:
-            raise ValueError(f"{name}: annotation {lab.shape} does not match image {bgr.shape[:2]}")
-        if int(lab.max()) > 150:
+    def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        if raw.ndim != 2 or raw.shape != image_hw:
+            raise ValueError(f"{name}: annotation {raw.shape} does not match image {image_hw}")
+        if int(raw.max()) > 150:
             raise ValueError(f"{name}: annotation ids above 150 (is this ADE20K-150?)")
-        rec = SegRecord(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), lab.astype(np.uint8), name=name)
-        return resize_record(attach_x(rec, self.x_dir), self.size)
+        return raw.astype(np.uint8)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .records import SegRecord, attach_x, resize_record
+from .records import ImageLabelFolder
 
 _THINGS = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -55,8 +54,11 @@ def raw_to_contiguous_lut() -> np.ndarray:
 _SPLITS = {"train": "train2017", "train2017": "train2017", "val": "val2017", "val2017": "val2017"}
 
 
-class CocoStuff:
+class CocoStuff(ImageLabelFolder):
     """Indexable COCO-Stuff-171 split. size: (H, W) to resize to, or None. x_dir: per-image X files."""
+
+    dataset = "COCO-Stuff"
+    class_names = COCO_STUFF_171_CLASSES
 
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
                  x_dir: str | Path | None = None):
@@ -76,22 +78,9 @@ class CocoStuff:
             raise ValueError(f"{self.root}: expected stuffthingmaps/{sub}/ or stuffthingmaps_detectron2/{sub}/")
         if not self.img_dir.is_dir():
             raise ValueError(f"{self.root}: expected {sub}/ with the COCO images")
-        self.names = sorted(p.stem for p in self.img_dir.glob("*.jpg") if (self.ann_dir / f"{p.stem}.png").is_file())
-        if not self.names:
-            raise ValueError(f"{self.img_dir}: no image with a stuffthingmap")
-        self.size, self.x_dir = size, x_dir
-        self.class_names = COCO_STUFF_171_CLASSES
+        self._index(size, x_dir)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, i: int) -> SegRecord:
-        name = self.names[i]
-        bgr = cv2.imread(str(self.img_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        lab = cv2.imread(str(self.ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        if bgr is None or lab is None:
-            raise ValueError(f"cannot read COCO-Stuff sample {name}")
-        if lab.ndim != 2 or lab.shape != bgr.shape[:2] or lab.dtype != np.uint8:
-            raise ValueError(f"{name}: stuffthingmap must be HxW uint8 matching the image, got {lab.dtype} {lab.shape}")
-        rec = SegRecord(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.lut[lab], name=name)
-        return resize_record(attach_x(rec, self.x_dir), self.size)
+    def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        if raw.ndim != 2 or raw.shape != image_hw or raw.dtype != np.uint8:
+            raise ValueError(f"{name}: stuffthingmap must be HxW uint8 matching the image, got {raw.dtype} {raw.shape}")
+        return self.lut[raw]

@@ -94,3 +94,37 @@ def attach_x(rec: SegRecord, x_dir: "str | os.PathLike[str] | None", hfov_deg: f
             raise ValueError(f"{path}: {name} size {arr.shape[:2]} differs from the image {rec.rgb.shape[:2]}")
     K = rec.K if rec.K is not None else default_K(*rec.rgb.shape[:2], hfov_deg=hfov_deg)
     return SegRecord(rec.rgb, rec.label, depth if depth is not None else rec.depth, K, x, rec.name)
+
+
+class ImageLabelFolder:
+    """Images ``img_dir/<name>.jpg`` paired with label maps ``ann_dir/<name>.png`` (COCO, ADE20K).
+
+    Subclasses set ``dataset``, ``class_names`` and ``img_dir``/``ann_dir`` (then call
+    :meth:`_index`) and turn a raw label map into class ids 0..C in :meth:`convert_label`.
+    """
+
+    dataset = "dataset"
+    class_names: tuple[str, ...] = ()
+
+    def _index(self, size: tuple[int, int] | None, x_dir: "str | os.PathLike[str] | None") -> None:
+        self.names = sorted(p.stem for p in self.img_dir.glob("*.jpg") if (self.ann_dir / f"{p.stem}.png").is_file())
+        if not self.names:
+            raise ValueError(f"{self.img_dir}: no image with a label map in {self.ann_dir}")
+        self.size, self.x_dir = size, x_dir
+
+    def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> SegRecord:
+        import cv2
+
+        name = self.names[i]
+        bgr = cv2.imread(str(self.img_dir / f"{name}.jpg"), cv2.IMREAD_COLOR)
+        raw = cv2.imread(str(self.ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        if bgr is None or raw is None:
+            raise ValueError(f"cannot read {self.dataset} sample {name}")
+        rec = SegRecord(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.convert_label(name, raw, bgr.shape[:2]), name=name)
+        return resize_record(attach_x(rec, self.x_dir), self.size)
