@@ -45,9 +45,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(default_nyuv2_dir()), help="folder in the NYUv2 layout")
     ap.add_argument("--max-segments", type=int, default=ProposalConfig().max_segments)
+    ap.add_argument("--raw-depth", action="store_true", help="use depth_raw/ (sensor depth with holes) instead of depth/")
     args = ap.parse_args()
     cfg = dataclasses.replace(ProposalConfig(), max_segments=args.max_segments)
-    ds = NYUv2Folder(args.data)
+    ds = NYUv2Folder(args.data, raw_depth=args.raw_depth)
     n_cls = len(ds.class_names)
     acc = {m: {"cm": np.zeros((n_cls + 1, n_cls + 1), np.int64), "bf": [], "seg": [], "ms": []}
            for m in ("rgb", "rgbd", "rgb_only_frames")}
@@ -83,7 +84,8 @@ def main() -> int:
                      "segments": round(float(np.mean(a["seg"])), 1), "ms": round(float(np.median(a["ms"])), 1),
                      "frames": len(a["seg"])}
     out["frames"] = n_depth
-    print(f"\noracle-class mIoU on {n_depth} NYUv2 test frames with depth (max_segments={cfg.max_segments}):")
+    print(f"\noracle-class mIoU on {n_depth} NYUv2 test frames with {'raw' if args.raw_depth else 'filled'} depth "
+          f"(max_segments={cfg.max_segments}):")
     for mode in ("rgb", "rgbd", "rgb_only_frames"):
         if mode in out:
             o = out[mode]
