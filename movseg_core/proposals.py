@@ -15,6 +15,7 @@ RGB-only mode (``depth is None``) uses colour alone in both steps, for compariso
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -161,24 +162,32 @@ def _merge(labels: np.ndarray, lab: np.ndarray, logz, normals, cfg: ProposalConf
     edges: dict[int, dict[int, list[float]]] = {i: {} for i in range(R)}
     for a, b, l, j in zip(a_idx.tolist(), b_idx.tolist(), blen.tolist(), bjump.tolist()):
         edges[a][b] = edges[b][a] = [l, j]
-    mean_area = area.sum() / cfg.max_segments
+    mean_area = float(area.sum()) / cfg.max_segments
+    # Region statistics as Python lists: cost() runs thousands of times on 3-vectors, where numpy's
+    # per-call overhead dominates.
+    area_l: list[float] = area.tolist()
+    col_l: list[list[float]] = col_sum.tolist()
+    nrm_l: list[list[float]] | None = nrm_sum.tolist() if nrm_sum is not None else None
+    use_depth = logz is not None
 
     def cost(i: int, j: int) -> float:
         l, jmp = edges[i][j]
-        c = np.linalg.norm(col_sum[i] / area[i] - col_sum[j] / area[j]) / cfg.color_weight
-        if logz is not None:
+        ai, aj = area_l[i], area_l[j]
+        ci, cj = col_l[i], col_l[j]
+        c = math.sqrt(sum((ci[k] / ai - cj[k] / aj) ** 2 for k in range(3))) / cfg.color_weight
+        if use_depth:
             c += cfg.merge_depth * (jmp / l)
-        if nrm_sum is not None:
-            ni, nj = nrm_sum[i], nrm_sum[j]
-            c += cfg.merge_normal * (1.0 - float(ni @ nj) / max(np.linalg.norm(ni) * np.linalg.norm(nj), 1e-9))
-        return c * np.sqrt(min(area[i], area[j]) / mean_area)  # small regions merge first
+        if nrm_l is not None:
+            ni, nj = nrm_l[i], nrm_l[j]
+            dot = ni[0] * nj[0] + ni[1] * nj[1] + ni[2] * nj[2]
+            norms = math.sqrt(ni[0] ** 2 + ni[1] ** 2 + ni[2] ** 2) * math.sqrt(nj[0] ** 2 + nj[1] ** 2 + nj[2] ** 2)
+            c += cfg.merge_normal * (1.0 - dot / max(norms, 1e-9))
+        return c * math.sqrt(min(ai, aj) / mean_area)  # small regions merge first
 
-    parent = np.arange(R)
+    parent = list(range(R))
+    version = [0] * R  # bumped on every merge: heap entries carry the versions they were costed at
     alive = R
-    heap = [(cost(a, b), a, b) for a in range(R) for b in edges[a] if a < b]
-    heapq.heapify(heap)
-    version = np.zeros(R, dtype=np.int64)
-    heap = [(c, a, b, 0, 0) for c, a, b in heap]
+    heap = [(cost(a, b), a, b, 0, 0) for a in range(R) for b in edges[a] if a < b]
     heapq.heapify(heap)
     while alive > cfg.max_segments and heap:
         c, a, b, va, vb = heapq.heappop(heap)
@@ -186,10 +195,10 @@ def _merge(labels: np.ndarray, lab: np.ndarray, logz, normals, cfg: ProposalConf
             continue  # stale entry
         # merge b into a
         parent[b] = a
-        area[a] += area[b]
-        col_sum[a] += col_sum[b]
-        if nrm_sum is not None:
-            nrm_sum[a] += nrm_sum[b]
+        area_l[a] += area_l[b]
+        col_l[a] = [x + y for x, y in zip(col_l[a], col_l[b])]
+        if nrm_l is not None:
+            nrm_l[a] = [x + y for x, y in zip(nrm_l[a], nrm_l[b])]
         for k, (l, j) in edges.pop(b).items():
             if k == a:
                 continue
@@ -211,7 +220,7 @@ def _merge(labels: np.ndarray, lab: np.ndarray, logz, normals, cfg: ProposalConf
         while parent[r] != r:
             r = parent[r]
         parent[i] = r
-    _, dense = np.unique(parent, return_inverse=True)
+    _, dense = np.unique(np.asarray(parent), return_inverse=True)
     return dense[labels]
 
 
