@@ -83,13 +83,19 @@ def segmenter_confusion(segmenter, scenes: Iterable[SyntheticSample], use_depth:
     return cm
 
 
-#: Segmenter settings for the 48-px synthetic CLIP on 120x160 scenes (tests, bench, demo):
-#: 48-px windows at the model's own input size over the image resized to a 120-px short side.
-def synth_segmenter_config(ckpt: str, mode: str = "vanilla") -> dict:
-    """Nested SegmenterConfig dict loading ``ckpt`` as ``movseg-synth-clip`` (CPU)."""
-    return {"clip": {"model_name": "movseg-synth-clip", "pretrained": str(ckpt), "device": "cpu"},
-            "dense": {"mode": mode, "short_side": 120, "window": 48, "stride": 24},
-            "proposals": {"max_segments": 24, "work_width": 160}}
+def synth_segmenter_config(ckpt: str, mode: str = "vanilla", crop_weight: float = 0.0) -> dict:
+    """Nested SegmenterConfig dict loading ``ckpt`` as ``movseg-synth-clip`` (CPU) for 120x160 scenes.
+
+    Dense features: 48-px windows (the model's input size) over the image resized to a 120-px
+    short side. ``crop_weight`` > 0 adds the OVSeg masked-crop member at 48 px (the model's
+    global embedding of each segment's crop, which is where this tiny model knows shapes best).
+    """
+    cfg = {"clip": {"model_name": "movseg-synth-clip", "pretrained": str(ckpt), "device": "cpu"},
+           "dense": {"mode": mode, "short_side": 120, "window": 48, "stride": 24},
+           "proposals": {"max_segments": 24, "work_width": 160}}
+    if crop_weight > 0:
+        cfg["classify"] = {"dense_weight": 1.0, "crop_weight": crop_weight, "crop_size": 48, "crop_margin": 0.15}
+    return cfg
 
 
 def scene_with(shape: str, min_pixels: int = 400, seed: int = EVAL_SEED_BASE, cfg: SceneConfig | None = None,
