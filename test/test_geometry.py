@@ -404,3 +404,17 @@ def test_real_nyuv2_frame_floor_normals_point_up():
         assert np.median(angle_deg(n[sel], up)) < 10.0  # floor normals agree with gravity
         checked += 1
     assert checked >= 1
+
+
+def test_decode_depth_numpy_fast_path_equals_the_tensor_path():
+    rng = np.random.default_rng(3)
+    mm = rng.integers(0, 6000, (48, 64)).astype(np.uint16)
+    metres = np.where(rng.random((48, 64)) < 0.1, np.nan, rng.random((48, 64)) * 5).astype(np.float32)
+    metres[0, :3] = (np.inf, -1.0, 0.0)
+    for raw, enc, as_tensor in ((mm, "16UC1", torch.from_numpy(mm.astype(np.int32))), (metres, "32FC1", torch.from_numpy(metres))):
+        for rng_m in (None, (0.5, 3.0)):
+            d_np, v_np = decode_depth(raw, enc, rng_m)
+            d_t, v_t = decode_depth(as_tensor, enc, rng_m)
+            assert isinstance(d_np, np.ndarray) and d_np.dtype == np.float32
+            assert np.array_equal(v_np, v_t.numpy()) and np.allclose(d_np, d_t.numpy())
+            assert np.isfinite(d_np).all() and (d_np[~v_np] == 0).all()
