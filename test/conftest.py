@@ -83,7 +83,6 @@ def rclpy_node():
 
 def spin_until(node, predicate, timeout: float, step: float = 0.05) -> bool:
     """Spin ``node`` until ``predicate()`` is true or ``timeout`` seconds pass."""
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     ex = SingleThreadedExecutor(context=node.context)

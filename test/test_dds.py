@@ -1,6 +1,4 @@
 """Real DDS between processes, with the project's Fast DDS profile."""
-import time
-
 from conftest import PYTHON, spin_until
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import PYTHON, REPO
+from node_client import serve_node
 from movseg_core.data.nyuv2 import Frame
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
@@ -43,19 +43,8 @@ def synth_params(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth_node(synth_params):
-    from conftest import RosProcess
-    from test_node import Client
-
-    proc = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(synth_params)], "synth-node")
-    client = Client()
-    try:
-        assert client.srv.wait_for_service(timeout_sec=120), proc.output()
-        assert client.camera.wait_for_subscribers(30), proc.output()
-        yield proc, client
-    finally:
-        client.close()
-        rc = proc.stop(signal.SIGINT)
-        assert rc == 0, f"node exit code {rc} on SIGINT\n{proc.output()[-3000:]}"
+    with serve_node(synth_params, "synth-node", warm_up=False) as served:
+        yield served
 
 
 def _camera_frame(s):

@@ -278,7 +278,7 @@ def _np_pick(cu: np.ndarray, cv: np.ndarray, pu: np.ndarray, pv: np.ndarray, pw:
     cells, choosing the plane that passes closest to the point. ``planes`` come padded by rc + 1
     unusable cells (every candidate index is in range). Returns ``(flat cell index, found)``."""
     st = rc + 1
-    hs, ws = planes[0].shape[0] - 2 * st, planes[0].shape[1] - 2 * st
+    ws = planes[0].shape[1] - 2 * st
     wp_ = ws + 2 * st
     b, c, a, good = (x.reshape(-1) for x in planes)
     base = (cv + st) * wp_ + cu + st

@@ -7,7 +7,7 @@ CLIP's joint space, scored against CLIP text embeddings (plus a learned "no obje
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch

@@ -1,0 +1,121 @@
+"""The test process's side of a movseg_node test: a node process plus a client over real DDS."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+import numpy as np
+
+from conftest import PYTHON, RosProcess
+
+
+class Client:
+    """The test process's side: camera publisher, label listeners, service and parameter clients."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter_client import AsyncParameterClient
+        from sensor_msgs.msg import Image
+
+        from movseg_ros.msg import LabelInfo
+        from movseg_ros.player import CameraPublisher, load_folder_frames
+        from movseg_ros.qos import qos_by_name
+        from movseg_ros.srv import SetQueries
+
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("movseg_test_client", context=self.ctx)
+        self.camera = CameraPublisher(self.node)
+        self.frames = load_folder_frames(None)
+        self.lock = threading.Lock()
+        self.labels: dict[tuple, np.ndarray] = {}
+        self.infos: dict[tuple, object] = {}
+        self.order: list[tuple] = []
+        q = qos_by_name("reliable", depth=50)
+        self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
+        self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
+        self.points = 0
+        from sensor_msgs.msg import PointCloud2
+        self.node.create_subscription(PointCloud2, "/movseg/points", self._on_points, q)
+        self.srv = self.node.create_client(SetQueries, "/set_queries")
+        self.params = AsyncParameterClient(self.node, "/movseg")
+        self.SetQueries = SetQueries
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
+        self._spin.start()
+
+    def _spin_forever(self):
+        while self.ctx.ok():
+            try:
+                self.ex.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001  (context shut down under us)
+                return
+
+    @staticmethod
+    def key(stamp) -> tuple:
+        return (stamp.sec, stamp.nanosec)
+
+    def _on_labels(self, msg):
+        from movseg_ros.conversions import image_to_array
+        with self.lock:
+            self.labels[self.key(msg.header.stamp)] = image_to_array(msg)
+            self.order.append(self.key(msg.header.stamp))
+
+    def _on_info(self, msg):
+        with self.lock:
+            self.infos[self.key(msg.header.stamp)] = msg
+
+    def _on_points(self, msg):
+        self.points += 1
+
+    def wait(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def publish(self, i: int = 0):
+        return self.key(self.camera.publish(self.frames[i % len(self.frames)]))
+
+    def publish_and_wait(self, i: int = 0, timeout: float = 30.0) -> tuple:
+        k = self.publish(i)
+        assert self.wait(lambda: k in self.labels and k in self.infos, timeout), "no labels for a good frame"
+        return k
+
+    def call(self, queries, timeout: float = 30.0):
+        fut = self.srv.call_async(self.SetQueries.Request(queries=list(queries)))
+        assert self.wait(fut.done, timeout), "set_queries did not answer"
+        return fut.result()
+
+    def close(self):
+        import rclpy
+        rclpy.shutdown(context=self.ctx)
+        self._spin.join(timeout=5)
+
+
+
+@contextlib.contextmanager
+def serve_node(config, name: str = "node", warm_up: bool = True):
+    """Start `movseg run --config CONFIG` (the launch file's configuration) and a Client; yield both.
+
+    The node must answer set_queries and subscribe to the camera; with ``warm_up`` one frame goes
+    through first (model loaded). On exit the node gets SIGINT and must exit with 0.
+    """
+    proc = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(config)], name)
+    client = Client()
+    try:
+        assert client.srv.wait_for_service(timeout_sec=120), proc.output()
+        assert client.camera.wait_for_subscribers(30), proc.output()
+        if warm_up:
+            client.publish_and_wait(0, timeout=120)
+        yield proc, client
+    finally:
+        client.close()
+        rc = proc.stop(signal.SIGINT)
+        assert rc == 0, f"node exit code {rc} on SIGINT\n{proc.output()[-3000:]}"
