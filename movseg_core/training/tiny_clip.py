@@ -50,7 +50,6 @@ from movseg_core.clip import TINY_MODEL_CONFIGS, dense_last_block, encode_text_t
 from movseg_core.data.captions import (
     HELD_OUT_PAIRS,
     OBJECT_TEMPLATES,
-    instance_phrase,
     object_crops,
     scene_caption,
     train_filter,
