@@ -10,6 +10,8 @@ import dataclasses
 import typing
 from typing import Any, Iterator
 
+from movseg_core.config import apply_overrides
+
 LEAF_TYPES = (bool, int, float, str)
 
 
@@ -32,16 +34,7 @@ def flatten_dataclass(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 
 def unflatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
     """{'p.a.b': 1} -> {'a': {'b': 1}} for keys under ``prefix``."""
-    tree: dict[str, Any] = {}
-    for key, value in values.items():
-        if not key.startswith(prefix + "."):
-            continue
-        parts = key[len(prefix) + 1:].split(".")
-        node = tree
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return tree
+    return apply_overrides({}, {k[len(prefix) + 1:]: v for k, v in values.items() if k.startswith(prefix + ".")})
 
 
 def field_types(cls: type, prefix: str) -> dict[str, Any]:

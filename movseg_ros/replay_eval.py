@@ -115,6 +115,7 @@ def load_segmenter_config(path: str | Path | None, overrides: Sequence[str] = ()
     """
     import yaml
 
+    from movseg_core.config import set_dotted
     from movseg_ros.params import unflatten
 
     tree: dict[str, Any] = {}
@@ -137,12 +138,7 @@ def load_segmenter_config(path: str | Path | None, overrides: Sequence[str] = ()
         if "=" not in item:
             raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        key = key.removeprefix("segmenter.")
-        node = tree
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        set_dotted(tree, key.removeprefix("segmenter."), yaml.safe_load(value))
     return _empty_to_none(tree)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from ..config import apply_overrides
+
 DATA_KINDS = ("synthetic", "coco_stuff", "ade20k", "nyuv2")
 
 
@@ -115,10 +117,4 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     d = yaml.safe_load(path.read_text()) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    for key, value in (overrides or {}).items():
-        cur = d
-        parts = key.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = value
-    return _build(TrainConfig, d, "training")
+    return _build(TrainConfig, apply_overrides(d, overrides), "training")

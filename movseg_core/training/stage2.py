@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..config import apply_overrides
 from .config import ClipSpec, DataConfig, _build
 
 
@@ -41,13 +42,7 @@ class Stage2Config:
 
 def load_stage2_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Stage2Config:
     d = yaml.safe_load(Path(path).read_text()) or {}
-    for key, value in (overrides or {}).items():
-        cur = d
-        parts = key.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = value
-    return _build(Stage2Config, d, "stage-2")
+    return _build(Stage2Config, apply_overrides(d, overrides), "stage-2")
 
 
 def _crops(cfg: Stage2Config, clip, with_x: bool) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
