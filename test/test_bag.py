@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 from scipy.io import savemat
+
+from nyu_mat import write_labeled_set
 
 from movseg_core.data.nyuv2 import NYU_K, NYUv2Folder, default_nyuv2_dir
 from movseg_core.data.nyuv2_mat import NYUv2Mat, load_class_mapping
@@ -127,19 +128,7 @@ def test_not_a_bag(tmp_path):
 @pytest.fixture()
 def fake_mat(tmp_path):
     """A small file in the layout of nyu_depth_v2_labeled.mat (h5py view, MATLAB transposed)."""
-    rng = np.random.default_rng(0)
-    n, h, w = 5, 12, 16
-    rgb = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    depth = rng.uniform(0.5, 9.0, (n, h, w)).astype(np.float32)
-    labels = rng.integers(0, 895, (n, h, w)).astype(np.uint16)
-    with h5py.File(tmp_path / "labeled.mat", "w") as f:
-        f["images"] = rgb.transpose(0, 3, 2, 1)
-        f["depths"] = depth.transpose(0, 2, 1)
-        f["rawDepths"] = np.where(depth > 4, 0, depth).transpose(0, 2, 1)
-        f["labels"] = labels.transpose(0, 2, 1)
-    mapping = rng.integers(1, 41, 894)
-    savemat(tmp_path / "classMapping40.mat", {"mapClass": mapping[None, :].astype(np.float64)})
-    savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3], [4]]), "testNdxs": np.array([[2], [5]])})
+    rgb, depth, labels, mapping = write_labeled_set(tmp_path, 5, "labeled.mat", raw_depth=True, test=(2, 5))
     return tmp_path, rgb, depth, labels, mapping
 
 

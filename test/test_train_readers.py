@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 import pytest
-from scipy.io import savemat
+
+from nyu_mat import write_labeled_set
 
 from movseg_core.data.ade20k import ADE150_CLASSES, ADE20K
 from movseg_core.data.coco_stuff import COCO_STUFF_171_CLASSES, CocoStuff, raw_to_contiguous_lut
@@ -98,18 +98,8 @@ def test_ade20k_layout(tmp_path):
 
 
 def test_nyuv2_labeled_mat_layout(tmp_path):
-    rng = np.random.default_rng(0)
-    n, h, w = 4, 12, 16
-    rgb = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    depth = rng.uniform(0.5, 9.0, (n, h, w)).astype(np.float32)
-    labels = rng.integers(0, 895, (n, h, w)).astype(np.uint16)
-    with h5py.File(tmp_path / "nyu_depth_v2_labeled.mat", "w") as f:
-        f["images"] = rgb.transpose(0, 3, 2, 1)
-        f["depths"] = depth.transpose(0, 2, 1)
-        f["labels"] = labels.transpose(0, 2, 1)
-    mapping = rng.integers(1, 41, 894)
-    savemat(tmp_path / "classMapping40.mat", {"mapClass": mapping[None, :].astype(np.float64)})
-    savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3], [4]]), "testNdxs": np.array([[2]])})
+    h, w = 12, 16
+    rgb, depth, labels, mapping = write_labeled_set(tmp_path, 4, h=h, w=w)
     tr, te = NYUv2Train(tmp_path, "train"), NYUv2Train(tmp_path, "val")
     assert len(tr) == 3 and len(te) == 1 and tr.ids == ["0001", "0003", "0004"]
     r = tr[1]
