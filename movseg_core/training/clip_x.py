@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .crops import random_batches
+
 
 def clip_x_loss(x_emb: torch.Tensor, rgb_emb: torch.Tensor) -> torch.Tensor:
     """Mean of ``1 - cos(x_i, rgb_i)`` over the batch (``B x D`` each)."""
@@ -64,17 +66,9 @@ def train_clip_x(clip_model: nn.Module, pairs: dict[str, torch.Tensor], steps: i
     """
     if "x" not in pairs:
         raise ValueError("CLIP-X needs X crops (crop_pairs(..., x_images=...))")
-    g = torch.Generator().manual_seed(seed)
     trainer = ClipXTrainer(clip_model, lr=lr)
-    n = pairs["rgb"].shape[0]
     losses = []
-    it = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="clip-x", dynamic_ncols=True)
-    for _ in it:
-        idx = torch.randperm(n, generator=g)[:batch_size]
+    for idx in random_batches(pairs["rgb"].shape[0], batch_size, steps, seed, "clip-x", progress):
         losses.append(trainer.step(pairs["rgb"][idx], pairs["x"][idx]))
     if out is not None:
         trainer.save(out)

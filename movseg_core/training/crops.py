@@ -70,3 +70,15 @@ def crop_pairs(records: Sequence[Any], x_images: Sequence[np.ndarray] | None, si
     if x_images is not None:
         out["x"] = torch.stack(xs)
     return out
+
+
+def random_batches(n: int, batch_size: int, steps: int, seed: int, desc: str, progress: bool = True) -> Iterator[torch.Tensor]:
+    """``steps`` batches of random indices into ``range(n)`` (deterministic from ``seed``), with a tqdm bar."""
+    g = torch.Generator().manual_seed(seed)
+    it: Any = range(steps)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=desc, dynamic_ncols=True)
+    for _ in it:
+        yield torch.randperm(n, generator=g)[:batch_size]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .crops import random_batches
+
 
 class MaskPromptCLIP(nn.Module):
     """Frozen open_clip visual tower + learnable mask prompts ``grid_h*grid_w x width``."""
@@ -81,18 +83,10 @@ def tune_prompts(clip_model: nn.Module, crops: dict[str, torch.Tensor], text: to
                  progress: bool = True) -> tuple[MaskPromptCLIP, list[float]]:
     """Train the mask prompts on crops from :func:`~movseg_core.training.crops.crop_pairs` (labels are
     class ids 1..C matching the rows of ``text``). Returns the model and per-step losses."""
-    g = torch.Generator().manual_seed(seed)
     model = MaskPromptCLIP(clip_model)
     opt = torch.optim.AdamW([model.prompt], lr=lr, weight_decay=0.0)
-    n = crops["rgb"].shape[0]
     losses = []
-    it = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="mask-prompt", dynamic_ncols=True)
-    for _ in it:
-        idx = torch.randperm(n, generator=g)[:batch_size]
+    for idx in random_batches(crops["rgb"].shape[0], batch_size, steps, seed, "mask-prompt", progress):
         loss = prompt_tuning_loss(model, crops["rgb"][idx], crops["mask"][idx], crops["label"][idx] - 1, text)
         opt.zero_grad(set_to_none=True)
         loss.backward()
