@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from movseg_core.geometry import NormalsConfig, backproject, normals_from_depth  # noqa: E402
+from movseg_core.geometry import NormalsConfig, backproject, normals_from_depth, prepare_cpu_normals  # noqa: E402
 
 H, W = 480, 640
 K = np.array([[525.0, 0.0, 319.5], [0.0, 525.0, 239.5], [0.0, 0.0, 1.0]])
@@ -231,8 +231,9 @@ def _timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, floa
 
 
 def ours(cfg: NormalsConfig, device: str, repeats: int, threads: int | None = None) -> Method:
-    """Ours on a torch tensor (CPU: the numpy/OpenCV path, in ``torch.get_num_threads()`` row
-    bands; ``threads`` overrides that for this method only)."""
+    """Ours on a torch tensor (CPU: the compiled numba kernels on ``torch.get_num_threads()``
+    threads; ``threads`` overrides that for this method only). Kernels are loaded or compiled
+    before timing (``prepare_cpu_normals``), as the node does at start-up."""
 
     def run(depth: np.ndarray) -> tuple[np.ndarray, float]:
         d = torch.from_numpy(depth).to(device)
@@ -321,8 +322,8 @@ def evaluate(n: np.ndarray, gt: np.ndarray, depth: np.ndarray) -> dict[str, np.n
 
 def machine_mul_ms() -> float:
     """Median ms of one 640x480 float32 multiply (numpy, preallocated output): how busy the machine
-    is right now (about 0.035 ms on this 2-core machine when idle), so figures from different runs
-    can be compared."""
+    is right now, so figures from different runs can be compared (0.035 ms to 0.28 ms seen on this
+    2-core VM at 1-min load below 1, from one day to the next: the host's load counts too)."""
     a, b, c = (np.ones((H, W), np.float32) for _ in range(3))
     times = []
     for _ in range(200):
@@ -348,6 +349,8 @@ def main() -> None:
     print(f"torch {torch.__version__} threads={torch.get_num_threads()}  cv2 {cv2.__version__} threads={cv2.getNumThreads()}"
           f"  cpus={os.cpu_count()}  frames={frames}  repeats={repeats}")
 
+    secs = prepare_cpu_normals(NormalsConfig())
+    print(f"CPU normals kernels ready in {secs:.1f} s (compiled on the first run after an install, then cached)")
     load_start = os.getloadavg()[0]
     mul_start = machine_mul_ms()
     methods: dict[str, Method] = {"ours": ours(NormalsConfig(), "cpu", repeats)}
@@ -417,7 +420,7 @@ def main() -> None:
     print(f"(ms = median wall ms per 640x480 frame; cpu_ms = process CPU ms, all threads; min_ms = fastest frame; "
           f"1-min load average {load_start:.2f} at start, {load:.2f} at end on {os.cpu_count()} cpus)")
     mul_end = machine_mul_ms()
-    print(f"(one 640x480 float32 multiply: {mul_start:.3f} ms at start, {mul_end:.3f} ms at end; ~0.035 ms when idle)")
+    print(f"(one 640x480 float32 multiply: {mul_start:.3f} ms at start, {mul_end:.3f} ms at end)")
     summary["machine"] = {"load1_start": round(load_start, 2), "load1_end": round(load, 2),
                           "mul_640x480_ms_start": round(mul_start, 4), "mul_640x480_ms_end": round(mul_end, 4)}
     print(json.dumps(summary))

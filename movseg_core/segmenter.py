@@ -39,7 +39,8 @@ from movseg_core.classify import (
     score_segments,
 )
 from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
-from movseg_core.geometry import NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb
+from movseg_core.geometry import (NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb,
+                                  prepare_cpu_normals)
 from movseg_core.proposals import ProposalConfig, propose
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ class Segmenter:
         self._lock = threading.Lock()
         self._vocab: Vocabulary | None = None
         self._version = 0
+        secs = prepare_cpu_normals(cfg.normals)  # so the first frame is not the one that compiles
+        log.info("normals kernels ready in %.1f s%s", secs, " (compiled: first run after install)" if secs > 5 else "")
         log.info("Segmenter ready: %s/%s on %s (fp16=%s), dense=%s@%d",
                  cfg.clip.model_name, cfg.clip.pretrained, self.device, self.clip.use_fp16,
                  cfg.dense.mode, cfg.dense.short_side)

@@ -7,7 +7,7 @@ Torch tensors in and out (CPU or CUDA); numpy in gives numpy out. Depth in metre
 from .camera import backproject, check_intrinsics, crop_intrinsics, scale_intrinsics
 from .depth import DEPTH_ENCODINGS, decode_depth
 from .modality import HHAConfig, depth_to_rgb, estimate_up, hha, normals_to_rgb
-from .normals import NormalsConfig, normals_from_depth
+from .normals import NormalsConfig, normals_from_depth, prepare_cpu_normals
 from .viz import save_geometry_pngs
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "hha",
     "normals_from_depth",
     "normals_to_rgb",
+    "prepare_cpu_normals",
     "save_geometry_pngs",
     "scale_intrinsics",
 ]

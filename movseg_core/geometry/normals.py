@@ -16,17 +16,17 @@ window shifted away from the edge (8 candidates, the one whose plane passes clos
 own depth), falling back to smaller radii near thin structures. Pixels with no clean window at
 any radius, or without valid depth, get no normal.
 
-Two implementations of the same arithmetic: numpy + OpenCV for numpy and CPU tensors (vectorised
-passes, in ``torch.get_num_threads()`` parallel row bands) and pure torch for other devices (CUDA).
-They agree to float32 rounding (tested).
+Two implementations of the same arithmetic: compiled numba kernels for numpy and CPU tensors
+(``_normals_numba.py``: a few fused passes, on ``torch.get_num_threads()`` threads) and pure torch
+for other devices (CUDA), also the CPU fallback where numba does not import. They agree to float32
+rounding (tested).
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -84,335 +84,63 @@ def _need(cfg: NormalsConfig, rc: int) -> float:
     return cfg.min_fill * rc * (2 * rc + 1) * s * s
 
 
-# ============================================================================ numpy / OpenCV (CPU)
-# Planar float32 arrays throughout, OpenCV for resampling and borders, numpy shift-and-add for the
-# window sums (the torch twin's order): every step is one vectorised pass over the image, at half
-# resolution for the window algebra, and over the few pixels near edges and holes for the choice
-# of shifted windows.
-_BC = cv2.BORDER_CONSTANT
-_CHUNK = 256 * 1024  # bytes of 3-channel float32 rows per chunk of the full-resolution passes
+# ============================================================================ compiled CPU kernels
+_KERNELS: object | None = None
+_NO_NUMBA: str | None = None
 
 
-def _np_validity(d: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    ok = (d > 0) & (d < np.inf)  # NaN compares False
-    if valid is not None:
-        ok &= valid
-    return ok
+def _numba_kernels():  # noqa: ANN202
+    """The numba kernels module, imported (and its kernels loaded from the on-disk cache or
+    compiled, ~20 s once per install) on first use; None, with one warning, when numba does not
+    import: the torch implementation then runs on CPU too (same results, ~10x slower)."""
+    global _KERNELS, _NO_NUMBA
+    if _KERNELS is None and _NO_NUMBA is None:
+        try:
+            from . import _normals_numba
+        except ImportError as e:  # pragma: no cover - numba is a requirement; exercised by a test
+            _NO_NUMBA = f"{type(e).__name__}: {e}"
+            warnings.warn(f"normals_from_depth: numba unavailable ({_NO_NUMBA}); using the slower torch "
+                          "implementation on CPU", RuntimeWarning, stacklevel=3)
+        else:
+            _KERNELS = _normals_numba
+    return _KERNELS
 
 
-def _np_cells(d: np.ndarray, ok: np.ndarray, tau: float, s: int,
-              pad: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Pixel inverse depth (0 invalid) and the cell sums [count (jump-marked), w, u, v], each Hs x Ws
-    and again with ``pad`` cells of zeros around (for the window sums)."""
-    h, wd = d.shape
-    okf = ok.astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wn = okf / (d * okf)  # 1/z, NaN where invalid (0/0): compares False below
-    w = np.fmax(wn, np.float32(0))  # 0 where invalid
-    # jumps between valid 4-neighbours: w_a > (1 + tau) w_b, either way. On the flattened image
-    # (contiguous passes); the horizontal pairs that wrap from one row to the next are dropped.
-    kw = wn * np.float32(1.0 + tau)
-    wf, kf = wn.reshape(-1), kw.reshape(-1)
-    jump = np.zeros(h * wd, bool)
-    jh = wf[1:] > kf[:-1]
-    jh |= wf[:-1] > kf[1:]
-    jh[wd - 1 :: wd] = False
-    jump[1:] = jh
-    jump[:-1] |= jh
-    jv = wf[wd:] > kf[:-wd]
-    jv |= wf[:-wd] > kf[wd:]
-    jump[wd:] |= jv
-    jump[:-wd] |= jv
-    jump = jump.reshape(h, wd).astype(np.float32)
-    if s == 1:
-        n, j, sw = okf, jump, w
-        su, sv = okf * np.arange(wd, dtype=np.float32), okf * np.arange(h, dtype=np.float32)[:, None]
-    else:
-        size, area = (wd // s, h // s), np.float32(s * s)
-        n, j, sw = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) * area for x in (okf, jump, w))
-        # sum of u over a cell's valid pixels = s X n + sum over its columns i of i * count_i
-        su = n * (s * np.arange(wd // s, dtype=np.float32))
-        sv = n * (s * np.arange(h // s, dtype=np.float32)[:, None])
-        for i in range(1, s):
-            col, row = okf[0::s, i::s], okf[i::s, 0::s]
-            for k in range(1, s):
-                col, row = col + okf[k::s, i::s], row + okf[i::s, k::s]
-            su += col if i == 1 else np.float32(i) * col
-            sv += row if i == 1 else np.float32(i) * row
-    n = n - np.float32(_JUMP) * j
-    sums = [n, sw, su, sv]
-    return w, sums, [cv2.copyMakeBorder(x, pad, pad, pad, pad, _BC) for x in sums]
+def prepare_cpu_normals(cfg: NormalsConfig = NormalsConfig()) -> float:
+    """Load (or, on the first run after an install, compile: ~20 s) the CPU kernels for
+    ``cfg.cell`` now, so that the first frame is not slow. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    s = int(cfg.cell)
+    side = 4 * s * (2 * max(cfg.cell_radii()) + 2)
+    depth = np.full((side, side), 1.5, np.float32)
+    depth[:, side // 2 :] = 2.0  # a depth edge, so the shifted-window pass runs too
+    K = np.array([[side, 0.0, side / 2 - 0.5], [0.0, side, side / 2 - 0.5], [0.0, 0.0, 1.0]])
+    normals_from_depth(depth, K, cfg=cfg)
+    return time.perf_counter() - t0
 
 
-def _np_run_sum(x: np.ndarray, n: int, axis: int) -> np.ndarray:
-    """numpy twin of :func:`_run_sum` (same shift-and-add order; views, one add per doubling)."""
-    length = x.shape[axis]
-    out: np.ndarray | None = None
-    offset, p, block = 0, 1, x
+def _normals_cpu(kernels, d: np.ndarray, valid: np.ndarray | None, Kn: np.ndarray,  # noqa: ANN001
+                 cfg: NormalsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """numba implementation for numpy / CPU-tensor input, on ``torch.get_num_threads()`` threads
+    (the result does not depend on the thread count)."""
+    import numba
 
-    def narrow(a: np.ndarray, start: int, size: int) -> np.ndarray:
-        return a[start : start + size] if axis == 0 else a[:, start : start + size]
-
-    while True:
-        if n & p:
-            part = narrow(block, offset, length - n + 1)
-            out = part if out is None else out + part
-            offset += p
-        if 2 * p > n:
-            break
-        m = block.shape[axis] - p
-        block = narrow(block, 0, m) + narrow(block, p, m)
-        p *= 2
-    assert out is not None
-    return out
-
-
-def _np_half_windows(xp: np.ndarray, pad: int, r: int, along_u: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy twin of :func:`_half_windows` for one channel given with ``pad >= r`` zero cells
-    around: sums over the half-windows before / after each cell and over the centre line."""
-    e = pad - r
-    h, w = xp.shape[0] - 2 * pad, xp.shape[1] - 2 * pad
-    xp = xp[e : xp.shape[0] - e, e : xp.shape[1] - e] if e else xp
-    along, across = (1, 0) if along_u else (0, 1)
-    line = _np_run_sum(xp, 2 * r + 1, across)
-    half = _np_run_sum(line, r, along)
-    if along_u:
-        return half[:, :w], half[:, r + 1 : r + 1 + w], line[:, r : r + w]
-    return half[:h], half[r + 1 : r + 1 + h], line[r : r + h]
-
-
-def _np_planes(cells: list[np.ndarray], pad: int, rc: int, need: float,
-               at: np.ndarray | None = None) -> list[np.ndarray]:
-    """Per cell (Hs x Ws): ``[b, c, a, usable]`` of the plane ``w = a + b u + c v`` (usable: bool).
-
-    Sums over the r x (2r+1) half-windows left/right (for b) and above/below (for c) of each cell;
-    the whole window is left + right + centre column, or above + below + centre row. With ``at``
-    (flat cell indices) the per-cell algebra runs only there; other cells come back unusable.
-    """
-    n, sw, su, sv = cells
-    shape = (n.shape[0] - 2 * pad, n.shape[1] - 2 * pad)
-    if at is not None and rc == 1:
-        # 3x3-cell windows: gather each cell's neighbourhood (same sums, same order as the run sums)
-        wp_ = n.shape[1]
-        ys, xs = np.divmod(at, shape[1])
-        f = (ys + pad) * wp_ + xs + pad
-        g = {(k, dy, dx): x.reshape(-1).take(f + (dy * wp_ + dx)) for k, x in enumerate(cells)
-             for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
-
-        def col(k: int, dx: int) -> np.ndarray:
-            return g[k, -1, dx] + (g[k, 0, dx] + g[k, 1, dx])
-
-        def row(k: int, dy: int) -> np.ndarray:
-            return g[k, dy, -1] + (g[k, dy, 0] + g[k, dy, 1])
-
-        (nL, nC, nR), (wL, wC, wR), (uL, uC, uR) = ((col(k, -1), col(k, 0), col(k, 1)) for k in (0, 1, 2))
-        (nU, nCv, nD), (wU, _, wD), (vU, vC, vD) = ((row(k, -1), row(k, 0), row(k, 1)) for k in (0, 1, 3))
-    else:
-        (nL, nR, nC), (wL, wR, wC), (uL, uR, uC) = (_np_half_windows(x, pad, rc, True) for x in (n, sw, su))
-        (nU, nD, nCv), (wU, wD, _), (vU, vD, vC) = (_np_half_windows(x, pad, rc, False) for x in (n, sw, sv))
-        if at is None:
-            return _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
-        ys, xs = np.divmod(at, shape[1])
-        (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC) = (
-            x[ys, xs] for x in (nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC))
-    out = _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need)
-    grids = [np.zeros(shape[0] * shape[1], x.dtype) for x in out]
-    for grid, x in zip(grids, out):
-        grid[at] = x
-    return [grid.reshape(shape) for grid in grids]
-
-
-def _np_plane_algebra(nL, nR, nC, wL, wR, wC, uL, uR, uC, nU, nD, nCv, wU, wD, vU, vD, vC, need):  # noqa: ANN001
-    """Window sums -> ``[b, c, a, usable]`` (elementwise, any shape)."""
-    ok = np.minimum(np.minimum(nL, nR), np.minimum(nU, nD)) >= need
-    ok &= np.minimum(nC, nCv) >= 0
-    # b = (mean w right - mean w left) / (mean u right - mean u left), multiplied through by the
-    # counts; the clamps only touch unusable windows (usable: counts >= 1, centroids >= 1 px apart)
-    one = np.float32(1)
-    b = (wR * nL - wL * nR) / np.maximum(uR * nL - uL * nR, one)
-    c = (wD * nU - wU * nD) / np.maximum(vD * nU - vU * nD, one)
-    it = one / np.maximum(nL + nR + nC, one)
-    a = ((wL + wR + wC) - b * (uL + uR + uC) - c * (vU + vD + vC)) * it
-    return [b, c, a, ok]
-
-
-def _np_unit_normals(b: np.ndarray, c: np.ndarray, a: np.ndarray, good: np.ndarray, fx: float, fy: float,
-                     cx: float, cy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plane fields -> planar unit normals (nx, ny, nz) towards the camera, 0 where not ``good``."""
-    nx = b * np.float32(-fx)
-    ny = c * np.float32(-fy)
-    nz = -(a + b * np.float32(cx) + c * np.float32(cy))
-    sq = nx * nx + ny * ny + nz * nz
-    sq += np.float32(1e-30)
-    inv = cv2.pow(sq, -0.5)
-    inv *= good
-    return nx * inv, ny * inv, nz * inv
-
-
-def _np_dense(nrm: np.ndarray, good: np.ndarray, ok: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell normals (Hs x Ws x 3, 0 where not usable) -> pixels: bilinear between cell centres
-    (at pixel ``s X + (s - 1) / 2``), renormalised, so unusable cells drop out of the blend; only
-    valid pixels whose own cell is usable get one. Returns ``(got HxW, normals HxWx3)``."""
-    h, w = ok.shape
-    if s == 1:
-        got = ok & good
-        return got, nrm * got[..., None]
-    up = cv2.resize(nrm, (w, h), interpolation=cv2.INTER_LINEAR)
-    got = ok & (cv2.resize(good.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
-    ones = np.ones((1, 3), np.float32)
-    step = max(1, _CHUNK // (w * 12))  # rows per chunk: the temporaries stay in cache
-    for r0 in range(0, h, step):
-        u = up[r0 : r0 + step]
-        sq = cv2.transform(cv2.multiply(u, u), ones)
-        sq += np.float32(1e-30)
-        inv = cv2.pow(sq, -0.5)
-        inv *= got[r0 : r0 + step]
-        cv2.multiply(u, cv2.cvtColor(inv, cv2.COLOR_GRAY2BGR), dst=u)
-    return got, up
-
-
-def _np_pick(cu: np.ndarray, cv: np.ndarray, pu: np.ndarray, pv: np.ndarray, pw: np.ndarray,
-             planes: list[np.ndarray], rc: int, shifted: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For points (u, v, w) = (``pu``, ``pv``, ``pw``) lying in cells (``cu``, ``cv``): the usable
-    window among the centred one (preferred; tried only if ``centred``) and the 8 shifted by rc + 1
-    cells, choosing the plane that passes closest to the point. ``planes`` come padded by rc + 1
-    unusable cells (every candidate index is in range). Returns ``(flat cell index, found)``."""
-    st = rc + 1
-    ws = planes[0].shape[1] - 2 * st
-    wp_ = ws + 2 * st
-    b, c, a, good = (x.reshape(-1) for x in planes)
-    base = (cv + st) * wp_ + cu + st
-    offs = (_OFFSETS if centred else _OFFSETS[1:]) if shifted else _OFFSETS[:1]
-    q = base[None, :] + np.array([dv * st * wp_ + du * st for dv, du in offs])[:, None]
-    wp = a.take(q) + b.take(q) * pu + c.take(q) * pv
-    res = np.abs(wp - pw)
-    if centred:
-        res[0] = -1.0  # the centred window wins whenever usable
-    np.copyto(res, np.float32(np.inf), where=~(good.take(q) & (wp > 0)))
-    j = res.argmin(0)
-    cols = np.arange(cu.size)
-    qj = q[j, cols]
-    return (qj // wp_ - st) * ws + qj % wp_ - st, np.isfinite(res[j, cols])
-
-
-def _np_pick_pixels(idx: np.ndarray, w_flat: np.ndarray, sums: list[np.ndarray], planes: list[np.ndarray],
-                    s: int, rc: int, wd: int, shifted: bool, centred: bool) -> np.ndarray:
-    """Window choice (flat cell index, -1 = none) for pixels ``idx``. Pixels of a cell free of
-    depth jumps share one choice, made at the cell's centroid and mean w (``sums``: the cells'
-    [count (negative if it holds a jump), w, u, v] sums); pixels of cells with a jump choose alone."""
-    hs, ws = planes[0].shape
-    st = rc + 1
-    # unusable border for the shifted candidates
-    planes = [cv2.copyMakeBorder(x.view(np.uint8), st, st, st, st, _BC).view(bool) if x.dtype == bool
-              else cv2.copyMakeBorder(x, st, st, st, st, _BC) for x in planes]
-    pu, pv = idx % wd, idx // wd
-    cell = (pv // s) * ws + pu // s
-    n, sw, su, sv = (x.reshape(-1) for x in sums)
-    alone = n.take(cell) < 0
-    mark = np.zeros(hs * ws, bool)
-    mark[cell] = True
-    mark[cell[alone]] = False
-    cl = np.flatnonzero(mark)
-    inv = np.float32(1) / n.take(cl)
-    qc, hc = _np_pick(cl % ws, cl // ws, su.take(cl) * inv, sv.take(cl) * inv, sw.take(cl) * inv, planes, rc,
-                      shifted, centred)
-    choice = np.full(hs * ws, -1, np.intp)
-    choice[cl] = np.where(hc, qc, -1)
-    q = choice.take(cell)
-    if alone.any():
-        ia = np.flatnonzero(alone)
-        pa = idx[ia]
-        qa, ha = _np_pick(pu[ia] // s, pv[ia] // s, (pa % wd).astype(np.float32), (pa // wd).astype(np.float32),
-                          w_flat.take(pa), planes, rc, shifted, centred)
-        q[ia] = np.where(ha, qa, -1)
-    return q
-
-
-def _normals_numpy(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig) -> tuple[np.ndarray, np.ndarray]:
     h, wd = d.shape
     s = int(cfg.cell)
     H, W = -(-h // s) * s, -(-wd // s) * s
     if (H, W) != (h, wd):  # pad to whole cells with invalid pixels
         d = np.pad(d, ((0, H - h), (0, W - wd)))
-        ok = np.pad(ok, ((0, H - h), (0, W - wd)))
+        valid = None if valid is None else np.pad(valid, ((0, H - h), (0, W - wd)))
     radii = cfg.cell_radii()
-    w, sums, cells = _np_cells(d, ok, cfg.max_rel_jump, s, radii[0])
-    K4 = float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2])
-    w_flat = w.reshape(-1)
-    hs, ws = sums[0].shape
-    for i, rc in enumerate(radii):
-        if i == 0:  # dense: pixels of usable cells
-            planes = _np_planes(cells, radii[0], rc, _need(cfg, rc))
-            b, c, a, good = planes
-            nrm = cv2.merge(_np_unit_normals(b, c, a, good, *K4))
-            got, out = _np_dense(nrm, good, ok, s)
-            out = out.reshape(-1, 3)
-            found = got.reshape(-1)
-            idx = np.flatnonzero(ok.reshape(-1) > found)
-        else:  # sparse: planes only in the cells the remaining pixels may use
-            idx = idx[~found[idx]]
-            if idx.size == 0:
-                break
-            st = rc + 1
-            mark = np.zeros((hs + 2 * st, ws + 2 * st), bool)
-            cy, cx = idx // W // s + st, idx % W // s + st
-            for dv, du in _OFFSETS:
-                mark[cy + dv * st, cx + du * st] = True
-            at = np.flatnonzero(mark[st : st + hs, st : st + ws])
-            planes = _np_planes(cells, radii[0], rc, _need(cfg, rc), at)
-            b, c, a, good = planes
-        if idx.size == 0:
-            break
-        q = _np_pick_pixels(idx, w_flat, sums, planes, s, rc, W, cfg.shifted, centred=i > 0)
-        hit = q >= 0
-        if not hit.any():
-            continue
-        q, sel = q[hit], idx[hit]
-        flat = [x.reshape(-1).take(q) for x in (b, c, a)]
-        out[sel] = np.stack(_np_unit_normals(*flat, np.ones(q.size, bool), *K4), -1)
-        found[sel] = True
-    out = out.reshape(H, W, 3)[:h, :wd]
-    return np.ascontiguousarray(out), np.ascontiguousarray(found.reshape(H, W)[:h, :wd])
-
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Worker threads for the row bands, created on first use and again after a fork (a forked
-    child inherits the executor but not its threads)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="normals"))
-    return _POOL[1]
-
-
-def _np_margin(cfg: NormalsConfig) -> int:
-    """Rows (whole cells) a pixel's result depends on above and below: its cell's and the shifted
-    windows (2 rc + 1 cells), the bilinear neighbours (1 cell) and the jump test (1 px)."""
-    return (2 * max(cfg.cell_radii()) + 3) * int(cfg.cell)
-
-
-def _normals_numpy_bands(d: np.ndarray, ok: np.ndarray, Kn: np.ndarray, cfg: NormalsConfig,
-                         parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_normals_numpy` on ``parts`` horizontal bands in parallel threads (numpy and OpenCV
-    release the GIL). Each band carries a margin of :func:`_np_margin` rows, so the result equals
-    the whole-image one (up to float32 rounding of the shifted pixel origin)."""
-    h = d.shape[0]
-    s, margin = int(cfg.cell), _np_margin(cfg)
-    cuts = [min(h, (h * i // parts) // s * s) for i in range(parts)] + [h]
-    jobs = []
-    pool = _pool()
-    for top, bot in zip(cuts[:-1], cuts[1:]):
-        t0, b0 = max(0, top - margin), min(h, bot + margin)
-        Kb = Kn.copy()
-        Kb[1, 2] -= t0
-        jobs.append((top - t0, bot - t0, pool.submit(_normals_numpy, d[t0:b0], ok[t0:b0], Kb, cfg)))
-    n = np.empty(d.shape + (3,), np.float32)
-    v = np.empty(d.shape, bool)
-    for (lo, hi, job), top, bot in zip(jobs, cuts[:-1], cuts[1:]):
-        nb, vb = job.result()
-        n[top:bot], v[top:bot] = nb[lo:hi], vb[lo:hi]
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    res = kernels.normals(np.ascontiguousarray(d, np.float32), None if valid is None else np.ascontiguousarray(valid),
+                          float(Kn[0, 0]), float(Kn[1, 1]), float(Kn[0, 2]), float(Kn[1, 2]), float(cfg.max_rel_jump),
+                          s, radii, [_need(cfg, rc) for rc in radii], bool(cfg.shifted))
+    if res is None:
+        raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
+    n, v = res
+    if (H, W) != (h, wd):
+        n, v = np.ascontiguousarray(n[:h, :wd]), np.ascontiguousarray(v[:h, :wd])
     return n, v
 
 
@@ -609,7 +337,7 @@ def normals_from_depth(
     Returns:
         ``(normals, valid)``: HxWx3 float32 unit vectors (0 where invalid, never NaN) and HxW bool.
         numpy in -> numpy out; a tensor comes back on its device. numpy and CPU tensors run the
-        numpy/OpenCV implementation, other devices the torch one (same results).
+        compiled CPU kernels, other devices the torch implementation (same results).
 
     Raises:
         ValueError: wrong dtype/shape, bad K, K of another image size, or no valid depth at all.
@@ -620,16 +348,10 @@ def normals_from_depth(
     vt = None if valid is None else to_tensor(valid, "valid", d.device)[0]
     if vt is not None and vt.shape != d.shape:
         raise ValueError(f"valid: shape {tuple(vt.shape)} differs from depth {tuple(d.shape)}")
-    if d.device.type == "cpu":
-        dn = d.detach().numpy()
-        ok = _np_validity(dn, None if vt is None else vt.numpy().astype(bool, copy=False))
-        if not ok.any():
-            raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
-        parts = min(torch.get_num_threads(), 4, dn.shape[0] // (4 * _np_margin(cfg)))
-        if parts > 1:
-            n, v = _normals_numpy_bands(dn, ok, Kn, cfg, parts)
-        else:
-            n, v = _normals_numpy(dn, ok, Kn, cfg)
+    kernels = _numba_kernels() if d.device.type == "cpu" else None
+    if kernels is not None:
+        vn = None if vt is None else vt.numpy().astype(bool, copy=False)
+        n, v = _normals_cpu(kernels, d.detach().numpy(), vn, Kn, cfg)
         return (n, v) if was_numpy else (torch.from_numpy(n), torch.from_numpy(v))
     ok = depth_validity(d, vt)
     if not bool(ok.any()):
