@@ -9,9 +9,13 @@ node overhead (latency minus the segmenter's own time, carried in LabelInfo.infe
 behind the busy model, conversion, publishing), output rate, drops and the node's resident memory
 after warm-up and at the end.
 
-    .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30]
+Each model runs with each ``--budgets`` value of the node's ``freshness_budget`` (0: always label
+the frame that queued while the model was busy; 0.1: the default, may wait up to 10 % of a cycle for
+the camera's next frame), one after the other in this run, so the two policies are compared side by side.
+
+    .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30] [--budgets 0,0.1]
 Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
-"rss_end_mb", "per_model": {...}}  (top-level figures are the last model's)
+"rss_end_mb", "per_model": {"<model>@<budget>": {...}}}  (top-level figures: the last model, last budget)
 """
 from __future__ import annotations
 
@@ -50,15 +54,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_model(name: str, seconds: float, rate: float, workdir: Path) -> dict:
+def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float) -> dict:
     import rclpy
 
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
     cfg = workdir / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {"segmenter": MODELS[name], "log_period_s": 5.0}}}))
-    node_log = open(workdir / f"node-{name}.log", "w")
+    cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {
+        "segmenter": MODELS[name], "log_period_s": 5.0, "freshness_budget": budget}}}))
+    node_log = open(workdir / f"node-{name}-{budget}.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "movseg_ros.cli", "run", "--config", str(cfg)],
                             stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
     ctx = rclpy.context.Context()
@@ -108,10 +113,10 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path) -> dict:
     lat = np.array([g[1] for g in recv])
     over = np.array([g[1] - g[2] for g in recv])
     inf = np.array([g[2] for g in recv])
-    log_text = (workdir / f"node-{name}.log").read_text()
+    log_text = Path(node_log.name).read_text()
     stats = [ln for ln in log_text.splitlines() if "stats:" in ln and "median ms" in ln]
     return {
-        "model": name, "frames_sent": sent, "frames_labelled": len(recv), "drops": sent - len(recv),
+        "model": name, "freshness_budget": budget, "frames_sent": sent, "frames_labelled": len(recv), "drops": sent - len(recv),
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1), "latency_ms_p90": round(float(np.percentile(lat, 90)), 1),
         "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
         "inference_ms_p50": round(float(np.median(inf)), 1),
@@ -124,25 +129,95 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path) -> dict:
     }
 
 
+_INFO_PUBLISHER = """
+import sys, time, rclpy
+from movseg_ros.msg import LabelInfo
+from movseg_ros.qos import qos_by_name
+rclpy.init()
+node = rclpy.create_node("movseg_bench_info_pub")
+pub = node.create_publisher(LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=5))
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    msg = LabelInfo(names=["wall", "floor", "chair", "table"], ids=[1, 2, 3, 4])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    pub.publish(msg)
+    time.sleep(1 / 30)
+"""
+
+
+def transport_floor(seconds: float, rate: float) -> dict:
+    """DDS latency with no node in between, measured like the node's figures (receive - stamp,
+    this process listening): the player's 640x480 colour frames (camera -> node hop) and a
+    LabelInfo publisher process (node -> client hop). Their sum is the part of the end-to-end
+    overhead that no node can remove."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from movseg_ros.msg import LabelInfo
+    from movseg_ros.qos import qos_by_name
+
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    me = rclpy.create_node("movseg_bench_floor", context=ctx)
+    lat: dict[str, list[float]] = {"image": [], "label_info": []}
+
+    def on(key: str):
+        def f(msg):
+            s = msg.header.stamp
+            lat[key].append((time.time() - (s.sec + s.nanosec * 1e-9)) * 1000.0)
+        return f
+
+    me.create_subscription(Image, "/camera/color/image_raw", on("image"), qos_by_name("sensor_data"))
+    me.create_subscription(LabelInfo, "/movseg/label_info", on("label_info"), qos_by_name("reliable", depth=100))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(me)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    spinner.start()
+    try:
+        info = subprocess.Popen([sys.executable, "-c", _INFO_PUBLISHER, str(seconds + 5)], cwd=REPO)
+        subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate), "--seconds", str(seconds),
+                        "--wait", "10"], cwd=REPO, capture_output=True)
+        info.wait(timeout=60)
+    finally:
+        stop.set()
+        spinner.join(timeout=5)
+        rclpy.shutdown(context=ctx)
+    out = {f"{k}_ms_p50": round(float(np.median(v)), 2) if v else float("nan") for k, v in lat.items()}
+    out.update({f"{k}_n": len(v) for k, v in lat.items()})
+    out["floor_ms_p50"] = round(out["image_ms_p50"] + out["label_info_ms_p50"], 2)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--models", default="tiny,vitb16")
+    ap.add_argument("--budgets", default="0,0.1",
+                    help="freshness_budget values to run each model with, side by side (the last one is the headline)")
     args = ap.parse_args()
     per_model = {}
+    floor = transport_floor(min(10.0, args.seconds), args.rate)
+    print(f"DDS floor (no node): 640x480 colour frame p50 {floor['image_ms_p50']} ms ({floor['image_n']} frames), "
+          f"LabelInfo p50 {floor['label_info_ms_p50']} ms: {floor['floor_ms_p50']} ms of any end-to-end overhead")
     with tempfile.TemporaryDirectory(prefix="movseg_bench_node_") as tmp:
-        for name in args.models.split(","):
-            r = run_model(name, args.seconds, args.rate, Path(tmp))
-            per_model[name] = r
-            print(f"{name}: sent {r['frames_sent']} labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
+        for name, budget in ((n, float(b)) for n in args.models.split(",") for b in args.budgets.split(",")):
+            r = run_model(name, args.seconds, args.rate, Path(tmp), budget)
+            r["node_share_ms_p50"] = round(r["overhead_ms_p50"] - floor["floor_ms_p50"], 1)
+            per_model[f"{name}@{budget:g}"] = r
+            print(f"{name} (freshness_budget {budget:g}): sent {r['frames_sent']} labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
                   f"latency p50/p90/p99 {r['latency_ms_p50']}/{r['latency_ms_p90']}/{r['latency_ms_p99']} ms, "
-                  f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms, "
+                  f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms "
+                  f"(beyond the DDS floor: {r['node_share_ms_p50']} ms), "
                   f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB ({r['rss_growth_pct']:+.1f}%), exit {r['node_exit_code']}")
             print(f"    node stage medians (last log line): {r['node_stage_ms_last']}")
     last = per_model[list(per_model)[-1]]
     out = {k: last[k] for k in ("latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops",
                                 "rss_start_mb", "rss_end_mb")}
+    out["node_share_ms_p50"] = last["node_share_ms_p50"]
+    out["dds_floor"] = floor
     out["per_model"] = per_model
     print(json.dumps(out))
     return 0

@@ -11,7 +11,10 @@ through ``Segmenter.set_queries`` (validated, atomic, version bump) and are kept
 
 The node converts and schedules; all model and geometry work is in ``movseg_core``.
 Frames are processed by one worker thread with a latest-frame slot: a frame that
-arrives while another waits replaces it and is counted as a drop.
+arrives while another waits replaces it and is counted as a drop. When the worker frees up and
+the waiting frame is stale, it may wait for the camera's next frame (``freshness_budget``).
+Callbacks (frames, service, parameters) run on one SingleThreadedExecutor thread and never wait
+for the model.
 """
 from __future__ import annotations
 
@@ -26,8 +29,7 @@ import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -51,6 +53,9 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "sync.queue_size": (10, "approximate-time synchroniser queue per input"),
     "sync.slop": (0.05, "max stamp difference (s) between colour, depth and camera_info"),
     "max_rate": (0.0, "max frames per second to process (0 = as fast as possible)"),
+    "freshness_budget": (0.1, "share of the worker's time it may spend waiting for the camera's next frame "
+                              "instead of labelling one that queued while it was busy (lower latency, "
+                              "slightly lower rate); 0 = always label the queued frame"),
     "depth.min_m": (0.0, "depth below this (metres) is invalid (0 = no limit)"),
     "depth.max_m": (0.0, "depth above this (metres) is invalid (0 = no limit)"),
     "publish.labels": (True, "publish ~/labels (mono16)"),
@@ -61,6 +66,22 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "log_period_s": (10.0, "seconds between statistics log lines"),
 }
 SEGMENTER_PREFIX = "segmenter"
+
+
+def fresh_wait_s(age_s: float, period_s: float, cycle_s: float, budget: float) -> float:
+    """Seconds to wait for the camera's next frame instead of labelling the waiting one now (0 = now).
+
+    The waiting frame is ``age_s`` old (it queued while the worker was busy); frames come every
+    ``period_s`` (0 = unknown); the worker's last frame took ``cycle_s``. Waiting for the next
+    frame makes the labels ``age_s`` fresher and costs the wait in output rate, so it is done only
+    when the next frame is due within ``budget * cycle_s``; the wait allows a quarter period of
+    jitter and never exceeds that budget.
+    """
+    if period_s <= 0.0 or budget <= 0.0 or age_s < 0.002:
+        return 0.0
+    due = period_s - age_s % period_s  # the next frame, if the camera keeps its rate
+    limit = budget * cycle_s
+    return 0.0 if due > limit else min(due + 0.25 * period_s, limit)
 
 
 def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDescriptor:
@@ -110,6 +131,10 @@ class MovsegNode(Node):
         self._depth_range = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
         rate = float(self.get_parameter("max_rate").value)
         self._min_period = 1.0 / rate if rate > 0 else 0.0
+        self._fresh_budget = max(0.0, float(self.get_parameter("freshness_budget").value))
+        self._in_period = 0.0    # smoothed seconds between synchronised frames (0 = not known yet)
+        self._last_arrival = 0.0
+        self._cycle_s = 0.0      # seconds the last frame took the worker
 
         pub = {k: bool(self.get_parameter(f"publish.{k}").value)
                for k in ("labels", "label_info", "overlay", "confidence", "pointcloud")}
@@ -123,8 +148,7 @@ class MovsegNode(Node):
             from sensor_msgs.msg import PointCloud2
             self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
 
-        self._srv_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetQueries, "set_queries", self._on_set_queries, callback_group=self._srv_group)
+        self.create_service(SetQueries, "set_queries", self._on_set_queries)
 
         in_qos = qos_by_name(str(self.get_parameter("qos").value))
         inputs = [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
@@ -211,10 +235,16 @@ class MovsegNode(Node):
         if problem is not None:
             return self._drop(*problem)
         self._last_in_stamp = stamp_seconds(color)
+        # age of the frame when synchronised (camera driver + transport + executor), wall clock
+        age_ms = (time.time() - self._last_in_stamp) * 1000.0
+        now = time.monotonic()
+        dt, self._last_arrival = now - self._last_arrival, now
+        if 0.0 < dt < 1.0:  # camera period, smoothed; gaps (stream restarts) do not count
+            self._in_period = dt if self._in_period == 0.0 else 0.9 * self._in_period + 0.1 * dt
         with self._slot_lock:
             if self._slot is not None:
                 self.stats["drop_busy"] += 1
-            self._slot = (color, depth, info, time.monotonic())
+            self._slot = (color, depth, info, now, age_ms)
             self._slot_lock.notify()
 
     def _check(self, color: Image, depth: Image, info: CameraInfo) -> tuple[str, str] | None:
@@ -244,21 +274,41 @@ class MovsegNode(Node):
     def _work(self) -> None:
         last_start = 0.0
         while True:
+            # max_rate first, so that the frame taken afterwards is the newest one
+            rest = last_start + self._min_period - time.monotonic()
             with self._slot_lock:
+                if rest > 0 and not self._stop:
+                    self._slot_lock.wait(rest)
                 while self._slot is None and not self._stop:
                     self._slot_lock.wait(0.5)
+                if not self._stop:
+                    self._await_fresher()
                 if self._stop:
                     return
                 frame, self._slot = self._slot, None
-            wait = last_start + self._min_period - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
             last_start = time.monotonic()
             try:
                 self._process(*frame)
             except Exception as exc:  # noqa: BLE001  (a bad frame must never kill the node)
                 self.stats["drop_error"] += 1
                 self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
+            self._cycle_s = time.monotonic() - last_start
+
+    def _await_fresher(self) -> None:
+        """Called with the slot lock held and a frame in the slot: wait as :func:`fresh_wait_s`
+        says for a newer frame to replace it."""
+        waiting = self._slot
+        wait = fresh_wait_s(time.monotonic() - waiting[3], self._in_period, self._cycle_s, self._fresh_budget)
+        if wait <= 0.0:
+            return
+        deadline = time.monotonic() + wait
+        while self._slot is waiting and not self._stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stats["fresh_wait_missed"] += 1
+                return
+            self._slot_lock.wait(left)
+        self.stats["fresh_wait"] += 1
 
     def _drop(self, reason: str, message: str) -> None:
         self.stats[f"drop_{reason}"] += 1
@@ -266,7 +316,7 @@ class MovsegNode(Node):
         if n <= 10 or n % 100 == 0:  # the first few and every 100th: a bad stream cannot flood the log
             self.get_logger().warning(f"frame dropped ({reason}, {n} so far): {message}")
 
-    def _process(self, color: Image, depth: Image, info: CameraInfo, t_in: float) -> None:
+    def _process(self, color: Image, depth: Image, info: CameraInfo, t_in: float, age_ms: float) -> None:
         queue_ms = (time.monotonic() - t_in) * 1000.0
         t0 = time.perf_counter()
         try:
@@ -296,7 +346,7 @@ class MovsegNode(Node):
         t3 = time.perf_counter()
         self.stats["frames_out"] += 1
         for k, v in {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
-                     "queue": queue_ms}.items():
+                     "queue": queue_ms, "input_age": age_ms}.items():
             self.stage_ms[k].append(v)
         for k, v in (getattr(result, "timings_ms", None) or {}).items():
             self.stage_ms[f"segment.{k}"].append(float(v))
@@ -360,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         node = MovsegNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # single-threaded: rclpy's MultiThreadedExecutor busy-loops on a 30 Hz image stream (100 %
+        # of a core, 4.6 of 30 messages/s taken here; ros2/rclpy#1223, #1452), starving the model
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

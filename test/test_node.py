@@ -229,3 +229,20 @@ def test_missing_camera_info_is_reported(running_node):
     assert c.wait(lambda: "no message on /camera/color/camera_info" in proc.output(), 10), proc.output()[-2000:]
     assert "missing_input=" in proc.output() or c.wait(lambda: "missing_input=" in proc.output(), 3)
     c.publish_and_wait(0)  # and it recovers as soon as camera_info comes
+
+
+@pytest.mark.parametrize(
+    "age, period, cycle, budget, expected",
+    [
+        (0.030, 1 / 30, 0.5, 0.1, 1 / 30 - 0.030 + 0.25 / 30),  # stale, next frame due in 3 ms: wait for it
+        (0.030, 1 / 30, 0.5, 0.0, 0.0),                          # budget 0: always label the queued frame
+        (0.001, 1 / 30, 0.5, 0.1, 0.0),                          # it just arrived: nothing fresher is coming
+        (0.010, 1 / 30, 0.1, 0.1, 0.0),                          # next due in 23 ms > 10 % of a 100 ms cycle
+        (0.030, 0.0, 0.5, 0.1, 0.0),                             # camera period not known yet
+        (0.025, 1 / 30, 0.12, 0.1, 0.012),                       # due in 8 ms, + jitter allowance capped at 12 ms
+    ],
+)
+def test_fresh_wait_trades_at_most_the_budget_of_rate_for_fresher_frames(age, period, cycle, budget, expected):
+    from movseg_ros.node import fresh_wait_s
+
+    assert fresh_wait_s(age, period, cycle, budget) == pytest.approx(expected, abs=1e-9)
