@@ -446,9 +446,11 @@ def _hash_noise(p: np.ndarray, scale: float, seed: int) -> np.ndarray:
     i = np.floor(q).astype(np.int64)
     f = q - i
     f = f * f * (3 - 2 * f)
+    # the seed's hash term taken mod 2**63 so any seed fits int64 (unchanged below ~3.47e9)
+    salt = (int(seed) * 2654435761) % (1 << 63)
 
     def h(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray) -> np.ndarray:
-        v = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791) ^ (seed * 2654435761)
+        v = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791) ^ salt
         v = (v ^ (v >> 13)) * 1274126177
         return ((v ^ (v >> 16)) & 0xFFFF).astype(np.float64) / 65535.0
 
