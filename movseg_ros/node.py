@@ -112,7 +112,8 @@ class MovsegNode(Node):
     def __init__(self, **kwargs):
         super().__init__("movseg", **kwargs)
         self.stats: Counter = Counter()
-        self.stage_ms: dict[str, list[float]] = defaultdict(list)
+        self.stage_ms: dict[str, list[float]] = defaultdict(list)  # worker writes, the log timer reads
+        self._stage_lock = threading.Lock()
         self._declare_parameters()
         self.segmenter = self._create_segmenter()
 
@@ -345,11 +346,12 @@ class MovsegNode(Node):
         self._publish(color.header, rgb, result, depth_m, K, (t2 - t1) * 1000.0)
         t3 = time.perf_counter()
         self.stats["frames_out"] += 1
-        for k, v in {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
-                     "queue": queue_ms, "input_age": age_ms}.items():
-            self.stage_ms[k].append(v)
-        for k, v in (getattr(result, "timings_ms", None) or {}).items():
-            self.stage_ms[f"segment.{k}"].append(float(v))
+        timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
+                   "queue": queue_ms, "input_age": age_ms}
+        timings.update({f"segment.{k}": float(v) for k, v in (getattr(result, "timings_ms", None) or {}).items()})
+        with self._stage_lock:
+            for k, v in timings.items():
+                self.stage_ms[k].append(v)
 
     def _publish(self, header, rgb, result, depth_m, K, inference_ms: float) -> None:
         labels = np.asarray(result.labels, dtype=np.uint16)
@@ -372,8 +374,9 @@ class MovsegNode(Node):
     def _log_stats(self) -> None:
         self._check_inputs_flowing()
         parts = [f"{k}={v}" for k, v in sorted(self.stats.items())]
-        stages = {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
-        self.stage_ms.clear()
+        with self._stage_lock:
+            stages = {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
+            self.stage_ms.clear()
         if stages:
             parts.append("median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items())))
         self.get_logger().info("stats: " + (" ".join(parts) if parts else "no frames yet"))
