@@ -285,6 +285,29 @@ def test_cpu_result_does_not_depend_on_thread_count():
     assert np.array_equal(v1, v2) and np.array_equal(n1, n2)
 
 
+def _normals_of_item(i: int) -> torch.Tensor:
+    depth, k = _noisy_scene(48, 64, seed=i)
+    return torch.from_numpy(normals_from_depth(depth, k)[0])
+
+
+class _NormalsDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return _normals_of_item(i)
+
+
+def test_forked_dataloader_workers_compute_normals_after_the_parent_did():
+    """Training computes normals in forked DataLoader workers; the parent has used the kernels
+    already (numba's GNU OpenMP layer would abort the children: the TBB layer is fork-safe)."""
+    _normals_of_item(0)
+    loader = torch.utils.data.DataLoader(_NormalsDataset(), batch_size=2, num_workers=2,
+                                         multiprocessing_context="fork")
+    batches = list(loader)
+    assert len(batches) == 2 and torch.equal(batches[0][1], _normals_of_item(1))
+
+
 def test_cpu_falls_back_to_torch_without_numba(monkeypatch):
     """Where numba does not import, CPU input runs the torch implementation, with a warning."""
     from movseg_core.geometry import normals as mod
@@ -295,7 +318,7 @@ def test_cpu_falls_back_to_torch_without_numba(monkeypatch):
     monkeypatch.setattr(mod, "_NO_NUMBA", None)
     monkeypatch.setitem(sys.modules, "movseg_core.geometry._normals_numba", None)  # import fails
     monkeypatch.delattr(sys.modules["movseg_core.geometry"], "_normals_numba")
-    with pytest.warns(RuntimeWarning, match="numba unavailable"):
+    with pytest.warns(RuntimeWarning, match="numba with TBB unavailable"):
         n, v = normals_from_depth(depth, k)
     np.testing.assert_array_equal(v, expected[1])
     assert (np.abs(n - expected[0]).max(-1) >= 1e-4).sum() <= 2

@@ -91,16 +91,25 @@ _NO_NUMBA: str | None = None
 
 def _numba_kernels():  # noqa: ANN202
     """The numba kernels module, imported (and its kernels loaded from the on-disk cache or
-    compiled, ~20 s once per install) on first use; None, with one warning, when numba does not
-    import: the torch implementation then runs on CPU too (same results, ~10x slower)."""
+    compiled, ~20 s once per install) on first use; None, with one warning, when numba or its TBB
+    threading layer does not load: the torch implementation then runs on CPU too (same results,
+    ~10x slower).
+
+    The kernels run on numba's TBB layer ("safe": thread- and fork-safe). Its GNU OpenMP layer,
+    numba's other choice here, aborts any forked child of a process that used it (e.g. PyTorch
+    DataLoader workers computing normals for training: test_geometry.py)."""
     global _KERNELS, _NO_NUMBA
     if _KERNELS is None and _NO_NUMBA is None:
         try:
+            import numba
+            from numba.np.ufunc import tbbpool  # noqa: F401  (libtbb from the `tbb` package)
+
+            numba.config.THREADING_LAYER = "safe"
             from . import _normals_numba
-        except ImportError as e:  # pragma: no cover - numba is a requirement; exercised by a test
+        except ImportError as e:  # numba and tbb are requirements; exercised by a test
             _NO_NUMBA = f"{type(e).__name__}: {e}"
-            warnings.warn(f"normals_from_depth: numba unavailable ({_NO_NUMBA}); using the slower torch "
-                          "implementation on CPU", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"normals_from_depth: numba with TBB unavailable ({_NO_NUMBA}); using the slower torch "
+                          "implementation on CPU (pip install numba tbb)", RuntimeWarning, stacklevel=3)
         else:
             _KERNELS = _normals_numba
     return _KERNELS
