@@ -13,7 +13,8 @@ whole-image array operations, which are memory-bound on small CPUs:
 5. per pixel: bilinear blend of the cell normals (``cv2.resize``, the OpenCV / torch
    ``align_corners=False`` convention), renormalised; pixels whose own cell is unusable choose a
    shifted window, cell by cell (at the cell's centroid) where the cell holds no depth jump, pixel
-   by pixel where it does; smaller radii are tried for what is left, planes computed on demand.
+   by pixel where it does; smaller radii are tried for what is left, with planes computed only
+   for the cells those pixels may choose.
 
 Every parallel loop runs over rows of cells, and each iteration writes only its own rows, so the
 result does not depend on the thread count (tested). Compiled on first use and cached on disk.
