@@ -276,10 +276,10 @@ class MovsegNode(Node):
         last_start = 0.0
         while True:
             # max_rate first, so that the frame taken afterwards is the newest one
-            rest = last_start + self._min_period - time.monotonic()
+            not_before = last_start + self._min_period
             with self._slot_lock:
-                if rest > 0 and not self._stop:
-                    self._slot_lock.wait(rest)
+                while not self._stop and time.monotonic() < not_before:  # frames arriving notify too
+                    self._slot_lock.wait(not_before - time.monotonic())
                 while self._slot is None and not self._stop:
                     self._slot_lock.wait(0.5)
                 if not self._stop:
