@@ -105,7 +105,9 @@ def serve_node(config, name: str = "node", warm_up: bool = True):
     """Start `movseg run --config CONFIG` (the launch file's configuration) and a Client; yield both.
 
     The node must answer set_queries and subscribe to the camera; with ``warm_up`` one frame goes
-    through first (model loaded). On exit the node gets SIGINT and must exit with 0.
+    through first (model loaded), re-sent every 5 s: a best-effort (sensor-data) frame sent before
+    the node's reader has matched the camera's writer is lost. On exit the node gets SIGINT and
+    must exit with 0.
     """
     proc = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(config)], name)
     client = Client()
@@ -113,7 +115,13 @@ def serve_node(config, name: str = "node", warm_up: bool = True):
         assert client.srv.wait_for_service(timeout_sec=120), proc.output()
         assert client.camera.wait_for_subscribers(30), proc.output()
         if warm_up:
-            client.publish_and_wait(0, timeout=120)
+            deadline = time.monotonic() + 120
+            sent = []
+            while not any(k in client.labels and k in client.infos for k in sent):
+                assert time.monotonic() < deadline and proc.proc.poll() is None, \
+                    f"no labels for {len(sent)} warm-up frames\n{proc.output()[-3000:]}"
+                sent.append(client.publish(0))
+                client.wait(lambda: any(k in client.labels and k in client.infos for k in sent), 5.0)
         yield proc, client
     finally:
         client.close()
