@@ -20,6 +20,7 @@ Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -54,9 +55,33 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float) -> dict:
+@contextlib.contextmanager
+def listening(name: str, subscriptions: list[tuple]):
+    """A listener node in this process, spun in a thread: ``subscriptions`` are
+    (msg_type, topic, qos, callback); torn down on exit."""
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
 
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    me = rclpy.create_node(name, context=ctx)
+    for msg_type, topic, qos, callback in subscriptions:
+        me.create_subscription(msg_type, topic, callback, qos)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(me)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
+                               daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        spinner.join(timeout=5)
+        rclpy.shutdown(context=ctx)
+
+
+def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float) -> dict:
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
@@ -66,9 +91,6 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
     node_log = open(workdir / f"node-{name}-{budget}.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "movseg_ros.cli", "run", "--config", str(cfg)],
                             stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    me = rclpy.create_node("movseg_bench_listener", context=ctx)
     got: list[tuple[float, float, float]] = []  # (receive wall time, latency ms, inference ms)
 
     def on_info(msg):
@@ -76,39 +98,31 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         got.append((now, (now - stamp) * 1000.0, msg.inference_ms))
 
-    me.create_subscription(LabelInfo, "/movseg/label_info", on_info, qos_by_name("reliable", depth=100))
-    from rclpy.executors import SingleThreadedExecutor
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(me)
-    stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)], daemon=True)
-    spinner.start()
     try:
-        # warm-up: a short burst until the first labels come back (model load, first forward)
-        deadline = time.monotonic() + 300
-        while not got and time.monotonic() < deadline and node.poll() is None:
-            subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--count", "3", "--rate", "2", "--wait", "60"],
-                           cwd=REPO, capture_output=True)
-        if not got:
-            raise RuntimeError(f"node produced no labels; see {node_log.name}")
-        time.sleep(1.0)
-        rss_start = rss_mb(node.pid)
-        got.clear()
-        t0 = time.time()
-        player = subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate),
-                                 "--seconds", str(seconds), "--wait", "10"], cwd=REPO, capture_output=True, text=True)
-        t_end = time.time()
-        time.sleep(2.0)  # the last frame in flight
-        rss_end = rss_mb(node.pid)
-        m = re.search(r"published (\d+) frames", player.stderr + player.stdout)
-        sent = int(m.group(1)) if m else -1
+        with listening("movseg_bench_listener",
+                       [(LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=100), on_info)]):
+            # warm-up: a short burst until the first labels come back (model load, first forward)
+            deadline = time.monotonic() + 300
+            while not got and time.monotonic() < deadline and node.poll() is None:
+                subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--count", "3", "--rate", "2",
+                                "--wait", "60"], cwd=REPO, capture_output=True)
+            if not got:
+                raise RuntimeError(f"node produced no labels; see {node_log.name}")
+            time.sleep(1.0)
+            rss_start = rss_mb(node.pid)
+            got.clear()
+            t0 = time.time()
+            player = subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate),
+                                     "--seconds", str(seconds), "--wait", "10"], cwd=REPO, capture_output=True, text=True)
+            t_end = time.time()
+            time.sleep(2.0)  # the last frame in flight
+            rss_end = rss_mb(node.pid)
     finally:
-        stop.set()
-        spinner.join(timeout=5)
         node.send_signal(signal.SIGINT)
         node_rc = node.wait(timeout=30)
-        rclpy.shutdown(context=ctx)
         node_log.close()
+    m = re.search(r"published (\d+) frames", player.stderr + player.stdout)
+    sent = int(m.group(1)) if m else -1
     recv = [g for g in got if g[0] <= t_end + 2.0]
     lat = np.array([g[1] for g in recv])
     over = np.array([g[1] - g[2] for g in recv])
@@ -150,16 +164,11 @@ def transport_floor(seconds: float, rate: float) -> dict:
     this process listening): the player's 640x480 colour frames (camera -> node hop) and a
     LabelInfo publisher process (node -> client hop). Their sum is the part of the end-to-end
     overhead that no node can remove."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx)
-    me = rclpy.create_node("movseg_bench_floor", context=ctx)
     lat: dict[str, list[float]] = {"image": [], "label_info": []}
 
     def on(key: str):
@@ -168,22 +177,13 @@ def transport_floor(seconds: float, rate: float) -> dict:
             lat[key].append((time.time() - (s.sec + s.nanosec * 1e-9)) * 1000.0)
         return f
 
-    me.create_subscription(Image, "/camera/color/image_raw", on("image"), qos_by_name("sensor_data"))
-    me.create_subscription(LabelInfo, "/movseg/label_info", on("label_info"), qos_by_name("reliable", depth=100))
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(me)
-    stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)], daemon=True)
-    spinner.start()
-    try:
+    with listening("movseg_bench_floor",
+                   [(Image, "/camera/color/image_raw", qos_by_name("sensor_data"), on("image")),
+                    (LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=100), on("label_info"))]):
         info = subprocess.Popen([sys.executable, "-c", _INFO_PUBLISHER, str(seconds + 5)], cwd=REPO)
         subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate), "--seconds", str(seconds),
                         "--wait", "10"], cwd=REPO, capture_output=True)
         info.wait(timeout=60)
-    finally:
-        stop.set()
-        spinner.join(timeout=5)
-        rclpy.shutdown(context=ctx)
     out = {f"{k}_ms_p50": round(float(np.median(v)), 2) if v else float("nan") for k, v in lat.items()}
     out.update({f"{k}_n": len(v) for k, v in lat.items()})
     out["floor_ms_p50"] = round(out["image_ms_p50"] + out["label_info_ms_p50"], 2)
