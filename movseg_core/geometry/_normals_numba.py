@@ -191,10 +191,10 @@ def _cell_planes(I, hs, ws, rc, pad, need, fx, fy, px, py):  # noqa: ANN001, ANN
                 U3[x1] - U0[x1] - U3[x0] + U0[x0],
                 V1[x1] - V0[x1] - V1[x0] + V0[x0], V3[x1] - V2[x1] - V3[x0] + V2[x0],
                 V3[x1] - V0[x1] - V3[x0] + V0[x0], need)
-            nx, ny, nz = -fx * b, -fy * c, -(a + b * px + c * py)
-            inv = np.float64(usable) / np.sqrt(nx * nx + ny * ny + nz * nz + 1e-30)
+            ux, uy, uz = _unit(b, c, a, fx, fy, px, py)
+            keep = np.float64(usable)  # 0 where not usable, without a branch in the row loop
             planes[cy, cx, 0], planes[cy, cx, 1], planes[cy, cx, 2], planes[cy, cx, 3] = b, c, a, usable
-            nrm[cy, cx, 0], nrm[cy, cx, 1], nrm[cy, cx, 2] = nx * inv, ny * inv, nz * inv
+            nrm[cy, cx, 0], nrm[cy, cx, 1], nrm[cy, cx, 2] = ux * keep, uy * keep, uz * keep
     return planes, nrm
 
 
