@@ -1,4 +1,4 @@
-"""NYU Depth v2 frames in the folder layout of ``shared/data/nyuv2``.
+"""NYU Depth v2 frames in the folder layout of ``data/nyuv2`` (shipped with the repository).
 
 Layout: ``rgb/NNNN.png`` (640x480 RGB), ``depth/NNNN.png`` (uint16 millimetres,
 0 = invalid), optional ``depth_raw/``, ``label/NNNN.png`` (uint8 NYU40 ids 1..40,
@@ -113,6 +113,6 @@ class NYUv2Folder:
 
 
 def default_nyuv2_dir() -> Path:
-    """``$MOVSEG_NYUV2_DIR`` if set, else the bundled real frames ``../shared/data/nyuv2`` beside the checkout."""
+    """``$MOVSEG_NYUV2_DIR`` if set, else the real sample frames shipped in the repository (``data/nyuv2``)."""
     env = os.environ.get("MOVSEG_NYUV2_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyuv2"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data" / "nyuv2"
