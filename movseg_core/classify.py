@@ -108,18 +108,68 @@ def segment_boxes(segments: np.ndarray, n_segments: int) -> np.ndarray:
     return boxes
 
 
+def expand_box(box: Sequence[int], margin: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """Box (x0, y0, x1, y1 exclusive) grown by ``margin`` x its width / height on each side, clipped to
+    the image; an empty box becomes the whole image.
+
+    This is OVSeg's crop geometry (the mask's bounding box, enlarged, then stretched to the CLIP
+    input square): the whole segment always stays in the crop, whatever its aspect ratio.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    mx, my = int((x1 - x0) * margin), int((y1 - y0) * margin)
+    x0, y0, x1, y1 = max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, width, height
+    return x0, y0, x1, y1
+
+
+def masked_crop(image: torch.Tensor, mask: torch.Tensor, box: Sequence[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one masked crop of stage 2, used by inference (:func:`crop_embeddings`) and by training
+    (:mod:`movseg_core.training.crops`: CLIP-X pairs, mask prompt tuning).
+
+    image: ``3 x H x W`` normalised (CLIP mean -> 0); mask: ``H x W`` bool; box: (x0, y0, x1, y1)
+    exclusive, usually from :func:`expand_box`. Pixels outside the mask are set to the CLIP mean
+    colour (0), then the box is resized to ``size x size`` (bilinear with antialiasing, as CLIP's
+    own resize filters when it shrinks). Returns (crop ``3 x size x size``, mask ``size x size``
+    float 0/1 resized nearest, for mask prompts).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    m = mask[y0:y1, x0:x1].to(image.dtype)
+    crop = image[:, y0:y1, x0:x1] * m
+    crop = F.interpolate(crop[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    m = F.interpolate(m[None, None], size=(size, size), mode="nearest")[0, 0]
+    return crop, m
+
+
+def segment_crops(image: torch.Tensor, segments: torch.Tensor, ids: Sequence[int], boxes: np.ndarray,
+                  size: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked crops of the segments ``ids``: (``B x 3 x size x size``, masks ``B x size x size``).
+
+    image: ``3 x H x W`` normalised; segments: ``H x W`` int ids; boxes: tight boxes indexed by id
+    (:func:`segment_boxes`), enlarged by ``margin`` with :func:`expand_box`.
+    """
+    h, w = segments.shape
+    crops, masks = [], []
+    for s in ids:
+        c, m = masked_crop(image, segments == s, expand_box(boxes[s], margin, h, w), size)
+        crops.append(c)
+        masks.append(m)
+    if not crops:
+        return image.new_zeros(0, image.shape[0], size, size), image.new_zeros(0, size, size)
+    return torch.stack(crops), torch.stack(masks)
+
+
 @torch.no_grad()
 def crop_embeddings(clip, rgb: np.ndarray, segments: np.ndarray, n_segments: int,
                     size: int = 224, margin: float = 0.1, batch: int = 16, progress: bool = False) -> torch.Tensor:
     """OVSeg-style masked-crop embeddings ``S x D``: one CLIP image forward per segment.
 
-    Each segment's bounding box (enlarged by ``margin``) is cropped, pixels outside the segment
-    are set to the CLIP mean colour (zero after normalisation), and the crop is resized to
-    ``size`` x ``size`` (positional embedding interpolated if that is not the model's size).
+    Each segment's crop is :func:`masked_crop` of its bounding box enlarged by ``margin``
+    (:func:`expand_box`) at ``size`` x ``size`` (positional embedding interpolated if that is not
+    the model's size).
     """
     img = clip.to_tensor(rgb)[0]  # 3 x H x W normalised
     seg = torch.as_tensor(segments, device=img.device)
-    h, w = segments.shape
     boxes = segment_boxes(segments, n_segments)
     out = []
     it = range(0, n_segments, batch)
@@ -127,16 +177,8 @@ def crop_embeddings(clip, rgb: np.ndarray, segments: np.ndarray, n_segments: int
         from tqdm import tqdm
         it = tqdm(it, desc="crops", unit="batch", leave=False)
     for start in it:
-        crops = []
-        for s in range(start, min(n_segments, start + batch)):
-            x0, y0, x1, y1 = boxes[s]
-            mx, my = int((x1 - x0) * margin), int((y1 - y0) * margin)
-            x0, y0, x1, y1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
-            if x1 <= x0 or y1 <= y0:
-                x0, y0, x1, y1 = 0, 0, w, h
-            crop = img[:, y0:y1, x0:x1] * (seg[y0:y1, x0:x1] == s)
-            crops.append(F.interpolate(crop[None], size=(size, size), mode="bilinear", align_corners=False))
-        out.append(_encode_at(clip, torch.cat(crops)))
+        crops, _ = segment_crops(img, seg, range(start, min(n_segments, start + batch)), boxes, size, margin)
+        out.append(_encode_at(clip, crops))
     return torch.cat(out) if out else torch.empty(0, clip.embed_dim, device=img.device)
 
 

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from movseg_core.classify import (
     ClassifyConfig,
     crop_embeddings,
+    expand_box,
+    masked_crop,
     frozenseg_ensemble,
     fuse_embeddings,
     paint,
@@ -86,6 +88,25 @@ def test_segment_boxes():
     assert boxes[1].tolist() == [2, 1, 6, 3]
     assert boxes[0].tolist() == [0, 0, 7, 5]
     assert boxes[2].tolist() == [0, 0, 0, 0]  # empty segment
+
+
+def test_masked_crop_geometry_bbox_plus_margin_stretched():
+    # a 10 x 20 (h x w) segment in a 40 x 60 image; margin 0.1 -> 1 row / 2 columns more on each side
+    assert expand_box((20, 10, 40, 20), 0.1, 40, 60) == (18, 9, 42, 21)
+    assert expand_box((0, 0, 60, 40), 0.5, 40, 60) == (0, 0, 60, 40)  # clipped to the image
+    assert expand_box((0, 0, 0, 0), 0.1, 40, 60) == (0, 0, 60, 40)  # empty segment: whole image
+    img = torch.arange(3 * 40 * 60, dtype=torch.float32).view(3, 40, 60) / 1000.0
+    mask = torch.zeros(40, 60, dtype=torch.bool)
+    mask[10:20, 20:40] = True
+    crop, m = masked_crop(img, mask, (18, 9, 42, 21), 24)  # 12 x 24 box -> 24 x 24: rows stretched 2x
+    assert crop.shape == (3, 24, 24) and m.shape == (24, 24)
+    # rows 9 and 20 and columns 18-19, 40-41 of the box are outside the mask: zero (the CLIP mean)
+    assert torch.all(m[:2] == 0) and torch.all(m[-2:] == 0) and torch.all(m[:, :2] == 0) and torch.all(m[:, -2:] == 0)
+    assert torch.all(m[2:-2, 2:-2] == 1)
+    assert torch.all(crop[:, :, 0] == 0) and torch.all(crop[:, 0] == 0)
+    # columns keep their scale (24 -> 24), rows are doubled: crop[:, 2r+1, c] ~ img[:, 9+r, 18+c] inside
+    assert torch.allclose(crop[:, 2 * 5 + 1, 10], img[:, 14, 28], atol=0.02)
+    assert torch.allclose(crop[:, 2 * 5 + 1, 10] - crop[:, 2 * 5 + 1, 9], img[:, 14, 28] - img[:, 14, 27], atol=1e-4)
 
 
 def test_crop_embeddings_mask_out_the_rest(clip):

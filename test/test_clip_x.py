@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from movseg_core.classify import crop_embeddings, expand_box, masked_crop, segment_boxes
 from movseg_core.clip import ClipConfig, create_clip, load_visual_weights
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, generate
 from movseg_core.training.clip_x import clip_x_loss, train_clip_x
-from movseg_core.training.crops import crop_pairs, masked_crop, square_box
+from movseg_core.training.crops import CROP_MARGIN, crop_pairs
 from movseg_core.training.data import x_image
 from movseg_core.training.prompt_tuning import MaskPromptCLIP, tune_prompts
 
@@ -31,17 +32,22 @@ def crops(clip):
     return crop_pairs(recs, xs, clip.image_size[0], mean, std, min_pixels=30)
 
 
-def test_masked_crop_geometry():
-    m = np.zeros((20, 30), bool)
-    m[5:9, 10:20] = True
-    y0, y1, x0, x1 = square_box(m, margin=0.0)
-    assert (y1 - y0) == (x1 - x0) == 10 and y0 <= 5 and y1 >= 9 and x0 == 10
-    img = np.full((20, 30, 3), 255, np.uint8)
-    crop, mm = masked_crop(img, m, 16, [0.5] * 3, [0.5] * 3)
-    assert crop.shape == (3, 16, 16) and mm.shape == (16, 16)
-    assert torch.all(crop[:, mm == 0] == 0) and torch.allclose(crop[:, mm == 1], torch.ones(1))
-    with pytest.raises(ValueError):
-        square_box(np.zeros((4, 4), bool))
+def test_training_crops_are_the_crops_inference_classifies(clip):
+    """Mask prompt tuning / CLIP-X learn on the very crops the segmenter's crop member embeds."""
+    rec = generate(7, SceneConfig(height=64, width=80))
+    label = np.asarray(rec.label)
+    mean, std = clip.mean.flatten().tolist(), clip.std.flatten().tolist()
+    pairs = crop_pairs([rec], None, clip.image_size[0], mean, std, min_pixels=30)
+    ids = pairs["label"].tolist()
+    assert len(ids) >= 3
+    inference = crop_embeddings(clip, rec.rgb, label.astype(np.int32), int(label.max()) + 1,
+                                size=clip.image_size[0], margin=CROP_MARGIN)[ids]
+    assert torch.allclose(clip.encode_images(pairs["rgb"]), inference, atol=1e-5)
+    # and the crop itself: bbox + margin, masked, stretched (the geometry pinned in test_classify)
+    c = ids[0]
+    box = expand_box(segment_boxes(label.astype(np.int64), int(label.max()) + 1)[c], CROP_MARGIN, *label.shape)
+    ref, ref_mask = masked_crop(clip.to_tensor(rec.rgb)[0], torch.from_numpy(label == c), box, clip.image_size[0])
+    assert torch.allclose(pairs["rgb"][0], ref, atol=1e-6) and torch.equal(pairs["mask"][0], ref_mask)
 
 
 def test_clip_x_loss_by_hand_and_decreasing_training(clip, crops, tmp_path):

@@ -1,7 +1,9 @@
 """Masked crops of segments for CLIP-side training (CLIP-X pairs, mask prompt tuning).
 
-A crop is the segment's bounding box (plus a margin, made square) resized to the CLIP input size;
-pixels outside the segment are set to the normalisation mean (0 after normalising), as OVSeg does.
+The crops are exactly the ones inference classifies: :func:`movseg_core.classify.masked_crop` of the
+segment's bounding box enlarged by a margin (:func:`movseg_core.classify.expand_box`), pixels outside
+the segment at the normalisation mean (0 after normalising), resized to the CLIP input size, as OVSeg
+does at training and at test time.
 """
 from __future__ import annotations
 
@@ -9,35 +11,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from movseg_core.classify import segment_boxes, segment_crops
+
+#: Box enlargement of the training crops; the segmenter's default ``classify.crop_margin``.
+CROP_MARGIN = 0.1
 
 
-def square_box(mask: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int]:
-    """Square box (y0, y1, x0, x1) around a HxW bool mask with a relative margin, clipped to the image."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        raise ValueError("empty mask has no box")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = int(np.ceil(max(y1 - y0, x1 - x0) * (1 + 2 * margin)))
-    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-    h, w = mask.shape
-    side = min(side, h, w)
-    ty = int(np.clip(round(cy - side / 2), 0, h - side))
-    tx = int(np.clip(round(cx - side / 2), 0, w - side))
-    return ty, ty + side, tx, tx + side
-
-
-def masked_crop(image: np.ndarray, mask: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
-                box: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """HxWx3 uint8 image + HxW bool mask -> (normalised ``3 x size x size`` crop with the background at 0,
-    ``size x size`` float mask)."""
-    y0, y1, x0, x1 = box or square_box(mask)
-    img = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1).float()[None] / 255.0
-    m = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1])).float()[None, None]
-    img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-    m = F.interpolate(m, size=(size, size), mode="nearest")[0, 0]
-    img = (img - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    return img * m, m
+def normalised(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """HxWx3 uint8 -> ``3 x H x W`` float32 ``(x / 255 - mean) / std`` (as ``ClipModel.to_tensor``)."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
 def segment_masks(label: np.ndarray, min_pixels: int = 64) -> Iterator[tuple[int, np.ndarray]]:
@@ -51,24 +35,29 @@ def segment_masks(label: np.ndarray, min_pixels: int = 64) -> Iterator[tuple[int
 
 
 def crop_pairs(records: Sequence[Any], x_images: Sequence[np.ndarray] | None, size: int,
-               mean: Sequence[float], std: Sequence[float], min_pixels: int = 64) -> dict[str, torch.Tensor]:
+               mean: Sequence[float], std: Sequence[float], min_pixels: int = 64,
+               margin: float = CROP_MARGIN) -> dict[str, torch.Tensor]:
     """All segments of ``records`` -> {``rgb`` Nx3xSxS, ``x`` Nx3xSxS (if x_images), ``mask`` NxSxS,
     ``label`` N (class ids)}. The same box is used for the RGB and the X crop of a segment."""
     rgb, xs, masks, labels = [], [], [], []
     for i, r in enumerate(records):
-        for c, m in segment_masks(np.asarray(r.label), min_pixels):
-            box = square_box(m)
-            a, mm = masked_crop(r.rgb, m, size, mean, std, box)
-            rgb.append(a)
-            masks.append(mm)
-            labels.append(c)
-            if x_images is not None:
-                xs.append(masked_crop(x_images[i], m, size, mean, std, box)[0])
+        label = np.asarray(r.label)
+        ids = [c for c, _ in segment_masks(label, min_pixels)]
+        if not ids:
+            continue
+        seg = torch.from_numpy(label.astype(np.int64))
+        boxes = segment_boxes(label.astype(np.int64), int(label.max()) + 1)
+        a, mm = segment_crops(normalised(r.rgb, mean, std), seg, ids, boxes, size, margin)
+        rgb.append(a)
+        masks.append(mm)
+        labels.extend(ids)
+        if x_images is not None:
+            xs.append(segment_crops(normalised(x_images[i], mean, std), seg, ids, boxes, size, margin)[0])
     if not rgb:
         raise ValueError("no segment large enough for a crop")
-    out = {"rgb": torch.stack(rgb), "mask": torch.stack(masks), "label": torch.tensor(labels)}
+    out = {"rgb": torch.cat(rgb), "mask": torch.cat(masks), "label": torch.tensor(labels)}
     if x_images is not None:
-        out["x"] = torch.stack(xs)
+        out["x"] = torch.cat(xs)
     return out
 
 
