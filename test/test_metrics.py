@@ -82,3 +82,51 @@ def test_boundary_f1():
     assert boundary_f1(flat, gt) == 0.0 and boundary_f1(flat, flat) == 1.0
     ignored = gt.copy(); ignored[:, 8:12] = 0                 # boundary inside unlabelled pixels is not scored
     assert boundary_f1(far, ignored) == 0.0
+
+
+def _blobs(seed: int, shape=(40, 48), n: int = 6, with_zero: bool = True) -> np.ndarray:
+    """A label map of random rectangles (ids 1..n) with optional unlabelled (0) strips."""
+    rng = np.random.default_rng(seed)
+    lab = np.ones(shape, np.uint16)
+    for i in range(2, n + 1):
+        y0, x0 = rng.integers(0, shape[0] - 5), rng.integers(0, shape[1] - 5)
+        lab[y0:y0 + rng.integers(4, 20), x0:x0 + rng.integers(4, 24)] = i
+    if with_zero:
+        lab[rng.integers(0, shape[0]), :] = 0
+        c = rng.integers(2, shape[1] - 4)
+        lab[:, c:c + rng.integers(1, 4)] = 0
+    return lab
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_boundary_f1_mirror_invariant(seed):
+    """Flipping both maps (either axis) does not change the score (failed with one-sided marks)."""
+    gt = _blobs(seed)
+    pred = _blobs(seed + 100, with_zero=False)
+    f = boundary_f1(pred, gt)
+    for axes in ((0,), (1,), (0, 1)):
+        assert boundary_f1(np.flip(pred, axes), np.flip(gt, axes)) == pytest.approx(f, abs=1e-12), axes
+
+
+def test_boundary_f1_seam():
+    """A boundary inside a thin unlabelled seam between two objects matches (NYUv2 seams)."""
+    gt = np.ones((20, 20), np.uint16); gt[:, 11:] = 2; gt[:, 9:11] = 0      # A A | 0 0 | B B
+    for cut in (9, 10, 11):                                                 # object change on either seam side or inside
+        pred = np.ones_like(gt); pred[:, cut:] = 2
+        assert boundary_f1(pred, gt) == 1.0, cut
+        assert boundary_f1(np.flip(pred, 1), np.flip(gt, 1)) == 1.0, cut
+    flat = np.ones_like(gt)                                                 # no boundary predicted: misses it
+    assert boundary_f1(flat, gt) == 0.0
+    far = np.ones_like(gt); far[:, 16:] = 2                                 # 5 px beyond the seam
+    assert boundary_f1(far, gt) < 0.5
+
+
+def test_boundary_f1_ignores_deep_unlabelled():
+    """Predicted boundaries farther than the tolerance from any labelled pixel are not scored; where
+    the annotation ends (labelled | unlabelled) is a ground-truth boundary."""
+    gt = np.ones((20, 30), np.uint16); gt[:, 10:] = 2; gt[:, 20:] = 0
+    pred = np.ones_like(gt); pred[:, 10:] = 2; pred[:, 25:] = 3            # extra cut 5 px inside the unlabelled area
+    # precision 1 (the cut at 25 is not scored), recall 1/2 (the 2|0 edge at 20 is missed)
+    assert boundary_f1(pred, gt) == pytest.approx(2 / 3)
+    pred[:, 20:25] = 4                                                      # a cut where labels end: a hit
+    assert boundary_f1(pred, gt) == 1.0
