@@ -63,3 +63,27 @@ def test_resumed_training_equals_an_uninterrupted_run_and_loads_as_a_checkpoint(
     assert meta["train"]["steps"] == 3 and meta["model_name"] == "movseg-synth-clip"
     clip = create_clip(ClipConfig(model_name="movseg-synth-clip", pretrained=str(tmp_path / "b.pt"), device="cpu"))
     assert clip.embed_dim == 64
+
+
+def test_corpus_cache_is_keyed_by_everything_that_shapes_the_corpus(tmp_path):
+    from dataclasses import replace
+
+    from movseg_core.data.synthetic import SceneConfig
+    from movseg_core.training.tiny_clip import corpus_cache_path
+
+    base = TinyClipTrainConfig(n_scenes=3, scene=SceneConfig(height=48, width=64))
+    other_held_out = replace(base, held_out=[("red", "cube")])
+    other_scene = replace(base, scene=SceneConfig(height=48, width=64, n_objects=(1, 1)))
+    paths = {corpus_cache_path(c, tmp_path) for c in (base, other_held_out, other_scene, replace(base, seed=1))}
+    assert len(paths) == 4 and corpus_cache_path(base, tmp_path) == corpus_cache_path(replace(base), tmp_path)
+    # even handed the same file, a corpus made for another config is not reused
+    cache = tmp_path / "corpus.npz"
+    first = render_corpus(base, cache, progress=False)
+    assert [s.rgb.tolist() for s in render_corpus(base, cache, progress=False)] == [s.rgb.tolist() for s in first]
+    for cfg in (other_held_out, other_scene):
+        got = render_corpus(cfg, cache, progress=False)
+        fresh = render_corpus(cfg, None, progress=False)
+        assert all(np.array_equal(a.rgb, b.rgb) and np.array_equal(a.instance, b.instance) for a, b in zip(got, fresh))
+        assert [(o.colour, o.shape) for s in got for o in s.spec.objects] == \
+               [(o.colour, o.shape) for s in fresh for o in s.spec.objects]
+    assert not any(np.array_equal(a.rgb, b.rgb) for a, b in zip(first, render_corpus(other_scene, None, progress=False)))

@@ -75,6 +75,7 @@ class TinyClipTrainConfig:
     weight of the patch-text term (0 = plain CLIP loss); object_patch_weight: extra weight of patches
     by their object pixel share (objects are small next to floor and walls). dense_mode: last-block variant for the
     patch tokens (see :data:`movseg_core.clip.DENSE_MODES`). threads: torch CPU threads.
+    held_out: colour-shape pairs never rendered. scene: how the training scenes are sampled and rendered.
     """
 
     seed: int = 0
@@ -91,6 +92,7 @@ class TinyClipTrainConfig:
     threads: int = 2
     image_size: int = 48
     held_out: list[tuple[str, str]] = field(default_factory=lambda: [tuple(p) for p in HELD_OUT_PAIRS])
+    scene: SceneConfig = field(default_factory=SceneConfig)
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -100,24 +102,58 @@ def scene_seed(seed: int, i: int) -> int:
     return seed * 1_000_003 + i
 
 
+#: Bump when the cached corpus format or anything that renders it changes in a way the key misses.
+CORPUS_FORMAT = 2
+
+
+def corpus_key(cfg: TinyClipTrainConfig) -> str:
+    """Hash of everything that shapes the rendered corpus: seed, scene count, held-out pairs, the
+    scene config, the renderer's and the caption filter's source, and :data:`CORPUS_FORMAT`."""
+    import hashlib
+
+    from movseg_core.data import captions, synthetic
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": CORPUS_FORMAT, "seed": cfg.seed, "n_scenes": cfg.n_scenes,
+                         "held_out": sorted(list(p) for p in cfg.held_out), "scene": asdict(cfg.scene)},
+                        sort_keys=True).encode())
+    for mod in (synthetic, captions):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def corpus_cache_path(cfg: TinyClipTrainConfig, work_dir: Path) -> Path:
+    """Where :func:`train` caches the corpus of ``cfg``: ``work_dir/corpus_<key>.npz``."""
+    return Path(work_dir) / f"corpus_{corpus_key(cfg)}.npz"
+
+
 def render_corpus(cfg: TinyClipTrainConfig, cache: Path | None = None, progress: bool = True) -> list[SyntheticSample]:
-    """Render the training scenes (held-out pairs excluded); cached as an .npz when ``cache`` is given."""
+    """Render the training scenes (held-out pairs excluded); cached as an .npz when ``cache`` is given.
+
+    The file stores :func:`corpus_key`; a file made for another key is not used (it is re-rendered
+    and overwritten), so a changed config never reuses stale scenes.
+    """
     from tqdm import tqdm
 
-    scfg = SceneConfig()
+    scfg = cfg.scene
+    key = corpus_key(cfg)
     flt = train_filter([tuple(p) for p in cfg.held_out])
     specs = [sample_scene(scene_seed(cfg.seed, i), scfg, flt) for i in range(cfg.n_scenes)]
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
-            rgb, inst = z["rgb"], z["instance"]
-        if rgb.shape[0] == cfg.n_scenes:
+            stored = str(z["key"]) if "key" in z.files else ""
+            rgb, inst, first = z["rgb"], z["instance"], z["first_object_id"] if stored else None
+        if stored == key:
             log.info("corpus: %d scenes from cache %s (rgb and instances only)", cfg.n_scenes, cache)
             return [SyntheticSample(rgb[i], None, None, inst[i].astype(np.int32), None,  # type: ignore[arg-type]
-                                    specs[i].K, specs[i], 5) for i in range(cfg.n_scenes)]
+                                    specs[i].K, specs[i], int(first[i])) for i in range(cfg.n_scenes)]
+        log.warning("corpus cache %s was made for another config (key %s != %s): rendering again",
+                    cache, stored or "none", key)
     out = [render_scene(s, scfg) for s in tqdm(specs, desc="render scenes", unit="scene", disable=not progress)]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, rgb=np.stack([s.rgb for s in out]), instance=np.stack([s.instance.astype(np.uint8) for s in out]))
+        np.savez(cache, rgb=np.stack([s.rgb for s in out]), instance=np.stack([s.instance.astype(np.uint8) for s in out]),
+                 first_object_id=np.array([s.first_object_id for s in out]), key=np.array(key))
     return out
 
 
@@ -379,7 +415,7 @@ def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 
     torch.set_num_threads(cfg.threads)
     work_dir.mkdir(parents=True, exist_ok=True)
     state_path = work_dir / f"state_seed{cfg.seed}.pt"
-    corpus = render_corpus(cfg, work_dir / f"corpus_seed{cfg.seed}_n{cfg.n_scenes}.npz", progress)
+    corpus = render_corpus(cfg, corpus_cache_path(cfg, work_dir), progress)
     model = create_model(cfg.seed)
     model.train()
     opt = _optimizer(model, cfg)
