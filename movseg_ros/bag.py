@@ -6,6 +6,7 @@ four messages with the same header stamp and ``frame_id``:
 
 - ``/camera/color/image_raw``    sensor_msgs/Image ``rgb8`` HxWx3
 - ``/camera/depth/image_raw``    sensor_msgs/Image ``16UC1`` millimetres (0 = invalid), registered to colour
+  (reading also takes ``mono16`` millimetres and ``32FC1`` metres)
 - ``/camera/color/camera_info``  sensor_msgs/CameraInfo (NYUv2 intrinsics, rectified, no distortion)
 - ``/movseg/gt_labels``          sensor_msgs/Image ``mono16`` NYU40 ids (0 = unlabeled)
 
@@ -25,13 +26,13 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from movseg_core.data.nyuv2 import Frame
+from movseg_core.geometry.depth import DEPTH_ENCODINGS, decode_depth, depth_m_to_mm
 
 log = logging.getLogger(__name__)
 
 FRAME_NAMES_KEY = "movseg.frame_names"
 STORAGES = ("mcap", "sqlite3")
 COLOR_ENCODINGS = ("rgb8", "bgr8")
-DEPTH_ENCODINGS = ("16UC1", "32FC1")
 LABEL_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
 _DTYPES = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1),
            "32FC1": (np.float32, 1), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1)}
@@ -83,26 +84,6 @@ class BagFrame:
 
 
 # --------------------------------------------------------------------------- array helpers
-def metres_to_mm(depth: np.ndarray) -> np.ndarray:
-    """HxW float metres (NaN/inf/<=0 invalid) -> HxW uint16 millimetres, 0 = invalid, rounded."""
-    d = np.asarray(depth, dtype=np.float64)
-    ok = np.isfinite(d) & (d > 0)
-    mm = np.zeros(d.shape, dtype=np.uint16)
-    mm[ok] = np.clip(np.rint(d[ok] * 1000.0), 0, 65535).astype(np.uint16)
-    return mm
-
-
-def decode_depth_array(raw: np.ndarray, encoding: str) -> np.ndarray:
-    """Stored depth -> HxW float32 metres, 0 where invalid: the node's own decoding
-    (:func:`movseg_core.geometry.decode_depth`, REP 118: 16UC1 mm, 32FC1 m)."""
-    from movseg_core.geometry import decode_depth
-
-    if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
-    depth, _valid = decode_depth(raw, encoding)
-    return np.asarray(depth, dtype=np.float32)
-
-
 def image_msg_to_array(msg, allowed: Sequence[str], what: str) -> np.ndarray:
     """sensor_msgs/Image (rosbags or rclpy object) -> HxW or HxWxC array; honours ``step``."""
     enc = str(msg.encoding)
@@ -206,7 +187,7 @@ def write_bag(frames: Iterable[Frame], out: str | Path, cfg: BagWriteConfig | No
             t = cfg.start_ns + len(names) * period_ns
             fid = cfg.frame_id
             writer.write(conns["info"], t, m.camera_info(frame.K, h, w, t, fid))
-            writer.write(conns["depth"], t, m.image(metres_to_mm(frame.depth), "16UC1", t, fid))
+            writer.write(conns["depth"], t, m.image(depth_m_to_mm(frame.depth), "16UC1", t, fid))
             writer.write(conns["color"], t, m.image(frame.rgb, "rgb8", t, fid))
             if frame.label is not None:
                 writer.write(conns["gt"], t, m.image(frame.label.astype(np.uint16), "mono16", t, fid))
@@ -350,7 +331,8 @@ def _assemble(parts: dict, s: int, name: str, path) -> BagFrame:
         label = image_msg_to_array(parts["gt"], LABEL_ENCODINGS, f"{path} ground-truth labels").astype(np.uint16)
         if label.shape != (h, w):
             raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
-    return BagFrame(s, name, rgb, decode_depth_array(draw, enc), draw, enc, K, label)
+    depth, _valid = decode_depth(draw, enc)  # the node's own decoding
+    return BagFrame(s, name, rgb, depth, draw, enc, K, label)
 
 
 # --------------------------------------------------------------------------- sources + CLI

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from movseg_core.geometry.depth import DEPTH_ENCODINGS  # the one list (geometry decodes them)
+
 #: encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
@@ -24,7 +26,12 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "32FC1": (np.dtype(np.float32), 1),
 }
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
-DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
+def unsupported_depth(encoding: str) -> str:
+    """The message for a depth encoding outside :data:`DEPTH_ENCODINGS`."""
+    return (f"unsupported depth encoding '{encoding}' (expected one of {', '.join(DEPTH_ENCODINGS)}: "
+            "millimetres as uint16 or metres as float32, REP 118)")
 
 
 def image_to_array(msg) -> np.ndarray:
@@ -68,7 +75,7 @@ def color_to_rgb(msg) -> np.ndarray:
 def depth_to_raw(msg) -> tuple[np.ndarray, str]:
     """Depth image message -> (HxW raw array, encoding) for ``geometry.decode_depth``."""
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"unsupported depth encoding '{msg.encoding}' (expected 16UC1 mm or 32FC1 m, REP 118)")
+        raise ValueError(unsupported_depth(msg.encoding))
     return image_to_array(msg), msg.encoding
 
 

@@ -1,7 +1,7 @@
 """``movseg_node``: synchronized RGB-D in, open-vocabulary labels out.
 
 Subscribes (remappable, sensor-data QoS by default):
-  camera/color/image_raw (rgb8/bgr8/...), camera/depth/image_raw (16UC1 mm | 32FC1 m),
+  camera/color/image_raw (rgb8/bgr8/...), camera/depth/image_raw (16UC1/mono16 mm | 32FC1 m),
   camera/color/camera_info
 Publishes, each with the colour image's header (each switchable):
   ~/labels (mono16, 0 = unknown), ~/label_info (movseg_ros/LabelInfo), ~/overlay (rgb8 with legend),
@@ -39,7 +39,7 @@ from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import Segmenter, SegmenterConfig
 from movseg_core.viz import overlay
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
-                                    depth_to_raw)
+                                    depth_to_raw, unsupported_depth)
 from movseg_ros.msg import LabelInfo
 from movseg_ros.params import field_types, flatten_dataclass, unflatten
 from movseg_ros.qos import qos_by_name
@@ -257,7 +257,7 @@ class MovsegNode(Node):
         if color.encoding not in COLOR_ENCODINGS:
             return "input", f"unsupported colour encoding '{color.encoding}' (expected one of {COLOR_ENCODINGS})"
         if depth.encoding not in DEPTH_ENCODINGS:
-            return "input", f"unsupported depth encoding '{depth.encoding}' (expected 16UC1 mm or 32FC1 m, REP 118)"
+            return "input", unsupported_depth(depth.encoding)
         try:
             _, (ih, iw) = camera_info_to_K(info)
         except ValueError as exc:

@@ -29,12 +29,12 @@ class CameraFrame:
 
 def load_folder_frames(folder: str | None, require_depth: bool = True) -> list[CameraFrame]:
     from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
+    from movseg_core.geometry.depth import depth_m_to_mm
 
     ds = NYUv2Folder(folder or default_nyuv2_dir(), require_depth=require_depth)
     frames = []
     for f in ds:
-        mm = None if f.depth is None else np.nan_to_num(f.depth * 1000.0, nan=0.0).round().astype(np.uint16)
-        frames.append(CameraFrame(f.rgb, mm, f.K))
+        frames.append(CameraFrame(f.rgb, None if f.depth is None else depth_m_to_mm(f.depth), f.K))
     return frames
 
 

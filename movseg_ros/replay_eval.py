@@ -31,7 +31,8 @@ import numpy as np
 from movseg_core.eval.offline import EvalFrame, weights_warning
 from movseg_core.eval.prompts import PromptMap, load_prompt_map
 from movseg_core.eval.scoring import EvalAccumulator
-from movseg_ros.bag import BagFrame, BagTopics, inspect_bag, metres_to_mm, open_source, read_bag
+from movseg_core.geometry.depth import depth_m_to_mm
+from movseg_ros.bag import BagFrame, BagTopics, inspect_bag, open_source, read_bag
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def source_eval_frames(src: str | Path, split: str = "all", splits: str | None =
             if f.depth is None:
                 log.warning("frame %s has no depth: skipped (as nyu2bag does)", f.frame_id)
                 continue
-            yield EvalFrame(f.frame_id, f.rgb, metres_to_mm(f.depth), "16UC1", f.K, f.label)
+            yield EvalFrame(f.frame_id, f.rgb, depth_m_to_mm(f.depth), "16UC1", f.K, f.label)
 
     return _limit(gen(), limit), (min(len(ds), limit) if limit else len(ds))
 

@@ -10,6 +10,7 @@ from nyu_mat import write_labeled_set
 
 from movseg_core.data.nyuv2 import NYU_K, NYUv2Folder, default_nyuv2_dir
 from movseg_core.data.nyuv2_mat import NYUv2Mat, load_class_mapping
+from movseg_core.geometry import depth_m_to_mm
 from movseg_ros import bag as B
 
 DATA = default_nyuv2_dir()
@@ -73,16 +74,6 @@ def test_rclpy_reads_the_bytes(shared_bag):
     assert len(seen) == 4
 
 
-def test_metres_to_mm_and_back():
-    d = np.array([[0.0, np.nan, 1.2344, 70.0], [np.inf, -1.0, 0.0004, 2.0]], dtype=np.float32)
-    mm = B.metres_to_mm(d)
-    np.testing.assert_array_equal(mm, [[0, 0, 1234, 65535], [0, 0, 0, 2000]])
-    back = B.decode_depth_array(mm, "16UC1")
-    np.testing.assert_allclose(back, mm / 1000.0, rtol=1e-7)
-    f32 = B.decode_depth_array(d, "32FC1")
-    assert f32[0, 1] == 0 and f32[1, 0] == 0 and f32[1, 1] == 0 and f32[0, 2] == d[0, 2]
-
-
 def _bad_bag(path, drop=(), depth_enc="16UC1", color_enc="rgb8", label_shape=(4, 6)):
     from rosbags.rosbag2 import Writer
 
@@ -118,6 +109,12 @@ def test_bad_bags_are_refused(tmp_path, kwargs, words):
         list(B.read_bag(path))
 
 
+def test_mono16_depth_bag_reads_as_millimetres(tmp_path):
+    """Bug: bags with mono16 depth were refused although the node's geometry decodes it."""
+    f = next(iter(B.read_bag(_bad_bag(tmp_path / "mono16.bag", depth_enc="mono16"))))
+    assert f.depth.dtype == np.float32 and np.array_equal(f.depth, np.full((4, 6), 0.001, np.float32))
+
+
 def test_not_a_bag(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(ValueError, match="not a readable rosbag2"):
@@ -144,7 +141,7 @@ def test_mat_reader_maps_894_to_40_and_splits(fake_mat):
     expect = np.where(labels[4] == 0, 0, mapping[np.maximum(labels[4].astype(int) - 1, 0)])
     np.testing.assert_array_equal(f.label, expect)
     raw = NYUv2Mat(d / "labeled.mat", lut, raw_depth=True)
-    assert len(raw) == 5 and np.isnan(raw[0].depth[depth[0] > 4]).all()
+    assert len(raw) == 5 and (raw[0].depth[depth[0] > 4] == 0).all()  # invalid is 0, never NaN
 
 
 def test_mat_to_bag_cli(fake_mat, tmp_path):
@@ -156,7 +153,7 @@ def test_mat_to_bag_cli(fake_mat, tmp_path):
     frames = list(B.read_bag(out))
     assert [f.name for f in frames] == ["0001", "0003", "0004"]
     np.testing.assert_array_equal(frames[1].rgb, rgb[2])
-    np.testing.assert_array_equal(frames[1].depth_raw, B.metres_to_mm(depth[2]))
+    np.testing.assert_array_equal(frames[1].depth_raw, depth_m_to_mm(depth[2]))
     assert frames[1].label.max() <= 40
 
 

@@ -52,3 +52,33 @@ def test_camera_info_K_and_zero_focal_length():
     assert hw == (480, 640) and np.array_equal(K2, K)
     with pytest.raises(ValueError, match="unusable K"):
         camera_info_to_K(make_camera_info(np.zeros((3, 3)), 480, 640))
+
+
+def test_mono16_depth_is_millimetres_like_16uc1():
+    """Bug: the node refused mono16 depth although geometry decodes it (three different lists)."""
+    from movseg_core.geometry import decode_depth
+
+    mm = np.array([[0, 1000], [1500, 65535]], dtype=np.uint16)
+    raw, enc = depth_to_raw(array_to_image(mm, "mono16"))
+    assert enc == "mono16" and np.array_equal(raw, mm)
+    depth, valid = decode_depth(raw, enc)
+    assert np.array_equal(depth, decode_depth(mm, "16UC1")[0]) and valid.tolist() == [[False, True], [True, True]]
+
+
+def test_node_accepts_mono16_depth():
+    """The node's header check (``_check``) accepts every depth encoding geometry decodes."""
+    import types
+
+    from movseg_core.geometry import DEPTH_ENCODINGS
+    from movseg_ros.node import MovsegNode
+
+    K = np.array([[500.0, 0, 3], [0, 500, 2], [0, 0, 1]])
+    rgb = array_to_image(np.zeros((4, 6, 3), np.uint8), "rgb8")
+    rgb.header.stamp.sec = 5
+    state = types.SimpleNamespace(_last_in_stamp=0.0)
+    for enc in DEPTH_ENCODINGS:
+        dtype = np.float32 if enc == "32FC1" else np.uint16
+        depth = array_to_image(np.ones((4, 6), dtype), enc)
+        assert MovsegNode._check(state, rgb, depth, make_camera_info(K, 4, 6)) is None, enc
+    refused = MovsegNode._check(state, rgb, array_to_image(np.ones((4, 6), np.uint8), "mono8"), make_camera_info(K, 4, 6))
+    assert refused is not None and refused[0] == "input" and "mono16" in refused[1]

@@ -13,6 +13,8 @@ from movseg_core.geometry import (
     backproject,
     crop_intrinsics,
     decode_depth,
+    depth_m_to_mm,
+    depth_mm_to_m,
     depth_to_rgb,
     estimate_up,
     hha,
@@ -62,6 +64,22 @@ def test_decode_32fc1_nan_inf_zero_negative_invalid_and_range():
     depth, valid = decode_depth(raw, "32FC1", valid_range=(0.5, 5.0))
     np.testing.assert_array_equal(valid, [[0, 0, 0], [0, 0, 1], [0, 1, 0]])
     assert depth[2, 2] == 0 and depth[1, 2] == pytest.approx(2.5)
+
+
+def test_metres_to_mm_and_back():
+    """One mm <-> m conversion: rounded to the millimetre, 0 = invalid (NaN, inf, <= 0, < 0.5 mm), clipped."""
+    d = np.array([[0.0, np.nan, 1.2344, 70.0], [np.inf, -1.0, 0.0004, 2.0]], dtype=np.float32)
+    mm = depth_m_to_mm(d)
+    np.testing.assert_array_equal(mm, [[0, 0, 1234, 65535], [0, 0, 0, 2000]])
+    back = depth_mm_to_m(mm)
+    assert back.dtype == np.float32 and np.array_equal(back, decode_depth(mm, "16UC1")[0])
+    np.testing.assert_allclose(back, mm / 1000.0, rtol=1e-7)
+    every = np.arange(65536, dtype=np.uint16)
+    assert np.array_equal(depth_m_to_mm(depth_mm_to_m(every)), every)  # lossless both ways
+    f32, _ = decode_depth(d, "32FC1")
+    assert f32[0, 1] == 0 and f32[1, 0] == 0 and f32[1, 1] == 0 and f32[0, 2] == d[0, 2]
+    with pytest.raises(ValueError, match="uint16"):
+        depth_mm_to_m(np.ones((2, 2), np.int32))
 
 
 def test_decode_keeps_torch_and_rejects_bad_input():

@@ -15,6 +15,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from movseg_core.geometry.depth import depth_mm_to_m
+
 #: NYU40 class names in id order (id = index + 1), spelling as in classMapping40.mat.
 NYU40_CLASSES: tuple[str, ...] = (
     "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
@@ -35,7 +37,7 @@ NYU_K = np.array(
 class Frame:
     """One RGB-D frame.
 
-    rgb: HxWx3 uint8 (RGB order). depth: HxW float32 metres, NaN where invalid, or None.
+    rgb: HxWx3 uint8 (RGB order). depth: HxW float32 metres, 0 where invalid, or None.
     label: HxW uint8 NYU40 ids (0 = unlabeled) or None. K: 3x3 float64 intrinsics.
     """
 
@@ -54,13 +56,11 @@ def _read_png(path: Path, flags: int) -> np.ndarray:
 
 
 def read_depth_png(path: Path) -> np.ndarray:
-    """uint16 millimetre PNG -> HxW float32 metres with NaN for 0 (invalid)."""
+    """uint16 millimetre PNG -> HxW float32 metres, 0 = invalid."""
     mm = _read_png(path, cv2.IMREAD_UNCHANGED)
     if mm.dtype != np.uint16 or mm.ndim != 2:
         raise ValueError(f"{path}: expected a 16-bit single-channel depth PNG, got {mm.dtype} {mm.shape}")
-    depth = mm.astype(np.float32) / 1000.0
-    depth[mm == 0] = np.nan
-    return depth
+    return depth_mm_to_m(mm)
 
 
 class NYUv2Folder:

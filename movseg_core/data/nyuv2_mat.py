@@ -104,7 +104,7 @@ class NYUv2Mat:
     class_mapping: path to classMapping40.mat (or a (895,) lookup from :func:`load_class_mapping`).
     split: ``all`` | ``train`` | ``test``; train/test need ``splits`` (path to splits.mat).
     raw_depth: read ``rawDepths`` (0 = missing) instead of the filled ``depths``.
-    Frames: rgb HxWx3 uint8, depth HxW float32 metres (NaN where invalid), label HxW uint8 (0..40).
+    Frames: rgb HxWx3 uint8, depth HxW float32 metres (0 where invalid), label HxW uint8 (0..40).
     """
 
     def __init__(
@@ -154,7 +154,7 @@ class NYUv2Mat:
         i = self.indices[index] - 1
         rgb = np.ascontiguousarray(np.asarray(self._file["images"][i]).transpose(2, 1, 0))
         depth = np.ascontiguousarray(np.asarray(self._file[self._depth_key][i], dtype=np.float32).T)
-        depth[~(depth > 0) | ~np.isfinite(depth)] = np.nan
+        depth[~(depth > 0) | ~np.isfinite(depth)] = 0.0
         raw = np.asarray(self._file["labels"][i]).T
         if raw.max(initial=0) > 894:
             raise ValueError(f"{self.path}: frame {i + 1} has label ids above 894")

@@ -12,7 +12,7 @@ class SegRecord:
     """One training/evaluation sample.
 
     rgb: HxWx3 uint8 RGB. label: HxW integer class ids, 0 = ignore/unlabelled, 1..C = classes in
-    the reader's ``class_names`` order. depth: HxW float32 metres (NaN/0 invalid) or None.
+    the reader's ``class_names`` order. depth: HxW float32 metres (0 = invalid) or None.
     K: 3x3 float64 intrinsics of this image or None. x: a precomputed HxWx3 uint8 X-modality image
     (e.g. normals written by a monocular predictor) or None. name: sample id.
     """
@@ -36,22 +36,23 @@ def load_x_file(path: "str | os.PathLike[str]") -> tuple[np.ndarray | None, np.n
 
     8-bit 3-channel PNG/JPG: an X image as is (e.g. normals RGB from a monocular predictor).
     16-bit single-channel PNG: depth in millimetres (0 = invalid). ``.npy`` float HxW: depth in metres.
+    Depth comes back as HxW float32 metres with 0 = invalid (NaN, inf and negatives in a ``.npy`` too).
     """
     import cv2
 
     p = str(path)
+    from ..geometry.depth import decode_depth, depth_mm_to_m
+
     if p.endswith(".npy"):
         d = np.load(p).astype(np.float32)
         if d.ndim != 2:
             raise ValueError(f"{p}: expected an HxW depth array in metres, got shape {d.shape}")
-        return None, d
+        return None, decode_depth(d, "32FC1")[0]  # NaN, inf, <= 0 -> 0 (invalid)
     img = cv2.imread(p, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"cannot read X file {p}")
     if img.dtype == np.uint16 and img.ndim == 2:
-        d = img.astype(np.float32) / 1000.0
-        d[img == 0] = np.nan
-        return None, d
+        return None, depth_mm_to_m(img)
     if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
     raise ValueError(f"{p}: X file must be 8-bit RGB (an X image) or 16-bit 1-channel (depth mm), got {img.dtype} {img.shape}")

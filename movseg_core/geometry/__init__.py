@@ -5,7 +5,7 @@ Torch tensors in and out (CPU or CUDA); numpy in gives numpy out. Depth in metre
 0 where invalid), K the 3x3 pinhole intrinsics of the image it describes.
 """
 from .camera import backproject, check_intrinsics, crop_intrinsics, scale_intrinsics
-from .depth import DEPTH_ENCODINGS, decode_depth
+from .depth import DEPTH_ENCODINGS, decode_depth, depth_m_to_mm, depth_mm_to_m
 from .modality import HHAConfig, depth_to_rgb, estimate_up, hha, normals_to_rgb
 from .normals import NormalsConfig, normals_from_depth, prepare_cpu_normals
 from .viz import save_geometry_pngs
@@ -18,6 +18,8 @@ __all__ = [
     "check_intrinsics",
     "crop_intrinsics",
     "decode_depth",
+    "depth_m_to_mm",
+    "depth_mm_to_m",
     "depth_to_rgb",
     "estimate_up",
     "hha",

@@ -1,4 +1,9 @@
-"""Depth image decoding per REP 118: ``16UC1`` millimetres and ``32FC1`` metres."""
+"""Depth conventions in one place: REP 118 decoding (``16UC1``/``mono16`` millimetres, ``32FC1``
+metres) and the millimetre <-> metre conversion every reader, bag and player uses.
+
+Depth in this project is HxW float32 metres with 0 = invalid (never NaN); stored or sent depth is
+uint16 millimetres with 0 = invalid.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +11,36 @@ import torch
 
 from ._tensor import ArrayLike, like_input, to_tensor
 
-#: Encodings accepted by :func:`decode_depth` -> scale to metres. ``mono16`` is what many
-#: drivers publish for millimetre depth; REP 118 names ``16UC1``.
-DEPTH_ENCODINGS: dict[str, float] = {"16UC1": 1e-3, "mono16": 1e-3, "32FC1": 1.0}
+#: The depth encodings of ``sensor_msgs/Image`` the project accepts (node, bags, replay) -> unit.
+#: ``mono16`` is what many drivers publish for millimetre depth; REP 118 names ``16UC1``.
+DEPTH_ENCODINGS: dict[str, str] = {"16UC1": "mm", "mono16": "mm", "32FC1": "m"}
+
+_MM_PER_M = 1000.0
+
+
+def depth_mm_to_m(mm: np.ndarray) -> np.ndarray:
+    """HxW unsigned 16-bit millimetres (0 = invalid) -> HxW float32 metres (0 = invalid).
+
+    Each value is ``mm / 1000`` rounded once to float32, so :func:`depth_m_to_mm` gives ``mm`` back.
+    """
+    mm = np.asarray(mm)
+    if mm.dtype != np.uint16:
+        raise ValueError(f"depth: expected uint16 millimetres, got dtype {mm.dtype}")
+    return mm.astype(np.float32) / np.float32(_MM_PER_M)
+
+
+def depth_m_to_mm(depth: np.ndarray) -> np.ndarray:
+    """HxW metres -> HxW uint16 millimetres, rounded to the nearest millimetre (halves to even).
+
+    0 = invalid: 0, NaN, +-inf and negative metres, and depths under 0.5 mm, become 0.
+    Depths beyond 65.535 m are clipped to 65535 (the largest 16UC1 value).
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(d) & (d > 0)
+    mm = np.zeros(d.shape, dtype=np.uint16)
+    mm[ok] = np.clip(np.rint(d[ok] * _MM_PER_M), 0, 65535).astype(np.uint16)
+    return mm
 
 _INT_DTYPES = (torch.uint8, torch.int16, torch.int32, torch.int64)
 
@@ -47,7 +79,7 @@ def decode_depth(
         t = t.to(torch.int32)
         if bool((t < 0).any()) or bool((t > 65535).any()):
             raise ValueError(f"raw: encoding {encoding} values must lie in 0..65535")
-        depth = t.to(torch.float32) * DEPTH_ENCODINGS[encoding]
+        depth = t.to(torch.float32) / _MM_PER_M  # the rounding of depth_mm_to_m
     valid = torch.isfinite(depth) & (depth > 0)
     if valid_range is not None:
         lo, hi = _check_range(valid_range)
@@ -78,7 +110,7 @@ def _decode_numpy(raw: np.ndarray, encoding: str, valid_range: tuple[float, floa
     else:
         if raw.dtype != np.uint16:
             raise ValueError(f"raw: encoding {encoding} needs unsigned 16-bit millimetres, got dtype {raw.dtype}")
-        depth = raw.astype(np.float32) * np.float32(DEPTH_ENCODINGS[encoding])
+        depth = depth_mm_to_m(raw)
         valid = raw > 0
     if valid_range is not None:
         lo, hi = _check_range(valid_range)
