@@ -11,22 +11,14 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from movseg_ros.launch_config import LAUNCH_ARGUMENTS, PARAMETER_OVERRIDES, REMAPPED_INPUTS, default_config_path
+from movseg_ros.launch_config import LAUNCH_ARGUMENTS, node_settings
 
 
 def _node(context):
     v = {name: context.perform_substitution(LaunchConfiguration(name)) for name in LAUNCH_ARGUMENTS}
-    overrides = {param: v[arg] for arg, param in PARAMETER_OVERRIDES.items() if v[arg]}
-    return [Node(
-        package="movseg_ros",
-        executable="movseg_node",
-        name="movseg",
-        namespace=v["namespace"],
-        parameters=[v["config"] or str(default_config_path()), overrides],
-        remappings=[(node_topic, v[arg]) for node_topic, arg in REMAPPED_INPUTS.items()],
-        output="screen",
-        emulate_tty=True,
-    )]
+    # name, namespace, parameters (YAML keyed '/**': applies in any namespace) and remappings
+    return [Node(package="movseg_ros", executable="movseg_node", output="screen", emulate_tty=True,
+                 **node_settings(v))]
 
 
 def generate_launch_description():

@@ -27,6 +27,9 @@ REMAPPED_INPUTS = {
 #: launch argument -> node parameter it overrides when not empty
 PARAMETER_OVERRIDES = {"device": "segmenter.clip.device"}
 
+#: the node's name; its full name is ``/<namespace>/movseg``
+NODE_NAME = "movseg"
+
 
 def default_config_path() -> Path:
     """config/segment.yaml: in the source tree, else in the installed share directory."""
@@ -38,15 +41,26 @@ def default_config_path() -> Path:
     return Path(get_package_share_directory("movseg_ros")) / "config" / "segment.yaml"
 
 
-def node_arguments(values: dict[str, str]) -> list[str]:
-    """``--ros-args`` for the node, exactly what the launch file configures."""
+def node_settings(values: dict[str, str]) -> dict:
+    """launch_ros ``Node`` keyword arguments for the launch ``values`` (missing ones at their defaults):
+    name, namespace, parameters (the YAML path, then a dict of launch-argument overrides) and remappings."""
     v = {k: values.get(k, d) for k, (d, _) in LAUNCH_ARGUMENTS.items()}
-    args = ["--ros-args", "--params-file", v["config"] or str(default_config_path())]
-    if v["namespace"]:
-        args += ["-r", f"__ns:={v['namespace'] if v['namespace'].startswith('/') else '/' + v['namespace']}"]
-    for node_topic, arg in REMAPPED_INPUTS.items():
-        args += ["-r", f"{node_topic}:={v[arg]}"]
-    for arg, param in PARAMETER_OVERRIDES.items():
-        if v[arg]:
-            args += ["-p", f"{param}:={v[arg]}"]
+    return {"name": NODE_NAME, "namespace": v["namespace"],
+            "parameters": [v["config"] or str(default_config_path()),
+                           {param: v[arg] for arg, param in PARAMETER_OVERRIDES.items() if v[arg]}],
+            "remappings": [(node_topic, v[arg]) for node_topic, arg in REMAPPED_INPUTS.items()]}
+
+
+def node_arguments(values: dict[str, str]) -> list[str]:
+    """``--ros-args`` for the node, exactly what the launch file configures (:func:`node_settings`)."""
+    s = node_settings(values)
+    args = ["--ros-args", "-r", f"__node:={s['name']}"]
+    if s["namespace"]:
+        args += ["-r", f"__ns:={s['namespace'] if s['namespace'].startswith('/') else '/' + s['namespace']}"]
+    path, overrides = s["parameters"]
+    args += ["--params-file", path]
+    for src, dst in s["remappings"]:
+        args += ["-r", f"{src}:={dst}"]
+    for param, value in overrides.items():
+        args += ["-p", f"{param}:={value}"]
     return args

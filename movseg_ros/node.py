@@ -41,7 +41,7 @@ from movseg_core.viz import overlay
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
                                     depth_to_raw, unsupported_depth)
 from movseg_ros.msg import LabelInfo
-from movseg_ros.params import field_types, flatten_dataclass, unflatten
+from movseg_ros.params import check_params_files, field_types, flatten_dataclass, unflatten
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
@@ -109,8 +109,10 @@ def declared_parameter_names() -> list[str]:
 
 
 class MovsegNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, argv: typing.Sequence[str] = (), **kwargs):
         super().__init__("movseg", **kwargs)
+        # a --params-file in argv that names no entry for this node (e.g. 'movseg:' under a namespace) is an error
+        check_params_files(argv, self.get_fully_qualified_name())
         self.stats: Counter = Counter()
         self.stage_ms: dict[str, list[float]] = defaultdict(list)  # worker writes, the log timer reads
         self._stage_lock = threading.Lock()
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.ALL)
     node = None
     try:
-        node = MovsegNode()
+        node = MovsegNode(argv if argv is not None else sys.argv)
         # single-threaded: rclpy's MultiThreadedExecutor busy-loops on a 30 Hz image stream (100 %
         # of a core, 4.6 of 30 messages/s taken here; ros2/rclpy#1223, #1452), starving the model
         executor = SingleThreadedExecutor()

@@ -1,18 +1,22 @@
 """The launch file, the runner, the YAML and the node's declared parameters cannot drift apart."""
 import ast
+import os
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import REPO
-from movseg_ros.launch_config import LAUNCH_ARGUMENTS, PARAMETER_OVERRIDES, REMAPPED_INPUTS, node_arguments
+from conftest import PYTHON, REPO
+from movseg_ros.launch_config import LAUNCH_ARGUMENTS, PARAMETER_OVERRIDES, REMAPPED_INPUTS, node_arguments, node_settings
 
 LAUNCH_FILE = REPO / "launch" / "segment.launch.py"
 
 
 def yaml_parameters(path: Path) -> dict:
     doc = yaml.safe_load(path.read_text())
-    assert list(doc) == ["movseg"], f"{path.name}: parameters must sit under the node name 'movseg'"
+    assert list(doc) == ["/**"], f"{path.name}: parameters must sit under '/**' (the node in any namespace)"
     flat = {}
 
     def walk(prefix, node):
@@ -22,7 +26,7 @@ def yaml_parameters(path: Path) -> dict:
                 walk(name, v)
             else:
                 flat[name] = v
-    walk("", doc["movseg"]["ros__parameters"])
+    walk("", doc["/**"]["ros__parameters"])
     return flat
 
 
@@ -51,12 +55,15 @@ def test_launch_overrides_name_declared_parameters():
 def test_launch_file_starts_the_installed_node_from_the_shared_settings():
     tree = ast.parse(LAUNCH_FILE.read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    assert {"LAUNCH_ARGUMENTS", "PARAMETER_OVERRIDES", "REMAPPED_INPUTS", "default_config_path"} <= names
+    assert {"LAUNCH_ARGUMENTS", "node_settings"} <= names
     node_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node")
     kw = {k.arg: k.value for k in node_call.keywords}
     assert ast.literal_eval(kw["package"]) == "movseg_ros"
     assert ast.literal_eval(kw["executable"]) == "movseg_node"
-    assert ast.literal_eval(kw["name"]) == "movseg"  # the YAML's top-level key
+    # name, namespace, parameters and remappings all come from node_settings (what `movseg run` uses)
+    (splat,) = [k.value for k in node_call.keywords if k.arg is None]
+    assert splat.func.id == "node_settings"
+    assert set(node_settings({})) == {"name", "namespace", "parameters", "remappings"}
     cmake = (REPO / "CMakeLists.txt").read_text()
     assert "scripts/movseg_node" in cmake and "DESTINATION lib/${PROJECT_NAME}" in cmake
     assert "install(DIRECTORY launch config" in cmake
@@ -70,8 +77,131 @@ def test_node_subscribes_to_the_remapped_inputs():
 
 def test_runner_builds_the_launch_configuration():
     args = node_arguments({"namespace": "robot1", "color_topic": "/cam/rgb", "device": "cpu"})
-    assert args[:3] == ["--ros-args", "--params-file", str(REPO / "config" / "segment.yaml")]
+    assert args[0] == "--ros-args" and "__node:=movseg" in args
+    assert args[args.index("--params-file") + 1] == str(REPO / "config" / "segment.yaml")
     assert "__ns:=/robot1" in args
     assert "camera/color/image_raw:=/cam/rgb" in args
     assert "segmenter.clip.device:=cpu" in args
     assert not any(a.startswith("segmenter.clip.device") for a in node_arguments({}))
+
+
+# --------------------------------------------------------------------------- the YAML under a namespace, over DDS
+#: tiny random CLIP so the node starts in seconds; depth.max_m and log_period_s are the non-default values read back
+TINY = {"segmenter": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
+                      "dense": {"short_side": 112}},
+        "depth": {"max_m": 4.25}, "log_period_s": 7.5, "queries": ["mug", "desk"]}
+
+
+def shipped_yaml_with(tmp_path: Path, values: dict) -> Path:
+    """config/segment.yaml as shipped (same top-level key), with ``values`` merged into its parameters."""
+    doc = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())
+    (key,) = doc
+
+    def merge(dst, src):
+        for k, v in src.items():
+            if isinstance(v, dict):
+                merge(dst.setdefault(k, {}), v)
+            else:
+                dst[k] = v
+    merge(doc[key]["ros__parameters"], values)
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def read_parameters(node_fqn: str, names: list[str], proc, timeout: float = 120.0) -> dict:
+    """Ask the running node ``node_fqn`` for ``names`` over DDS (its get_parameters service)."""
+    import rclpy
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    from conftest import spin_until
+
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node(f"movseg_param_reader_{os.getpid()}", context=ctx)
+    try:
+        client = AsyncParameterClient(node, node_fqn)
+        deadline = time.monotonic() + timeout
+        fut = None
+        while fut is None or not fut.done():  # the node answers once its set-up is done and it spins
+            assert proc.proc.poll() is None, f"node exited ({proc.proc.returncode}):\n{proc.output()}"
+            assert time.monotonic() < deadline, f"{node_fqn} did not answer get_parameters:\n{proc.output()}"
+            if fut is None and client.services_are_ready():
+                fut = client.get_parameters(names)
+            spin_until(node, lambda: fut is not None and fut.done(), 1.0)
+        return {n: parameter_value_to_python(v) for n, v in zip(names, fut.result().values)}
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_movseg_run_applies_the_yaml_under_a_namespace(tmp_path, ros_processes):
+    cfg = shipped_yaml_with(tmp_path, TINY)
+    proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg), "--namespace", "robot1"],
+                         "run-ns")
+    got = read_parameters("/robot1/movseg", ["depth.max_m", "log_period_s", "queries", "segmenter.clip.model_name"],
+                          proc)
+    assert got == {"depth.max_m": 4.25, "log_period_s": 7.5, "queries": ["mug", "desk"],
+                   "segmenter.clip.model_name": "movseg-tiny-vit"}, proc.output()
+
+
+def launch_ros_command(settings: dict, tmp_path: Path) -> list[str]:
+    """The node command line launch_ros's ``Node(**settings)`` runs (launch_ros/actions/node.py at ros2/launch_ros
+    f9ab937: ``-r __node:=NAME``, ``-r __ns:=/NS``, a path as ``--params-file PATH``, a dict written to a YAML
+    keyed by the node's full name and passed as ``--params-file``, remappings as ``-r FROM:=TO``)."""
+    ns = settings["namespace"]
+    ns = ("" if not ns else ns if ns.startswith("/") else "/" + ns)
+    fqn = f"{ns}/{settings['name']}"
+    cmd = ["--ros-args", "-r", f"__node:={settings['name']}"] + (["-r", f"__ns:={ns}"] if ns else [])
+    for i, p in enumerate(settings["parameters"]):
+        if isinstance(p, dict):
+            path = tmp_path / f"launch_params_{i}"
+            path.write_text(yaml.dump({fqn: {"ros__parameters": p}}, default_flow_style=False))
+            p = str(path)
+        cmd += ["--params-file", str(p)]
+    for src, dst in settings["remappings"]:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+def test_launch_file_applies_the_yaml_under_a_namespace(tmp_path, ros_processes):
+    cfg = shipped_yaml_with(tmp_path, {**TINY, "segmenter": {**TINY["segmenter"], "clip": {
+        **TINY["segmenter"]["clip"], "device": "auto"}}})
+    settings = node_settings({"config": str(cfg), "namespace": "robot2", "device": "cpu"})
+    proc = ros_processes([PYTHON, "-m", "movseg_ros.node", *launch_ros_command(settings, tmp_path)], "launch-ns")
+    got = read_parameters("/robot2/movseg", ["depth.max_m", "log_period_s", "segmenter.clip.device"], proc)
+    assert got == {"depth.max_m": 4.25, "log_period_s": 7.5, "segmenter.clip.device": "cpu"}, proc.output()
+
+
+def test_a_yaml_that_misses_the_node_is_an_error(tmp_path):
+    """A file keyed 'movseg:' sets nothing on /robot1/movseg: the node says so and exits 1 (not defaults)."""
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": TINY}}))
+    r = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg), "--namespace", "robot1"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sets nothing for the node /robot1/movseg" in r.stderr and "'/**:'" in r.stderr
+
+
+@pytest.mark.parametrize("key", ["/**", "movseg", "/movseg", "/robot1/movseg", "/*/movseg", "/**/movseg",
+                                 "robot1/movseg", "other", "/robot1/*"])
+@pytest.mark.parametrize("namespace", ["", "/robot1", "/a/b"])
+def test_node_key_matching_agrees_with_rclpy(tmp_path, key, namespace):
+    """params.node_key_matches decides as rclpy does (rclpy applies the file or not)."""
+    import rclpy
+    from rclpy.node import Node
+
+    from movseg_ros.params import node_key_matches
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({key: {"ros__parameters": {"probe": 7}}}))
+    ctx = rclpy.context.Context()
+    rclpy.init(args=["x", "--ros-args", "--params-file", str(path)] + (["-r", f"__ns:={namespace}"] if namespace else []),
+               context=ctx)
+    node = Node("movseg", context=ctx, automatically_declare_parameters_from_overrides=True)
+    try:
+        assert node_key_matches(key, node.get_fully_qualified_name()) == node.has_parameter("probe")
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
