@@ -183,22 +183,11 @@ def crop_embeddings(clip, rgb: np.ndarray, segments: np.ndarray, n_segments: int
 
 
 def _encode_at(clip, images: torch.Tensor) -> torch.Tensor:
-    """Global embeddings of normalised images of any square size (dense path with the vanilla block)."""
+    """Global embeddings of normalised images of any square size (positional embedding interpolated)."""
     if tuple(images.shape[-2:]) == clip.image_size:
         return clip.encode_images(images)
-    from movseg_core.clip import interpolate_pos_embed
-
-    v = clip.model.visual
-    gh, gw = images.shape[-2] // clip.patch, images.shape[-1] // clip.patch
     with clip._autocast():
-        t = v.conv1(images)
-        b, c = t.shape[:2]
-        t = t.flatten(2).transpose(1, 2)
-        t = torch.cat([v.class_embedding.view(1, 1, -1).expand(b, 1, c).to(t.dtype), t], 1)
-        t = v.ln_pre(t + interpolate_pos_embed(v.positional_embedding, clip.grid, (gh, gw)).to(t.dtype))
-        t = v.transformer(t)
-        pooled, _ = v._pool(t)
-        emb = pooled @ v.proj if v.proj is not None else pooled
+        emb = clip.vision.encode(images)
     return F.normalize(emb.float(), dim=-1)
 
 

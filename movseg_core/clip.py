@@ -360,17 +360,61 @@ def _gaussian_bias(grid: tuple[int, int], sigma: float, device, dtype) -> torch.
     return bias
 
 
+#: What :class:`OpenClipVision` supports, in words (also the start of its error message).
+SUPPORTED_VISION = (
+    "an open_clip VisionTransformer (conv1 patch embedding, class token, no attention pooling) whose "
+    "blocks are open_clip.transformer.ResidualAttentionBlock built on torch.nn.MultiheadAttention with a "
+    "packed in_proj, batch first (open_clip_torch 3.x, pinned 3.3.0 in constraints.txt)"
+)
+
+
+class UnsupportedOpenClipError(ValueError):
+    """The open_clip model is not of a structure :class:`OpenClipVision` knows (see :data:`SUPPORTED_VISION`)."""
+
+
+def check_block(block: torch.nn.Module, where: str = "block") -> torch.nn.MultiheadAttention:
+    """The block's ``nn.MultiheadAttention``, or :class:`UnsupportedOpenClipError` saying what is supported.
+
+    Supported: ``open_clip.transformer.ResidualAttentionBlock`` (``ln_1``, ``attn``, ``ls_1``, ``ln_2``,
+    ``mlp``, ``ls_2``) whose ``attn`` is a batch-first ``torch.nn.MultiheadAttention`` with one packed
+    ``in_proj`` (q, k and v of the same width). open_clip's main branch builds its blocks on its own
+    attention module instead: such blocks are refused here rather than silently mis-read.
+    """
+    from open_clip.transformer import ResidualAttentionBlock
+
+    attn = getattr(block, "attn", None)
+    ok = (isinstance(block, ResidualAttentionBlock) and isinstance(attn, torch.nn.MultiheadAttention)
+          and attn._qkv_same_embed_dim and attn.batch_first
+          and all(hasattr(block, a) for a in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2")))
+    if not ok:
+        raise UnsupportedOpenClipError(
+            f"unsupported open_clip {where}: {type(block).__module__}.{type(block).__qualname__} with attention "
+            f"{type(attn).__module__}.{type(attn).__qualname__}"
+            + (f" (batch_first={attn.batch_first})" if isinstance(attn, torch.nn.MultiheadAttention) else "")
+            + f". movseg_core.clip.OpenClipVision supports {SUPPORTED_VISION}; install that version or "
+            "extend OpenClipVision for this block type"
+        )
+    return attn
+
+
 def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: tuple[int, int],
                      naclip_sigma: float = 5.0) -> torch.Tensor:
     """Apply the training-free variant ``mode`` of an open_clip ``ResidualAttentionBlock`` to ``x``.
 
     x: ``B x (1+N) x C`` tokens (class token first, batch first). Returns ``B x (1+N) x C``.
+    With q, k, v = in_proj(ln_1(x)) split into heads, d = head width, s = 1/sqrt(d):
+
+    - maskclip: out_proj(v) (value embedding; no residual, no FFN);
+    - sclip: x + ls_1(out_proj((softmax(s q q^T) + softmax(s k k^T)) v)) (no FFN);
+    - clearclip: out_proj(softmax(s q q^T) v) (no residual, no FFN);
+    - naclip: out_proj(softmax(s k k^T + G) v), G = -|p_i - p_j|^2 / (2 sigma^2) between patch
+      positions (0 for the class token) (no residual, no FFN);
+    - vanilla: the block unchanged.
+    Raises :class:`UnsupportedOpenClipError` for blocks of another structure.
     """
+    attn = check_block(block)
     if mode == "vanilla":
         return block(x)
-    attn = getattr(block, "attn", None)
-    if not isinstance(attn, torch.nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
-        raise ValueError("dense features need open_clip's standard ResidualAttentionBlock (nn.MultiheadAttention)")
     b, n, c = x.shape
     heads = attn.num_heads
     hd = c // heads
@@ -400,6 +444,117 @@ def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: t
     return out
 
 
+class OpenClipVision:
+    """The one adapter over open_clip's VisionTransformer internals (patch embedding, positional
+    embedding, blocks, pooling, projection); the segmenter, the crop member, mask prompt tuning and
+    the tiny-CLIP training use only this. Supported models: :data:`SUPPORTED_VISION`; others raise
+    :class:`UnsupportedOpenClipError` at construction, with a message saying so.
+
+    Token tensors are batch first: ``B x (1+N) x C`` with the class token first, N = gh*gw patches.
+    The adapter holds no weights of its own: training the tower through it trains open_clip's.
+    """
+
+    def __init__(self, visual: torch.nn.Module):
+        missing = [a for a in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer",
+                               "ln_post", "proj", "patch_size", "grid_size", "image_size", "_pool")
+                   if not hasattr(visual, a)]
+        if missing:
+            raise UnsupportedOpenClipError(f"unsupported open_clip visual tower {type(visual).__qualname__} "
+                                           f"(no {missing}); supported: {SUPPORTED_VISION}")
+        if getattr(visual, "attn_pool", None) is not None:
+            raise UnsupportedOpenClipError(f"attentional-pool ViTs are not supported; supported: {SUPPORTED_VISION}")
+        blocks = getattr(visual.transformer, "resblocks", None)
+        if blocks is None or len(blocks) == 0 or not getattr(visual.transformer, "batch_first", True):
+            raise UnsupportedOpenClipError(f"unsupported open_clip transformer; supported: {SUPPORTED_VISION}")
+        for i, blk in enumerate(blocks):
+            check_block(blk, f"vision block {i}")
+        self.visual = visual
+        self.blocks = blocks
+        self.patch = int(visual.patch_size[0])
+        self.grid = tuple(int(g) for g in visual.grid_size)
+        self.image_size = tuple(int(s) for s in visual.image_size)
+        self.width = int(visual.conv1.out_channels)
+        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        self._pos_lock = threading.Lock()
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.visual.output_dim)
+
+    def pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Positional embedding ``(1 + gh*gw) x C`` for a patch grid (bicubic-interpolated if not native).
+
+        Interpolated copies are cached per grid and weight version (so a tower being trained is never
+        served a stale copy); the native grid returns the parameter itself (gradients flow).
+        """
+        pos = self.visual.positional_embedding
+        if tuple(grid) == self.grid:
+            return pos
+        if torch.is_grad_enabled() and pos.requires_grad:
+            return interpolate_pos_embed(pos, self.grid, grid)
+        key = (tuple(grid), pos.data_ptr(), pos._version)
+        with self._pos_lock:
+            if key not in self._pos_cache:
+                self._pos_cache = {k: v for k, v in self._pos_cache.items() if k[1:] == key[1:]}
+                self._pos_cache[key] = interpolate_pos_embed(pos.detach(), self.grid, grid)
+            return self._pos_cache[key]
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``B x 3 x H x W`` (multiples of the patch) -> patch embeddings ``B x gh*gw x C``."""
+        return self.visual.conv1(images).flatten(2).transpose(1, 2)
+
+    def embed(self, images: torch.Tensor, patch_hook=None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Tokens entering the first block ``B x (1+N) x C`` and the patch grid (gh, gw).
+
+        patch_hook: optional function of the patch embeddings ``B x N x C`` returning replacements
+        (applied before the positional embedding; mask prompt tuning replaces masked-out patches).
+        """
+        v = self.visual
+        grid = (images.shape[-2] // self.patch, images.shape[-1] // self.patch)
+        t = self.patch_tokens(images)
+        if patch_hook is not None:
+            t = patch_hook(t)
+        cls = v.class_embedding.view(1, 1, -1).expand(t.shape[0], 1, -1).to(t.dtype)
+        t = torch.cat([cls, t], 1) + self.pos_embed(grid).to(t.dtype)
+        return v.ln_pre(t), grid
+
+    def trunk(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens through every block but the last."""
+        for blk in self.blocks[:-1]:
+            tokens = blk(tokens)
+        return tokens
+
+    def last_block(self, tokens: torch.Tensor, mode: str = "vanilla", grid: tuple[int, int] | None = None,
+                   naclip_sigma: float = 5.0) -> torch.Tensor:
+        """Tokens through the last block, unchanged (``vanilla``) or a dense variant (:func:`dense_last_block`)."""
+        if mode == "vanilla":
+            return self.blocks[-1](tokens)
+        return dense_last_block(self.blocks[-1], tokens, mode, grid or self.grid, naclip_sigma)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final tokens -> global image embeddings ``B x D`` (open_clip's pooling and projection; not normalised)."""
+        pooled, _ = self.visual._pool(tokens)
+        proj = self.visual.proj
+        return pooled @ proj.to(pooled.dtype) if proj is not None else pooled
+
+    def patches(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final tokens -> projected patch embeddings ``B x N x D`` (``ln_post`` then ``proj``; not normalised)."""
+        t = self.visual.ln_post(tokens[:, 1:])
+        proj = self.visual.proj
+        return t @ proj.to(t.dtype) if proj is not None else t
+
+    def encode(self, images: torch.Tensor, patch_hook=None) -> torch.Tensor:
+        """Global embeddings ``B x D`` (not normalised) of normalised images of any size that is a multiple
+        of the patch (the positional embedding is interpolated); equals open_clip's at the native size."""
+        t, _ = self.embed(images, patch_hook)
+        return self.pool(self.last_block(self.trunk(t)))
+
+    def dense(self, images: torch.Tensor, mode: str, naclip_sigma: float = 5.0) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch embeddings ``B x N x D`` (not normalised) with the last block in ``mode``, and the grid."""
+        t, grid = self.embed(images)
+        return self.patches(self.last_block(self.trunk(t), mode, grid, naclip_sigma)), grid
+
+
 def window_origins(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of windows of size ``window`` covering ``[0, length)`` with the last flush at the end."""
     if window >= length:
@@ -427,13 +582,14 @@ class ClipModel:
         self.model = model if model is not None else create_open_clip(self.cfg, self.device)
         self.model.to(self.device)
         visual = self.model.visual
-        if not hasattr(visual, "conv1") or not hasattr(visual, "positional_embedding"):
-            raise ValueError(f"{self.cfg.model_name}: dense features need an open_clip VisionTransformer")
-        if getattr(visual, "attn_pool", None) is not None:
-            raise ValueError(f"{self.cfg.model_name}: attentional-pool ViTs are not supported for dense features")
-        self.patch = int(visual.patch_size[0])
-        self.grid = tuple(int(g) for g in visual.grid_size)
-        self.image_size = tuple(int(s) for s in visual.image_size)
+        try:
+            self.vision = OpenClipVision(visual)
+        except UnsupportedOpenClipError as exc:
+            raise UnsupportedOpenClipError(f"{self.cfg.model_name}: {exc}") from exc
+        self._visions: dict[int, OpenClipVision] = {id(visual): self.vision}
+        self.patch = self.vision.patch
+        self.grid = self.vision.grid
+        self.image_size = self.vision.image_size
         pp = getattr(visual, "preprocess_cfg", {}) or {}
         self.mean = torch.tensor(pp.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(3, 1, 1)
         self.std = torch.tensor(pp.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(3, 1, 1)
@@ -442,8 +598,6 @@ class ClipModel:
         self.templates = resolve_templates(self.cfg.templates)
         self.text_cache = TextEmbeddingCache(self.model, self.tokenizer, self.templates, self.device)
         self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100.0).item())
-        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
-        self._pos_lock = threading.Lock()
 
     @property
     def embed_dim(self) -> int:
@@ -468,34 +622,23 @@ class ClipModel:
         t = t.permute(2, 0, 1).float().div_(255.0)
         return ((t - self.mean) / self.std).unsqueeze(0)
 
-    def _pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
-        with self._pos_lock:
-            if grid not in self._pos_cache:
-                pos = self.model.visual.positional_embedding.detach()
-                self._pos_cache[grid] = interpolate_pos_embed(pos, self.grid, grid)
-            return self._pos_cache[grid]
+    def vision_of(self, visual: torch.nn.Module | None = None) -> OpenClipVision:
+        """The :class:`OpenClipVision` adapter of this model's visual tower or of another one of the same
+        architecture (CLIP-X weights), each with its own positional-embedding cache."""
+        if visual is None:
+            return self.vision
+        if id(visual) not in self._visions:
+            self._visions[id(visual)] = OpenClipVision(visual)
+        return self._visions[id(visual)]
 
     @torch.no_grad()
     def _forward_dense(self, x: torch.Tensor, mode: str, naclip_sigma: float,
                        visual: torch.nn.Module | None = None) -> torch.Tensor:
         """Normalised images ``B x 3 x H x W`` (H, W multiples of the patch) -> ``B x D x h x w``."""
-        v = visual if visual is not None else self.model.visual
         with self._autocast():
-            t = v.conv1(x)
-            b, c, gh, gw = t.shape
-            t = t.flatten(2).transpose(1, 2)
-            cls = v.class_embedding.view(1, 1, -1).expand(b, 1, c).to(t.dtype)
-            t = torch.cat([cls, t], 1) + self._pos_embed((gh, gw)).to(t.dtype)
-            t = v.ln_pre(t)
-            blocks = v.transformer.resblocks
-            for blk in blocks[:-1]:
-                t = blk(t)
-            t = dense_last_block(blocks[-1], t, mode, (gh, gw), naclip_sigma)
-            t = v.ln_post(t[:, 1:])
-            if v.proj is not None:
-                t = t @ v.proj.to(t.dtype)
+            t, (gh, gw) = self.vision_of(visual).dense(x, mode, naclip_sigma)
         t = F.normalize(t.float(), dim=-1)
-        return t.transpose(1, 2).reshape(b, -1, gh, gw)
+        return t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw)
 
     def dense_input_size(self, height: int, width: int, short_side: int) -> tuple[int, int]:
         """Network input size (H', W') for an image: short side -> ``short_side``, snapped to the patch."""

@@ -212,3 +212,46 @@ def test_load_visual_weights(tmp_path, clip):
     torch.save(wrong.model.visual.state_dict(), tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="not a visual-tower state dict"):
         load_visual_weights(clip, tmp_path / "wrong.pt")
+
+
+class _OwnAttention(torch.nn.Module):
+    """Attention with separate q/k/v projections: a block type the adapter does not know (as in open_clip main)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.num_heads = heads
+        self.q, self.k, self.v, self.out = (torch.nn.Linear(width, width) for _ in range(4))
+
+    def forward(self, x, *args, **kwargs):
+        return self.out(torch.nn.functional.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x)))
+
+
+def test_open_clip_adapter_refuses_other_block_types_with_a_clear_message():
+    import copy
+
+    from movseg_core.clip import OpenClipVision, UnsupportedOpenClipError, dense_last_block
+    from movseg_core.training.prompt_tuning import MaskPromptCLIP
+    from movseg_core.training.tiny_clip import image_forward
+
+    good = _random_clip()
+    model = copy.deepcopy(good.model)
+    blk = model.visual.transformer.resblocks[-1]
+    blk.attn = _OwnAttention(64, 2)
+    expected = r"ResidualAttentionBlock built on torch\.nn\.MultiheadAttention.*_OwnAttention|_OwnAttention.*" \
+               r"ResidualAttentionBlock built on torch\.nn\.MultiheadAttention"
+    for build in (lambda: ClipModel(ClipConfig(model_name=TINY, pretrained="random", device="cpu"), model=model),
+                  lambda: OpenClipVision(model.visual),
+                  lambda: MaskPromptCLIP(model),
+                  lambda: image_forward(model, torch.zeros(1, 3, 64, 64), "clearclip"),
+                  lambda: dense_last_block(blk, torch.zeros(1, 17, 64), "maskclip", (4, 4))):
+        with pytest.raises(UnsupportedOpenClipError, match=expected):
+            build()
+    assert issubclass(UnsupportedOpenClipError, ValueError)
+    OpenClipVision(good.model.visual)  # the installed open_clip's own blocks are accepted
+
+
+def test_open_clip_adapter_encode_equals_open_clip_at_the_native_size(clip):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(clip.vision.encode(x), clip.model.encode_image(x), atol=1e-5)
+        assert clip.vision.encode(torch.randn(1, 3, 96, 80)).shape == (1, clip.embed_dim)  # pos interpolated

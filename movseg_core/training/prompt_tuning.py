@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..clip import OpenClipVision
 from .crops import random_batches
 
 
@@ -23,14 +24,12 @@ class MaskPromptCLIP(nn.Module):
 
     def __init__(self, clip_model: nn.Module, keep_threshold: float = 0.5):
         super().__init__()
-        v = clip_model.visual
-        if not hasattr(v, "conv1") or getattr(v, "attn_pool", None) is not None:
-            raise ValueError("mask prompt tuning needs an open_clip VisionTransformer without attention pooling")
-        self.visual = v.eval().requires_grad_(False)
-        self.patch = int(v.patch_size[0])
-        gh, gw = (int(g) for g in v.grid_size)
+        self.vision = OpenClipVision(clip_model.visual)
+        self.visual = clip_model.visual.eval().requires_grad_(False)
+        self.patch = self.vision.patch
+        gh, gw = self.vision.grid
         self.grid = (gh, gw)
-        self.prompt = nn.Parameter(torch.zeros(gh * gw, v.conv1.out_channels))
+        self.prompt = nn.Parameter(torch.zeros(gh * gw, self.vision.width))
         nn.init.normal_(self.prompt, std=0.02)
         self.keep_threshold = keep_threshold
 
@@ -41,20 +40,15 @@ class MaskPromptCLIP(nn.Module):
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Normalised crops ``B x 3 x S x S`` (S = CLIP input size) and masks ``B x S x S`` -> unit ``B x D``."""
-        v = self.visual
-        t = v.conv1(images).flatten(2).transpose(1, 2)  # B x N x C
-        keep = self.patch_keep(masks).to(t.device)
-        if keep.shape[1] != t.shape[1]:
-            raise ValueError(f"mask grid {keep.shape[1]} != patch grid {t.shape[1]} (crops must be the CLIP input size)")
-        t = torch.where(keep[..., None], t, self.prompt[None].to(t.dtype))
-        cls = v.class_embedding.view(1, 1, -1).expand(t.shape[0], 1, -1).to(t.dtype)
-        t = torch.cat([cls, t], 1) + v.positional_embedding.to(t.dtype)
-        t = v.ln_pre(t)
-        t = v.transformer(t)
-        pooled, _ = v._pool(t)
-        if v.proj is not None:
-            pooled = pooled @ v.proj
-        return F.normalize(pooled, dim=-1)
+        keep = self.patch_keep(masks).to(images.device)
+        if keep.shape[1] != self.prompt.shape[0]:
+            raise ValueError(f"mask grid {keep.shape[1]} != patch grid {self.prompt.shape[0]} "
+                             "(crops must be the CLIP input size)")
+
+        def prompt_masked_out(t: torch.Tensor) -> torch.Tensor:
+            return torch.where(keep[..., None], t, self.prompt[None].to(t.dtype))
+
+        return F.normalize(self.vision.encode(images, prompt_masked_out), dim=-1)
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from movseg_core.clip import TINY_MODEL_CONFIGS, dense_last_block, encode_text_trimmed, register_tiny_configs
+from movseg_core.clip import TINY_MODEL_CONFIGS, OpenClipVision, encode_text_trimmed, register_tiny_configs
 from movseg_core.data.captions import (
     HELD_OUT_PAIRS,
     OBJECT_TEMPLATES,
@@ -311,20 +311,15 @@ def create_model(seed: int) -> torch.nn.Module:
 def image_forward(model: torch.nn.Module, x: torch.Tensor, dense_mode: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pooled embeddings ``B x D`` and (when ``dense_mode``) patch embeddings ``B x N x D``.
 
-    The patch path runs the last block in ``dense_mode`` exactly as the segmenter's dense
-    features do (movseg_core.clip.ClipModel._forward_dense); the pooled path is open_clip's own.
+    Both go through :class:`movseg_core.clip.OpenClipVision`, the adapter the segmenter's dense
+    features use, sharing the blocks before the last: the patch path runs the last block in
+    ``dense_mode``, the pooled path the unchanged block.
     """
-    v = model.visual
-    t = v._embeds(x)
-    blocks = v.transformer.resblocks
-    for blk in blocks[:-1]:
-        t = blk(t)
-    pooled = v.ln_post(blocks[-1](t)[:, 0]) @ v.proj
-    patches = None
-    if dense_mode is not None:
-        g = int(v.grid_size[0])
-        d = dense_last_block(blocks[-1], t, dense_mode, (g, g))
-        patches = v.ln_post(d[:, 1:]) @ v.proj
+    vision = OpenClipVision(model.visual)
+    t, grid = vision.embed(x)
+    t = vision.trunk(t)
+    pooled = vision.pool(vision.last_block(t))
+    patches = vision.patches(vision.last_block(t, dense_mode, grid)) if dense_mode is not None else None
     return pooled, patches
 
 
@@ -429,7 +424,7 @@ def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 
             log.info("resumed from %s at step %d (%.1f min spent)", state_path, step, spent / 60)
         else:
             log.warning("state %s was for another config: starting fresh", state_path)
-    grid = int(model.visual.grid_size[0])
+    grid = OpenClipVision(model.visual).grid[0]
     t0 = time.monotonic()
     bar = tqdm(total=cfg.steps, initial=step, desc="tiny-clip", unit="step", disable=not progress)
     stats: dict[str, float] = {}
