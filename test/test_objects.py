@@ -1,0 +1,199 @@
+"""Instances, 2D boxes and 3D boxes from a labelled segmentation (movseg_core.objects, issue 15)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movseg_core.geometry import backproject
+from movseg_core.objects import MAX_INSTANCES, ObjectsConfig, boxes_3d, extract_objects, quat_to_matrix
+
+NAMES = ("mug", "wall", "table")  # class ids 1, 2, 3; "wall" is stuff by default
+K = np.array([[100.0, 0.0, 31.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]])
+
+
+def _frame(h: int = 48, w: int = 64):
+    return np.zeros((h, w), np.int32), np.full((h, w), 3.0, np.float32)
+
+
+def test_depth_jump_separates_same_class_neighbours_rgb_only_joins_them():
+    seg, depth = _frame()
+    seg[10:30, 10:30] = 1  # mug A at 1.0 m
+    seg[10:30, 30:50] = 2  # mug B, touching A in the image, at 1.5 m
+    depth[10:30, 10:30] = 1.0
+    depth[10:30, 30:50] = 1.5
+    labels, conf = np.array([2, 1, 1]), np.array([0.9, 0.8, 0.6])
+    rgbd = extract_objects(seg, labels, conf, NAMES, depth, K)
+    mugs = [o for o in rgbd.instances if o.name == "mug"]
+    assert len(mugs) == 2
+    assert sorted(o.box for o in mugs) == [(10, 10, 29, 29), (30, 10, 49, 29)]
+    rgb = extract_objects(seg, labels, conf, NAMES)  # no depth: image contact alone joins
+    mugs = [o for o in rgb.instances if o.name == "mug"]
+    assert len(mugs) == 1 and mugs[0].pixels == 800 and mugs[0].box == (10, 10, 49, 29)
+    # score: pixel-weighted mean of the segments' confidences (equal areas here)
+    assert mugs[0].score == pytest.approx((0.8 + 0.6) / 2)
+    assert not mugs[0].has_3d and mugs[0].centroid is None
+
+
+def test_one_segment_spanning_a_depth_step_splits_and_touching_segments_at_one_depth_join():
+    seg, depth = _frame()
+    seg[5:25, 5:45] = 1  # one segment over two objects at different depths
+    depth[5:25, 5:25] = 1.0
+    depth[5:25, 25:45] = 2.0
+    seg[30:45, 5:20] = 2  # two segments of one object at one depth: join
+    seg[30:45, 20:40] = 3
+    depth[30:45, 5:40] = 1.2
+    objs = extract_objects(seg, np.array([2, 1, 1, 1]), np.ones(4), NAMES, depth, K)
+    boxes = sorted(o.box for o in objs.instances if o.name == "mug")
+    assert boxes == [(5, 5, 24, 24), (5, 30, 39, 44), (25, 5, 44, 24)]
+    # a segment split by the step in its middle also splits without any depth elsewhere
+    assert all(o.has_3d for o in objs.instances)
+
+
+def test_stuff_is_one_region_per_class_and_ids_are_ordered_by_class_then_size():
+    seg, depth = _frame()
+    seg[:, :] = 0  # wall everywhere ...
+    seg[0:5, 0:5] = 1  # ... and a second wall segment
+    seg[20:30, 20:30] = 2  # small mug
+    seg[35:47, 2:30] = 3  # big mug
+    seg[35:47, 40:60] = 4  # table
+    objs = extract_objects(seg, np.array([2, 2, 1, 1, 3]), np.full(5, 0.5), NAMES, depth, K)
+    got = [(o.id, o.name, o.pixels) for o in objs.instances]
+    assert got == [(1, "mug", 12 * 28), (2, "mug", 100), (3, "wall", 48 * 64 - 100 - 336 - 240), (4, "table", 240)]
+    assert objs.instances[2].is_stuff and not objs.instances[0].is_stuff
+    # the instance map agrees with every record
+    for o in objs.instances:
+        m = objs.instance_map == o.id
+        ys, xs = np.nonzero(m)
+        assert m.sum() == o.pixels and (xs.min(), ys.min(), xs.max(), ys.max()) == o.box
+    assert objs.instance_map.dtype == np.uint16
+
+
+def test_disconnected_stuff_is_still_one_instance_and_all_stuff_queries_give_only_stuff():
+    seg, depth = _frame()
+    seg[:, 32:] = 1
+    seg[:, :10] = 2  # wall on both sides of the floor, not touching
+    objs = extract_objects(seg, np.array([2, 1, 2]), np.ones(3), ("floor", "wall"), depth, K)
+    assert [(o.name, o.is_stuff) for o in objs.instances] == [("floor", True), ("wall", True)]
+    assert objs.instances[1].pixels == 48 * 10 + 48 * 22
+
+
+def test_concave_valley_separates_two_touching_objects_convex_ridge_keeps_one():
+    """Two faces meeting at a depth-consistent crease: a valley (V seen from the camera: two objects
+    leaning together) splits with convexity on; a ridge (one object's two faces) stays one."""
+    h, w = 48, 64
+    u = np.arange(w, dtype=np.float64)
+    x = (u - K[0, 2]) / K[0, 0]
+    seg = np.zeros((h, w), np.int32)
+    seg[:, 32:] = 1
+    for shape, expect in (("valley", 2), ("ridge", 1)):
+        # surface Z = 2 + s |X|: s > 0 nearest at the crease (ridge), s < 0 farthest (valley).
+        s = 0.5 if shape == "ridge" else -0.5
+        # on the ray X = x Z:  Z = 2 / (1 - s |x|)
+        z = (2.0 / (1.0 - s * np.abs(x)))[None].repeat(h, 0).astype(np.float32)
+        nx = np.sign(x) * s  # gradient of Z - s|X| is (-s sign(X), 0, 1); towards the camera: (s sign(X), 0, -1)
+        n = np.stack(np.broadcast_arrays(nx[None], np.zeros((h, w)), -np.ones((h, w))), -1)
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
+        objs = extract_objects(seg, np.array([1, 1]), np.ones(2), NAMES, z, K, n.astype(np.float32),
+                               ObjectsConfig(depth_jump=0.2))
+        assert len(objs.instances) == expect, shape
+        off = extract_objects(seg, np.array([1, 1]), np.ones(2), NAMES, z, K, n.astype(np.float32),
+                              ObjectsConfig(depth_jump=0.2, convexity=False))
+        assert len(off.instances) == 1
+
+
+def test_3d_boxes_match_backproject_and_percentiles_reject_flying_pixels():
+    seg, depth = _frame()
+    seg[10:30, 10:40] = 1
+    depth[10:30, 10:40] = 2.0
+    depth[10, 20] = 9.0  # one flying pixel at the mask edge
+    objs = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K)
+    mug = next(o for o in objs.instances if o.name == "mug")
+    pts = backproject(depth, K)[10:30, 10:40].reshape(-1, 3)
+    ref = boxes_3d(pts, (2.0, 98.0))
+    for k in ("box_min", "box_max", "centroid", "obb_center", "obb_size", "obb_quat"):
+        np.testing.assert_allclose(getattr(mug, k), ref[k], atol=2e-3, err_msg=k)  # backproject: float32
+    assert mug.box_max[2] == pytest.approx(2.0)  # the 9 m pixel does not stretch the box
+    # the plane: X from (10-31.5)/100*2 = -0.43 to (39-31.5)/100*2 = 0.15 (2% trimmed), Z flat
+    assert mug.centroid[2] == pytest.approx(2.0)
+    assert mug.box_min[0] == pytest.approx(-0.43, abs=0.01) and mug.box_max[0] == pytest.approx(0.15, abs=0.01)
+    np.testing.assert_allclose(np.abs(quat_to_matrix(mug.obb_quat)), np.eye(3), atol=1e-6)  # axes x, y, z
+    assert mug.obb_size[2] == pytest.approx(0.0, abs=1e-6)  # flat: the minor axis has no extent
+
+
+def test_oriented_box_of_a_rotated_cuboid():
+    rng = np.random.default_rng(0)
+    local = rng.uniform(-0.5, 0.5, (40000, 3)) * np.array([0.8, 0.4, 0.1])
+    q = np.array([0.2, -0.3, 0.1, 0.9])
+    q /= np.linalg.norm(q)
+    R = quat_to_matrix(q)
+    pts = local @ R.T + np.array([0.3, -0.2, 2.5])
+    b = boxes_3d(pts, (0.0, 100.0))
+    np.testing.assert_allclose(b["obb_size"], [0.8, 0.4, 0.1], atol=0.015)
+    np.testing.assert_allclose(b["obb_center"], [0.3, -0.2, 2.5], atol=0.01)
+    Rb = quat_to_matrix(b["obb_quat"])
+    np.testing.assert_allclose(Rb @ Rb.T, np.eye(3), atol=1e-9)
+    assert np.linalg.det(Rb) == pytest.approx(1.0)
+    np.testing.assert_allclose(np.abs(Rb.T @ R), np.eye(3), atol=0.02)  # same axes up to sign
+
+
+def test_no_valid_depth_means_no_3d_box_and_is_counted():
+    seg, depth = _frame()
+    seg[10:30, 10:30] = 1
+    depth[10:30, 10:30] = 0.0
+    depth[12, 12] = np.nan
+    objs = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K)
+    mug = next(o for o in objs.instances if o.name == "mug")
+    assert not mug.has_3d and mug.centroid is None and mug.obb_quat is None and mug.valid_depth == 0
+    assert objs.counts["no_3d"] == 1
+
+
+def test_one_instance_covering_the_whole_image():
+    seg, depth = _frame()
+    objs = extract_objects(seg, np.array([1]), np.array([0.7]), NAMES, depth, K)
+    assert len(objs.instances) == 1
+    o = objs.instances[0]
+    assert o.box == (0, 0, 63, 47) and o.pixels == 48 * 64 and o.has_3d and o.score == pytest.approx(0.7)
+    assert (objs.instance_map == 1).all()
+
+
+def test_unknown_segments_are_not_instances():
+    seg, depth = _frame()
+    seg[:, 32:] = 1
+    objs = extract_objects(seg, np.array([0, 1]), np.ones(2), NAMES, depth, K)
+    assert [o.name for o in objs.instances] == ["mug"]
+    assert (objs.instance_map[:, :32] == 0).all()
+
+
+def test_thousands_of_tiny_segments_are_dropped_and_counted():
+    h, w = 240, 320
+    seg = (np.arange(h)[:, None] // 2 * (w // 2) + np.arange(w)[None] // 2).astype(np.int32)  # 2x2 px segments
+    n = int(seg.max()) + 1
+    labels = np.where(np.arange(n) % 2 == 0, 1, 3)  # alternating mug / table: neighbours differ in class
+    depth = (1.0 + (np.arange(h)[:, None] // 2 % 2) * 0.5 + np.zeros((1, w))).astype(np.float32)
+    objs = extract_objects(seg, labels, np.ones(n), NAMES, depth, K)
+    assert objs.counts["small"] > 1000 and objs.counts["small_pixels"] == objs.counts["small"] * 4
+    assert (objs.instance_map == 0).sum() == objs.counts["small_pixels"]
+
+
+def test_more_groups_than_an_instance_map_holds_keeps_the_largest():
+    h, w = 260, 260
+    seg = ((np.arange(h)[:, None] + np.arange(w)[None]) % 2).astype(np.int32)  # checkerboard of 2 segments
+    objs = extract_objects(seg, np.array([1, 3]), np.ones(2), NAMES, None, None, cfg=ObjectsConfig(min_pixels=1))
+    assert len(objs.instances) == MAX_INSTANCES
+    assert objs.counts["over_limit"] == h * w - MAX_INSTANCES
+    assert int(objs.instance_map.max()) == MAX_INSTANCES
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    seg, depth = _frame()
+    seg[0, 0] = 2
+    with pytest.raises(ValueError, match="one label and one confidence per segment"):
+        extract_objects(seg, np.array([1, 1]), np.ones(2), NAMES)
+    with pytest.raises(ValueError, match="outside 0..3"):
+        extract_objects(seg, np.array([1, 1, 7]), np.ones(3), NAMES)
+    with pytest.raises(ValueError, match="depth must be HxW"):
+        extract_objects(seg, np.array([1, 1, 1]), np.ones(3), NAMES, depth[:10], K)
+    with pytest.raises(ValueError, match="box_percentiles"):
+        ObjectsConfig(box_percentiles=(50, 10))
+    with pytest.raises(ValueError, match="stuff_queries"):
+        ObjectsConfig(stuff_queries="wall")
