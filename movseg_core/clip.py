@@ -36,11 +36,11 @@ import open_clip
 
 log = logging.getLogger(__name__)
 
-#: Training-free changes of the last ViT block for dense features.
-#: maskclip: value path only (out_proj(v)), no residual, no FFN (Zhou et al., ECCV 2022).
-#: sclip: correlative attention softmax(qq^T)+softmax(kk^T), residual kept, FFN dropped (Wang et al. 2024).
+#: Training-free changes of the last ViT block for dense features (as in each paper's code):
+#: maskclip: attention replaced by the value path: y = x + out_proj(v), then the FFN (Zhou et al., ECCV 2022).
+#: sclip: correlative attention softmax(qq^T)+softmax(kk^T), residual and FFN kept (Wang et al., ECCV 2024).
 #: clearclip: query-query attention, no residual, no FFN (Lan et al., ECCV 2024).
-#: naclip: key-key attention plus a Gaussian neighbourhood bias, no residual, no FFN (Hajimiri et al. 2025).
+#: naclip: key-key attention plus a Gaussian neighbourhood kernel, no residual, no FFN (Hajimiri et al., WACV 2025).
 #: vanilla: the unchanged block (CLIP's own patch tokens; a poor dense baseline, for measurement).
 DENSE_MODES = ("maskclip", "sclip", "clearclip", "naclip", "vanilla")
 
@@ -350,13 +350,15 @@ def interpolate_pos_embed(pos: torch.Tensor, src_grid: tuple[int, int], dst_grid
 
 
 def _gaussian_bias(grid: tuple[int, int], sigma: float, device, dtype) -> torch.Tensor:
-    """``(1+N) x (1+N)`` additive attention bias: -d^2 / (2 sigma^2) between patches, 0 for class token."""
+    """NACLIP's ``(1+N) x (1+N)`` additive attention term: the Gaussian kernel
+    ``exp(-d^2 / (2 sigma^2))`` of the distance d (in patches) between patch positions; 0 on the
+    class token's row and column."""
     gh, gw = grid
     ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
     pts = torch.stack([ys.flatten(), xs.flatten()], -1).to(dtype)
     d2 = torch.cdist(pts, pts).pow(2)
     bias = torch.zeros(gh * gw + 1, gh * gw + 1, device=device, dtype=dtype)
-    bias[1:, 1:] = -d2 / (2.0 * sigma * sigma)
+    bias[1:, 1:] = torch.exp(-d2 / (2.0 * sigma * sigma))
     return bias
 
 
@@ -404,11 +406,11 @@ def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: t
     x: ``B x (1+N) x C`` tokens (class token first, batch first). Returns ``B x (1+N) x C``.
     With q, k, v = in_proj(ln_1(x)) split into heads, d = head width, s = 1/sqrt(d):
 
-    - maskclip: out_proj(v) (value embedding; no residual, no FFN);
-    - sclip: x + ls_1(out_proj((softmax(s q q^T) + softmax(s k k^T)) v)) (no FFN);
+    - maskclip: y = x + ls_1(out_proj(v)); y + ls_2(mlp(ln_2(y))) (attention replaced by the value path);
+    - sclip: y = x + ls_1(out_proj((softmax(s q q^T) + softmax(s k k^T)) v)); y + ls_2(mlp(ln_2(y)));
     - clearclip: out_proj(softmax(s q q^T) v) (no residual, no FFN);
-    - naclip: out_proj(softmax(s k k^T + G) v), G = -|p_i - p_j|^2 / (2 sigma^2) between patch
-      positions (0 for the class token) (no residual, no FFN);
+    - naclip: out_proj(softmax(s k k^T + G) v), G_ij = exp(-|p_i - p_j|^2 / (2 sigma^2)) between patch
+      positions p (in patches; 0 for the class token) (no residual, no FFN);
     - vanilla: the block unchanged.
     Raises :class:`UnsupportedOpenClipError` for blocks of another structure.
     """
@@ -439,8 +441,9 @@ def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: t
         raise ValueError(f"dense mode {mode!r} not in {DENSE_MODES}")
     out = out.transpose(1, 2).reshape(b, n, c)
     out = attn.out_proj(out)
-    if mode == "sclip":
-        return x + block.ls_1(out)
+    if mode in ("maskclip", "sclip"):
+        y = x + block.ls_1(out)
+        return y + block.ls_2(block.mlp(block.ln_2(y)))
     return out
 
 

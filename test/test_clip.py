@@ -255,3 +255,79 @@ def test_open_clip_adapter_encode_equals_open_clip_at_the_native_size(clip):
     with torch.no_grad():
         assert torch.allclose(clip.vision.encode(x), clip.model.encode_image(x), atol=1e-5)
         assert clip.vision.encode(torch.randn(1, 3, 96, 80)).shape == (1, clip.embed_dim)  # pos interpolated
+
+
+def _paper_last_block(block, x: torch.Tensor, mode: str, grid: tuple[int, int], sigma: float) -> torch.Tensor:
+    """The papers' last-block formulas written out token by token, head by head, in float64.
+
+    Independent of movseg_core.clip: q/k/v from explicit weight slices, LayerNorm by hand, Gaussian
+    from explicit patch coordinates.
+    """
+    d = x.double()[0]  # (1+N) x C
+    n, c = d.shape
+    heads = block.attn.num_heads
+    hd = c // heads
+    W, b = block.attn.in_proj_weight.double(), block.attn.in_proj_bias.double()
+    Wo, bo = block.attn.out_proj.weight.double(), block.attn.out_proj.bias.double()
+
+    def layer_norm(t, ln):
+        mu = t.mean(-1, keepdim=True)
+        var = ((t - mu) ** 2).mean(-1, keepdim=True)
+        return (t - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
+
+    def ffn(t):
+        h = t @ block.mlp.c_fc.weight.double().T + block.mlp.c_fc.bias.double()
+        h = 0.5 * h * (1.0 + torch.erf(h / 2 ** 0.5))  # exact GELU
+        return h @ block.mlp.c_proj.weight.double().T + block.mlp.c_proj.bias.double()
+
+    g1 = block.ls_1.gamma.double() if hasattr(block.ls_1, "gamma") else 1.0
+    g2 = block.ls_2.gamma.double() if hasattr(block.ls_2, "gamma") else 1.0
+    h = layer_norm(d, block.ln_1)
+    q, k, v = h @ W[:c].T + b[:c], h @ W[c:2 * c].T + b[c:2 * c], h @ W[2 * c:].T + b[2 * c:]
+    coords = [(None, None)] + [divmod(i, grid[1]) for i in range(grid[0] * grid[1])]
+    omega = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(1, n):
+        for j in range(1, n):
+            dist2 = (coords[i][0] - coords[j][0]) ** 2 + (coords[i][1] - coords[j][1]) ** 2
+            omega[i, j] = np.exp(-dist2 / (2 * sigma ** 2))
+    outs = []
+    for hh in range(heads):
+        sl = slice(hh * hd, (hh + 1) * hd)
+        qh, kh, vh = q[:, sl], k[:, sl], v[:, sl]
+        s = hd ** -0.5
+        if mode == "maskclip":        # MaskCLIP: each token takes its own value
+            a = torch.eye(n, dtype=torch.float64)
+        elif mode == "sclip":         # SCLIP: correlative self-attention
+            a = torch.softmax(s * qh @ qh.T, -1) + torch.softmax(s * kh @ kh.T, -1)
+        elif mode == "clearclip":     # ClearCLIP: query-query attention
+            a = torch.softmax(s * qh @ qh.T, -1)
+        else:                         # NACLIP: key-key attention + Gaussian neighbourhood kernel
+            a = torch.softmax(s * kh @ kh.T + omega, -1)
+        outs.append(a @ vh)
+    o = torch.cat(outs, -1) @ Wo.T + bo
+    if mode in ("maskclip", "sclip"):  # residual and FFN kept
+        y = d + g1 * o
+        return (y + g2 * ffn(layer_norm(y, block.ln_2)))[None]
+    return o[None]                     # ClearCLIP / NACLIP: no residual, no FFN
+
+
+@pytest.mark.parametrize("mode", ["maskclip", "sclip", "clearclip", "naclip"])
+def test_dense_modes_equal_the_papers_formulas_on_a_fixed_block(mode):
+    from open_clip.transformer import ResidualAttentionBlock
+
+    from movseg_core.clip import dense_last_block
+
+    torch.manual_seed(0)
+    block = ResidualAttentionBlock(8, 2, mlp_ratio=2.0, ls_init_value=0.7).eval()
+    with torch.no_grad():
+        for p in block.parameters():  # fixed, non-trivial weights (LayerNorm gains and biases included)
+            p.copy_(torch.randn(p.shape) * 0.5 + (1.0 if p.ndim == 1 and p.shape[0] == 8 else 0.0))
+    grid = (2, 3)
+    x = torch.randn(1, 1 + 6, 8)
+    with torch.no_grad():
+        ours = dense_last_block(block, x, mode, grid, naclip_sigma=1.5)
+    ref = _paper_last_block(block, x, mode, grid, 1.5)
+    assert torch.allclose(ours.double(), ref, atol=1e-5), (ours - ref).abs().max()
+    # the variants are really different on this block (no test passes by accident)
+    others = {m: dense_last_block(block, x, m, grid, naclip_sigma=1.5) for m in DENSE_MODES if m != mode}
+    assert all(not torch.allclose(ours, o, atol=1e-3) for o in others.values())
