@@ -7,7 +7,9 @@
 - :func:`score_segments`: cosine logits -> softmax over queries (+ background prompts),
   unknown rejection by background win and/or probability threshold.
 - :func:`frozenseg_ensemble`: FrozenSeg/ODISE-style geometric class ensemble of a trained
-  proposal head's scores with CLIP scores (alpha for seen, beta for unseen classes).
+  proposal head's scores with CLIP scores (CLIP exponent ``clip_exponent_seen`` for classes the head
+  was trained on, ``clip_exponent_unseen`` for the others); :func:`ensemble_decisions` turns it into
+  labels with unknown rejection.
 - :func:`paint`: segment decisions -> per-pixel labels (uint16, 0 = unknown) and confidence.
 
 Shapes: segments HxW int32 in 0..S-1; dense features D x h x w; embeddings S x D (L2-normalised).
@@ -32,11 +34,12 @@ class ClassifyConfig:
     background_prompts: extra prompts competing with the queries; a segment they win is unknown.
     dense_weight / crop_weight: weights of the dense-pooled and masked-crop embeddings (crop
         classification runs only when crop_weight > 0; it costs one CLIP forward per segment).
-    x_weight: weight of the CLIP-X (depth/normals image) embedding against CLIP-RGB (1 - x_weight);
-        0 = off. x_modality: which X image (normals, depth, hha). x_weights: a visual-tower
+    x_fusion_weight: weight of the CLIP-X (depth/normals image) embedding against CLIP-RGB (1 - x_fusion_weight);
+        0 = off. x_modality: which X image (normals, depth, hha). x_checkpoint: a visual-tower
         state-dict file with adapted CLIP-X weights ("" = a copy of CLIP-RGB).
-    alpha, beta: FrozenSeg class-ensemble exponents for seen / unseen classes, used only when a
-        trained proposal head supplies its own class scores.
+    clip_exponent_seen / clip_exponent_unseen: FrozenSeg class ensemble ``p_head^(1-a) * p_clip^a``:
+        the CLIP exponent a for classes the trained proposal head saw in training / did not see (0 =
+        trust the head only, 1 = CLIP only); used only when a trained head supplies its own class scores.
     crop_size: masked-crop input side (pixels); crop_margin: bbox enlargement (fraction of side);
         crop_batch: crops per CLIP forward.
     """
@@ -45,11 +48,11 @@ class ClassifyConfig:
     background_prompts: list[str] = field(default_factory=list)
     dense_weight: float = 1.0
     crop_weight: float = 0.0
-    x_weight: float = 0.0
+    x_fusion_weight: float = 0.0
     x_modality: str = "normals"
-    x_weights: str = ""
-    alpha: float = 0.4
-    beta: float = 0.8
+    x_checkpoint: str = ""
+    clip_exponent_seen: float = 0.4
+    clip_exponent_unseen: float = 0.8
     crop_size: int = 224
     crop_margin: float = 0.1
     crop_batch: int = 16
@@ -59,11 +62,11 @@ class ClassifyConfig:
             raise ValueError(f"classify.threshold must be in [0, 1), got {self.threshold}")
         if self.dense_weight < 0 or self.crop_weight < 0 or self.dense_weight + self.crop_weight <= 0:
             raise ValueError("classify.dense_weight and crop_weight must be >= 0 and not both 0")
-        if not 0.0 <= self.x_weight <= 1.0:
-            raise ValueError(f"classify.x_weight must be in [0, 1], got {self.x_weight}")
+        if not 0.0 <= self.x_fusion_weight <= 1.0:
+            raise ValueError(f"classify.x_fusion_weight must be in [0, 1], got {self.x_fusion_weight}")
         if self.x_modality not in X_MODALITIES:
             raise ValueError(f"classify.x_modality {self.x_modality!r} not in {X_MODALITIES}")
-        for name in ("alpha", "beta"):
+        for name in ("clip_exponent_seen", "clip_exponent_unseen"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"classify.{name} must be in [0, 1]")
         if self.crop_size < 16 or self.crop_batch < 1 or self.crop_margin < 0:
@@ -221,18 +224,35 @@ def score_segments(emb: torch.Tensor, text: torch.Tensor, background: torch.Tens
 
 
 def frozenseg_ensemble(p_head: torch.Tensor, p_clip: torch.Tensor, seen: torch.Tensor,
-                       alpha: float = 0.4, beta: float = 0.8) -> torch.Tensor:
-    """Geometric class ensemble (FrozenSeg / ODISE): ``p_head^(1-a) * p_clip^a`` with a = alpha
-    for classes seen in the head's training and a = beta for unseen ones; rows renormalised.
+                       clip_exponent_seen: float = 0.4, clip_exponent_unseen: float = 0.8) -> torch.Tensor:
+    """Geometric class ensemble (FrozenSeg / ODISE): ``p_head^(1-a) * p_clip^a`` with
+    a = ``clip_exponent_seen`` for classes seen in the head's training and a = ``clip_exponent_unseen``
+    for the others; rows renormalised.
 
     p_head, p_clip: S x N probabilities; seen: N bool.
     """
     if p_head.shape != p_clip.shape or seen.shape != p_head.shape[-1:]:
         raise ValueError(f"shape mismatch: head {tuple(p_head.shape)} clip {tuple(p_clip.shape)} seen {tuple(seen.shape)}")
-    a = torch.where(seen.to(p_head.device), torch.tensor(alpha), torch.tensor(beta)).to(p_head)
+    a = torch.where(seen.to(p_head.device), torch.tensor(clip_exponent_seen), torch.tensor(clip_exponent_unseen)).to(p_head)
     eps = 1e-8
     p = torch.exp((1 - a) * torch.log(p_head.clamp(min=eps)) + a * torch.log(p_clip.clamp(min=eps)))
     return p / p.sum(-1, keepdim=True)
+
+
+def ensemble_decisions(p_head: torch.Tensor, p_clip: torch.Tensor, background_won: torch.Tensor, seen: torch.Tensor,
+                       clip_exponent_seen: float, clip_exponent_unseen: float,
+                       threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and confidence of segments from the FrozenSeg ensemble (:func:`frozenseg_ensemble`).
+
+    p_head, p_clip: S x N; background_won: S bool (a background prompt beat every query in CLIP's
+    softmax); seen: N bool. Returns (labels S int64 in 0..N, 0 = unknown; confidence S = the
+    ensemble's best probability). A segment is unknown when a background prompt won or the
+    ensemble's confidence is below ``threshold`` (0 = off); CLIP's own confidence is not thresholded.
+    """
+    p = frozenseg_ensemble(p_head, p_clip, seen, clip_exponent_seen, clip_exponent_unseen)
+    conf, best = p.max(1)
+    rejected = background_won.to(best.device) | (conf < threshold)
+    return torch.where(rejected, torch.zeros_like(best), best + 1), conf
 
 
 def paint(segments: torch.Tensor, seg_labels: torch.Tensor, seg_conf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ import torch
 from movseg_core.classify import (
     ClassifyConfig,
     crop_embeddings,
-    frozenseg_ensemble,
+    ensemble_decisions,
     fuse_embeddings,
     paint,
     pool_segments,
@@ -180,7 +180,7 @@ class Segmenter:
         self.clip = clip if clip is not None else ClipModel(cfg.clip)
         self.device = self.clip.device
         c = cfg.classify
-        self.x_visual = load_visual_weights(self.clip, c.x_weights) if (c.x_weight > 0 and c.x_weights) else None
+        self.x_visual = load_visual_weights(self.clip, c.x_checkpoint) if (c.x_fusion_weight > 0 and c.x_checkpoint) else None
         bg = validate_queries(c.background_prompts, 1000, cfg.max_query_chars) if c.background_prompts else []
         self._check_token_lengths(bg)
         self.background = self.clip.text_embeddings(bg) if bg else None
@@ -236,6 +236,10 @@ class Segmenter:
             self._version += 1
             self._vocab = Vocabulary(tuple(names), tuple(range(1, len(names) + 1)), self._version, emb)
             return self._vocab
+
+    def seen_by_head(self, names: Sequence[str]) -> torch.Tensor:
+        """N bool: which queries are classes the trained proposal head was trained on (exact names)."""
+        return torch.tensor([n in self.trained_classes for n in names], dtype=torch.bool)
 
     # ---- inference ----------------------------------------------------------------------------
     @staticmethod
@@ -348,23 +352,22 @@ class Segmenter:
                           c.crop_weight))
             t = lap("crops", t)
         emb = fuse_embeddings(parts)
-        if c.x_weight > 0 and depth is not None:
+        if c.x_fusion_weight > 0 and depth is not None:
             x_img = self._x_image(depth, valid, normals, K)
             if x_img is not None:
                 x_feats = self.clip.dense_features(x_img, cfg.dense, visual=self.x_visual)
                 x_emb = pool_segments(x_feats, seg_t, n_seg)
-                emb = fuse_embeddings([(emb, 1.0 - c.x_weight), (x_emb, c.x_weight)])
+                emb = fuse_embeddings([(emb, 1.0 - c.x_fusion_weight), (x_emb, c.x_fusion_weight)])
                 t = lap("clip_x", t)
         text = vocab.embeddings.to(emb.device)
-        seg_labels, seg_conf, probs = score_segments(emb, text, self.background, self.clip.logit_scale, c.threshold)
-        if trained is not None:  # FrozenSeg class ensemble of the trained head and CLIP
+        if trained is None:
+            seg_labels, seg_conf, _ = score_segments(emb, text, self.background, self.clip.logit_scale, c.threshold)
+        else:  # FrozenSeg class ensemble of the trained head and CLIP; the threshold applies to the ensemble
+            clip_labels, _, p_clip = score_segments(emb, text, self.background, self.clip.logit_scale, 0.0)
             head = trained.embeddings.to(emb.device, emb.dtype)
             p_head = torch.softmax(self.clip.logit_scale * head @ text.T, dim=-1)
-            seen = torch.tensor([n in self.trained_classes for n in vocab.names])
-            p = frozenseg_ensemble(p_head, probs, seen, c.alpha, c.beta)
-            seg_conf, best = p.max(1)
-            rejected = (seg_labels == 0) | (seg_conf < c.threshold)  # background prompt won, or too unsure
-            seg_labels = torch.where(rejected, torch.zeros_like(best), best + 1)
+            seg_labels, seg_conf = ensemble_decisions(p_head, p_clip, clip_labels == 0, self.seen_by_head(vocab.names),
+                                                      c.clip_exponent_seen, c.clip_exponent_unseen, c.threshold)
         t = lap("classify", t)
         labels, conf = paint(seg_t, seg_labels, seg_conf)
         t = lap("paint", t)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from movseg_core.classify import (
     ClassifyConfig,
     crop_embeddings,
+    ensemble_decisions,
     expand_box,
     masked_crop,
     frozenseg_ensemble,
@@ -140,20 +141,40 @@ def test_frozenseg_ensemble():
     head = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
     clipp = torch.tensor([[0.1, 0.9], [0.1, 0.9]])
     seen = torch.tensor([True, False])
-    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, alpha=0.0, beta=0.0), head, atol=1e-6)
-    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, alpha=1.0, beta=1.0), clipp, atol=1e-6)
-    # beta > alpha: the unseen class leans on CLIP more than the seen one
-    p = frozenseg_ensemble(head, clipp, seen, alpha=0.2, beta=0.8)
+    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, 0.0, 0.0), head, atol=1e-6)
+    assert torch.allclose(frozenseg_ensemble(head, clipp, seen, 1.0, 1.0), clipp, atol=1e-6)
+    # unseen exponent > seen exponent: the unseen class leans on CLIP more than the seen one
+    p = frozenseg_ensemble(head, clipp, seen, clip_exponent_seen=0.2, clip_exponent_unseen=0.8)
     assert torch.allclose(p.sum(1), torch.ones(2))
-    ref = frozenseg_ensemble(head, clipp, seen, alpha=0.2, beta=0.2)
+    ref = frozenseg_ensemble(head, clipp, seen, clip_exponent_seen=0.2, clip_exponent_unseen=0.2)
     assert p[0, 1] > ref[0, 1]
     with pytest.raises(ValueError, match="shape mismatch"):
         frozenseg_ensemble(head, clipp[:, :1], seen)
 
 
+def test_ensemble_decisions_hand_computed():
+    """Class 1 seen by the head (CLIP exponent 0.5), class 2 unseen (exponent 1.0):
+    p1 = head1^0.5 clip1^0.5, p2 = head2^0 clip2^1, then renormalised."""
+    p_head = torch.tensor([[0.6, 0.4], [0.9, 0.1], [0.9, 0.1], [0.95, 0.05]])
+    p_clip = torch.tensor([[0.2, 0.8], [0.3, 0.7], [0.9, 0.1], [0.55, 0.45]])
+    background_won = torch.tensor([False, False, True, False])
+    seen = torch.tensor([True, False])
+    labels, conf = ensemble_decisions(p_head, p_clip, background_won, seen, 0.5, 1.0)
+    # row 0: (sqrt(.12), .8) -> .8 / 1.146410 = .697831; row 1: (sqrt(.27), .7) -> .7 / 1.219615 = .573951
+    # row 2: (.9, .1) -> class 1 at .9 but a background prompt won; row 3: (sqrt(.5225), .45) -> .616304
+    assert labels.tolist() == [2, 2, 0, 1]
+    assert torch.allclose(conf, torch.tensor([0.697831, 0.573951, 0.9, 0.616304]), atol=1e-5)
+    # the exponents are not interchangeable: swapped, row 0 becomes (.2, sqrt(.32)) -> .738796
+    _, swapped = ensemble_decisions(p_head, p_clip, background_won, seen, 1.0, 0.5)
+    assert swapped[0] == pytest.approx(0.738796, abs=1e-5)
+    # the threshold applies to the ensemble's confidence (row 3: CLIP alone is only .55 sure)
+    labels_t, _ = ensemble_decisions(p_head, p_clip, background_won, seen, 0.5, 1.0, threshold=0.6)
+    assert labels_t.tolist() == [2, 0, 0, 1]
+
+
 def test_classify_config_validation():
     ClassifyConfig()
-    for bad in ({"threshold": 1.5}, {"x_weight": 2.0}, {"x_modality": "thermal"}, {"alpha": -0.1},
+    for bad in ({"threshold": 1.5}, {"x_fusion_weight": 2.0}, {"x_modality": "thermal"}, {"clip_exponent_seen": -0.1},
                 {"dense_weight": 0.0, "crop_weight": 0.0}, {"crop_size": 4}):
         with pytest.raises(ValueError):
             ClassifyConfig(**bad)

@@ -168,7 +168,7 @@ def test_checkpoint_loads_through_real_loader(tmp_path, seg, frame):
 @pytest.mark.parametrize("modality", ["normals", "depth", "hha"])
 def test_clip_x_branch(frame, modality):
     rgb, depth, K = frame
-    s = make(classify={"x_weight": 0.5, "x_modality": modality})
+    s = make(classify={"x_fusion_weight": 0.5, "x_modality": modality})
     s.set_queries(QUERIES)
     res = s.segment(rgb, depth, K)
     check_result(res, rgb.shape[:2], len(QUERIES))
@@ -184,7 +184,7 @@ def test_clip_x_adapted_weights_and_crop_member(tmp_path, frame):
         other = create_clip(ClipConfig(model_name="movseg-tiny-vit", pretrained="random", device="cpu"))
     path = tmp_path / "clip_x_visual.pt"
     torch.save(other.model.visual.state_dict(), path)
-    s = make(classify={"x_weight": 0.5, "x_weights": str(path), "crop_weight": 0.5, "crop_size": 64})
+    s = make(classify={"x_fusion_weight": 0.5, "x_checkpoint": str(path), "crop_weight": 0.5, "crop_size": 64})
     assert s.x_visual is not None and torch.equal(s.x_visual.proj, other.model.visual.proj)
     s.set_queries(QUERIES)
     res = s.segment(rgb, depth, K)

@@ -43,6 +43,32 @@ def test_exported_checkpoint_drives_the_segmenter(exported):
     assert np.all((r.confidence >= 0) & (r.confidence <= 1))
 
 
+def test_segmenter_wires_the_ensemble_exponents_to_seen_and_unseen_classes(exported):
+    """The head was trained on chair and table. Exponents (0, 0) = head only, (1, 1) = CLIP only; with
+    (seen 0, unseen 1) a vocabulary of seen classes must give the head's labels, with (seen 1, unseen 0)
+    a vocabulary of unseen classes too (swapped wiring gives CLIP's)."""
+    from movseg_core.segmenter import Segmenter
+
+    seg = Segmenter.from_config({"clip": CLIP, "dense": {"short_side": 112},
+                                 "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128}})
+    f = frame()
+    depth = np.nan_to_num(f.depth)
+
+    def run(vocab, seen_exp, unseen_exp):
+        seg.cfg.classify.clip_exponent_seen, seg.cfg.classify.clip_exponent_unseen = seen_exp, unseen_exp
+        seg.set_queries(vocab)
+        r = seg.segment(f.rgb, depth, f.K)
+        return r.labels, r.confidence
+
+    for vocab, exps in ((["chair", "table"], (0.0, 1.0)), (["lamp", "sofa"], (1.0, 0.0))):
+        assert seg.seen_by_head(vocab).tolist() == [vocab[0] == "chair"] * 2
+        head, head_conf = run(vocab, 0.0, 0.0)
+        clip, _ = run(vocab, 1.0, 1.0)
+        assert (head != clip).any()  # the two members disagree somewhere, so the check below can fail
+        got, got_conf = run(vocab, *exps)
+        assert np.array_equal(got, head) and np.allclose(got_conf, head_conf)
+
+
 def test_trained_method_needs_a_checkpoint_that_matches_clip(exported, tmp_path):
     from movseg_core.segmenter import Segmenter
 
