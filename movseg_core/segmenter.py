@@ -223,14 +223,22 @@ class Segmenter:
             if n > limit:
                 raise ValueError(f"query {i} ({q[:40]!r}...) is too long: {n} tokens with its prompt > {limit}")
 
+    def check_queries(self, queries: Sequence[str]) -> list[str]:
+        """What :meth:`set_queries` would accept, without encoding or applying anything: the stripped
+        queries, or ValueError naming the problem (the same checks, so a check that passes here
+        cannot fail there)."""
+        names = validate_queries(queries, self.cfg.max_queries, self.cfg.max_query_chars)
+        self._check_token_lengths(names)
+        return names
+
     def set_queries(self, queries: Sequence[str]) -> Vocabulary:
         """Replace the vocabulary; label ids are 1..N in the given order.
 
         Raises ValueError (and keeps the previous vocabulary) for an empty list, empty, duplicate,
-        over-long or non-UTF-8 queries. Text embeddings are cached per query: only new ones are encoded.
+        over-long or non-UTF-8 queries (:meth:`check_queries`). Text embeddings are cached per
+        query: only new ones are encoded.
         """
-        names = validate_queries(queries, self.cfg.max_queries, self.cfg.max_query_chars)
-        self._check_token_lengths(names)
+        names = self.check_queries(queries)
         emb = self.clip.text_embeddings(names)
         with self._lock:
             self._version += 1

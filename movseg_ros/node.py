@@ -6,18 +6,22 @@ Subscribes (remappable, sensor-data QoS by default):
 Publishes, each with the colour image's header (each switchable):
   ~/labels (mono16, 0 = unknown), ~/label_info (movseg_ros/LabelInfo), ~/overlay (rgb8 with legend),
   ~/confidence (32FC1), ~/points (PointCloud2 x y z label confidence, off by default)
-Vocabulary: parameter ``queries`` and service ``set_queries`` (movseg_ros/srv/SetQueries); both go
-through ``Segmenter.set_queries`` (validated, atomic, version bump) and are kept equal.
+Vocabulary: parameter ``queries`` and service ``set_queries`` (movseg_ros/srv/SetQueries); both
+are validated at once (``Segmenter.check_queries``), then encoded by an encoding thread while frames
+keep being labelled with the old vocabulary; ``Segmenter.set_queries`` switches atomically (version
+bump). One change at a time: another one while a change is encoding is refused ("retry").
 
 The node converts and schedules; all model and geometry work is in ``movseg_core``.
 Frames are processed by one worker thread with a latest-frame slot: a frame that
 arrives while another waits replaces it and is counted as a drop. When the worker frees up and
 the waiting frame is stale, it may wait for the camera's next frame (``freshness_budget``).
 Callbacks (frames, service, parameters) run on one SingleThreadedExecutor thread and never wait
-for the model.
+for the model or the text encoder. SIGINT / SIGTERM stop the worker and the encoding thread before
+the ROS context shuts down (:func:`main`).
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -29,14 +33,16 @@ import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 
 from movseg_core.geometry import decode_depth, scale_intrinsics
-from movseg_core.segmenter import Segmenter, SegmenterConfig
+from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
 from movseg_core.viz import overlay
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
                                     depth_to_raw, unsupported_depth)
@@ -52,6 +58,9 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "qos": ("sensor_data", "QoS of the camera subscriptions: sensor_data | reliable | system_default"),
     "sync.queue_size": (10, "approximate-time synchroniser queue per input"),
     "sync.slop": (0.05, "max stamp difference (s) between colour, depth and camera_info"),
+    "sync.reset_jump_s": (1.0, "a stamp this many seconds before the newest one starts a new stream (bag loop, "
+                               "sim clock reset, restarted driver): synchroniser and stamp order are reset; "
+                               "smaller steps back are dropped as out of order; 0 = never"),
     "max_rate": (0.0, "max frames per second to process (0 = as fast as possible)"),
     "freshness_budget": (0.1, "share of the worker's time it may spend waiting for the camera's next frame "
                               "instead of labelling one that queued while it was busy (lower latency, "
@@ -122,14 +131,18 @@ class MovsegNode(Node):
         queries = list(self.get_parameter("queries").value)
         vocab = self.segmenter.set_queries(queries)  # a bad default vocabulary is a start-up error
         self.get_logger().info(f"vocabulary v{vocab.version}: {list(vocab.names)}")
+        # Vocabulary changes: at most one encoding at a time, on its own thread (_change_vocabulary)
+        self._change_lock = threading.Lock()
+        self._changing: list[str] | None = None   # the queries being encoded, None when idle
+        self._encoder: threading.Thread | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Worker: one frame in flight, one waiting (latest wins).
         self._slot_lock = threading.Condition()
         self._slot = None
         self._stop = False
+        self._busy = False       # the worker is inside a frame (read at shutdown, for the log)
         self._last_in_stamp = -1.0
-        self._min_period = 0.0
         lo, hi = float(self.get_parameter("depth.min_m").value), float(self.get_parameter("depth.max_m").value)
         self._depth_range = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
         rate = float(self.get_parameter("max_rate").value)
@@ -151,7 +164,10 @@ class MovsegNode(Node):
             from sensor_msgs.msg import PointCloud2
             self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
 
-        self.create_service(SetQueries, "set_queries", self._on_set_queries)
+        # its own reentrant group: while one request awaits its encoding, frames, parameter calls
+        # and a second request (refused) still run on the executor
+        self.create_service(SetQueries, "set_queries", self._on_set_queries,
+                            callback_group=ReentrantCallbackGroup())
 
         in_qos = qos_by_name(str(self.get_parameter("qos").value))
         inputs = [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
@@ -163,7 +179,7 @@ class MovsegNode(Node):
         self._slop = float(self.get_parameter("sync.slop").value)
         self.sync, how = make_synchronizer(
             self, inputs, int(self.get_parameter("sync.queue_size").value), self._slop, self._on_frame, in_qos,
-            self._received)
+            self._received, float(self.get_parameter("sync.reset_jump_s").value), self._on_new_stream)
         self.create_timer(float(self.get_parameter("log_period_s").value), self._log_stats)
         self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
         self._worker.start()
@@ -195,36 +211,107 @@ class MovsegNode(Node):
 
     # ---------------------------------------------------------------- vocabulary
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate every parameter of the call first; start a vocabulary change only when all are accepted.
+
+        A new ``queries`` value is checked at once and answered at once; its text is encoded by the
+        encoding thread, and frames are labelled with the old vocabulary until it is in force: the
+        parameter runs ahead of the vocabulary for the encoding time, never longer (a failed encoding
+        puts the parameter back). Refused while another change is being encoded ("retry").
+        """
+        new_queries = None
         for p in params:
             if p.name == "queries":
                 queries = list(p.value or [])
                 if queries == list(self.segmenter.vocabulary.names):
-                    continue  # the service already applied it (keeps both paths equal)
+                    continue  # already in force (the service sets the parameter after its change)
                 try:
-                    vocab = self.segmenter.set_queries(queries)
+                    new_queries = self.segmenter.check_queries(queries)
                 except ValueError as exc:
-                    self.stats["queries_refused"] += 1
-                    self.get_logger().warning(f"queries parameter refused: {exc}")
-                    return SetParametersResult(successful=False, reason=str(exc))
-                self.get_logger().info(f"vocabulary v{vocab.version} (parameter): {list(vocab.names)}")
+                    return self._refuse("queries parameter", str(exc))
             elif p.name.startswith(SEGMENTER_PREFIX + ".") or p.name in NODE_PARAMETERS:
                 return SetParametersResult(successful=False, reason=f"{p.name} is read-only at run time; restart the node")
+        if new_queries is not None:
+            busy = self._begin_change(new_queries)
+            if busy is not None:
+                return self._refuse("queries parameter", busy)
+            self._change_vocabulary(new_queries, "parameter")
         return SetParametersResult(successful=True)
 
-    def _on_set_queries(self, request, response):
-        queries = list(request.queries)
+    def _refuse(self, what: str, reason: str) -> SetParametersResult:
+        self.stats["queries_refused"] += 1
+        self.get_logger().warning(f"{what} refused: {reason}")
+        return SetParametersResult(successful=False, reason=reason)
+
+    def _begin_change(self, names: list[str]) -> str | None:
+        """Claim the one vocabulary change slot for ``names``; the refusal message when a change is encoding."""
+        with self._change_lock:
+            if self._changing is not None:
+                return (f"a vocabulary change ({len(self._changing)} queries) is being encoded; "
+                        "refused, retry when it is in force")
+            self._changing = names
+        return None
+
+    def _change_vocabulary(self, names: list[str], source: str) -> Future:
+        """Encode ``names`` on the encoding thread and switch to them (``Segmenter.set_queries``);
+        the slot must be claimed (:meth:`_begin_change`). Returns a Future of the new Vocabulary,
+        completed on the executor's thread (it wakes the executor)."""
+        fut = Future(executor=self.executor)
+        fut.add_done_callback(lambda f: self._change_done(f, names, source))
+
+        def encode() -> None:
+            t0 = time.perf_counter()
+            try:
+                vocab = self.segmenter.set_queries(names)
+            except Exception as exc:  # noqa: BLE001  (reported by _change_done)
+                if not self._stop:
+                    fut.set_exception(exc)
+                return
+            self.stats["vocabulary_encode_ms"] = int((time.perf_counter() - t0) * 1000)
+            if not self._stop:  # shutting down: nobody waits, the executor may be gone
+                fut.set_result(vocab)
+
+        self._encoder = threading.Thread(target=encode, name="movseg-encoder", daemon=True)
+        self._encoder.start()
+        return fut
+
+    def _change_done(self, fut: Future, names: list[str], source: str) -> None:
+        """On the executor: log the change, free the slot; a failed parameter change puts the parameter back."""
+        with self._change_lock:
+            self._changing = None
+        exc = fut.exception()
+        if exc is None:
+            vocab = fut.result()
+            self.get_logger().info(f"vocabulary v{vocab.version} ({source}, encoded in "
+                                   f"{self.stats['vocabulary_encode_ms']} ms): {list(vocab.names)}")
+            return
+        self.stats["queries_failed"] += 1
+        self.get_logger().error(f"vocabulary change ({source}) failed while encoding: {type(exc).__name__}: {exc}")
+        if source == "parameter":
+            self.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY,
+                                           list(self.segmenter.vocabulary.names))])
+
+    async def _on_set_queries(self, request, response):
+        """Answered when the new vocabulary is in force (frames are labelled meanwhile); refused at
+        once when invalid or while another change is encoding ("retry")."""
         try:
-            vocab = self.segmenter.set_queries(queries)
+            names = self.segmenter.check_queries(list(request.queries))
+            busy = self._begin_change(names)
+            if busy is not None:
+                raise ValueError(busy)
         except ValueError as exc:
-            self.stats["queries_refused"] += 1
-            self.get_logger().warning(f"set_queries refused: {exc}")
-            vocab = self.segmenter.vocabulary
-            response.success, response.message = False, str(exc)
-        else:
-            # keep the parameter equal to what is in force (the callback sees equal names and skips)
-            self.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, list(vocab.names))])
-            self.get_logger().info(f"vocabulary v{vocab.version} (service): {list(vocab.names)}")
-            response.success, response.message = True, f"vocabulary v{vocab.version}: {len(vocab.names)} queries"
+            self._refuse("set_queries", str(exc))
+            return self._answer(response, self.segmenter.vocabulary, False, str(exc))
+        try:
+            vocab = await self._change_vocabulary(names, "service")
+        except Exception as exc:  # noqa: BLE001  (encoding failed: the old vocabulary stays)
+            return self._answer(response, self.segmenter.vocabulary, False, f"encoding failed: {exc}")
+        # keep the parameter equal to what is in force (the callback sees equal names and skips)
+        self.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, list(vocab.names))])
+        return self._answer(response, vocab, True, f"vocabulary v{vocab.version}: {len(vocab.names)} queries")
+
+    @staticmethod
+    def _answer(response, vocab: Vocabulary, success: bool, message: str):
+        response.success, response.message = success, message
         response.vocabulary_version = int(vocab.version)
         response.ids = [int(i) for i in vocab.ids]
         response.names = list(vocab.names)
@@ -249,6 +336,17 @@ class MovsegNode(Node):
                 self.stats["drop_busy"] += 1
             self._slot = (color, depth, info, now, age_ms)
             self._slot_lock.notify()
+
+    def _on_new_stream(self, jump_s: float, stamp_s: float) -> None:
+        """The synchroniser saw stamps jump back by more than sync.reset_jump_s (its queues are
+        cleared): forget the stamp order so the new stream is labelled."""
+        self.stats["new_streams"] += 1
+        n = self.stats["new_streams"]
+        if n <= 10 or n % 100 == 0:
+            self.get_logger().warning(
+                f"stamps jumped back {jump_s:.3f} s (to {stamp_s:.6f}; bag loop, clock reset or restarted driver): "
+                f"new stream, synchroniser and stamp order reset ({n} so far)")
+        self._last_in_stamp = -1.0
 
     def _check(self, color: Image, depth: Image, info: CameraInfo) -> tuple[str, str] | None:
         """(reason, message) when the frame cannot be labelled correctly, from headers alone."""
@@ -289,12 +387,18 @@ class MovsegNode(Node):
                 if self._stop:
                     return
                 frame, self._slot = self._slot, None
+                self._busy = True
             last_start = time.monotonic()
             try:
                 self._process(*frame)
             except Exception as exc:  # noqa: BLE001  (a bad frame must never kill the node)
+                if not self.context.ok():  # stopped under us (should not happen: shutdown joins first)
+                    self.stats["drop_shutdown"] += 1
+                    return
                 self.stats["drop_error"] += 1
                 self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
+            finally:
+                self._busy = False
             self._cycle_s = time.monotonic() - last_start
 
     def _await_fresher(self) -> None:
@@ -401,29 +505,55 @@ class MovsegNode(Node):
                 self.get_logger().warning(f"nothing to label: inputs arrive ({arriving}) but their stamps never "
                                           f"match within sync.slop={self._slop} s")
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker (it finishes and publishes the frame it is labelling) and the encoding
+        thread, and wait for both; call before the context shuts down."""
         with self._slot_lock:
+            if self._busy:
+                self.get_logger().info("stopping: finishing the frame being labelled")
             self._stop = True
             self._slot_lock.notify()
-        self._worker.join(timeout=10)
+        self._worker.join(timeout=timeout_s)
+        if self._worker.is_alive():
+            self.get_logger().warning(f"stopping: the worker did not finish within {timeout_s:.0f} s")
+        encoder = self._encoder
+        if encoder is not None and encoder.is_alive():
+            self.get_logger().info("stopping: waiting for the vocabulary being encoded")
+            encoder.join(timeout=timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # rclpy's own handlers (SignalHandlerOptions.ALL) turn SIGINT and SIGTERM (launch, systemd,
-    # docker stop) into a context shutdown: the executor returns and the node exits with 0.
-    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.ALL)
-    node = None
+    """Run the node until SIGINT / SIGTERM (launch, systemd, docker stop); exit code 0 on a signal.
+
+    rclpy's own handlers would shut the context down at the signal, under a worker that may be
+    publishing a frame ("publisher's context is invalid"). Instead the signal only ends the spin
+    loop; then the worker and the encoding thread are stopped and joined, the node destroyed, and
+    only then the context shut down. A second signal while stopping kills at once (default action).
+    """
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    node: MovsegNode | None = None
+
+    def on_signal(signum, frame) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+        stop.set()
+        if node is None:  # still starting (loading the model): leave now
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         node = MovsegNode(argv if argv is not None else sys.argv)
         # single-threaded: rclpy's MultiThreadedExecutor busy-loops on a 30 Hz image stream (100 %
         # of a core, 4.6 of 30 messages/s taken here; ros2/rclpy#1223, #1452), starving the model
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)  # the signal handler runs between waits
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        if not rclpy.ok():  # a signal arrived while starting up: still a clean shutdown
+        if stop.is_set():  # a signal arrived while starting up: still a clean shutdown
             return 0
         # configuration errors (bad vocabulary, missing checkpoint, ...): say so and fail
         print(f"movseg_node: {exc}", file=sys.stderr)
@@ -433,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
 

@@ -12,6 +12,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import atexit
 import signal
 import subprocess
 import sys
@@ -21,17 +22,27 @@ import pytest
 
 PYTHON = sys.executable
 
+#: every RosProcess still running; killed at interpreter exit whatever happened to the fixtures
+LIVE: dict[int, "RosProcess"] = {}
+
 
 class RosProcess:
-    """A real process of ours (node, player, ...) started for a test, torn down by PID."""
+    """A real process of ours (node, player, ...) started for a test, torn down by PID.
+
+    It leads its own process group (``start_new_session``): :meth:`stop` signals the group, so
+    children die with it, and the process never sees a Ctrl-C meant for pytest. Whatever fails
+    after it started, :meth:`stop` (fixtures' ``finally``) or the ``atexit`` safeguard
+    (:func:`kill_live_processes`) ends it.
+    """
 
     def __init__(self, args: list[str], name: str, env: dict | None = None):
         self.name = name
         self.log_path = Path(os.environ.get("MOVSEG_TEST_LOGS", "/tmp")) / f"movseg-test-{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, cwd=str(REPO))
+                                     env={**os.environ, **(env or {})}, cwd=str(REPO), start_new_session=True)
         self.pid = self.proc.pid
+        LIVE[self.pid] = self
 
     def output(self) -> str:
         if not self._log.closed:
@@ -42,16 +53,42 @@ class RosProcess:
         return self.proc.wait(timeout=timeout)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
-        """Signal the PID, wait for a clean exit, then kill; returns the exit code."""
-        if self.proc.poll() is None:
-            os.kill(self.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._log.close()
+        """Signal the PID, wait for a clean exit, then kill its process group; returns the exit code."""
+        try:
+            if self.proc.poll() is None:
+                os.kill(self.pid, sig)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+        finally:
+            self.kill()  # whatever is left in its group (children it started)
+            LIVE.pop(self.pid, None)
+            self._log.close()
         return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, now (no clean shutdown)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@atexit.register
+def kill_live_processes() -> None:
+    """Safeguard: pytest is exiting (normally, or after an error): no process of ours outlives it."""
+    for p in list(LIVE.values()):
+        p.kill()
+        LIVE.pop(p.pid, None)
+
+
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # a SIGTERM'd pytest (CI timeout) runs atexit too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @pytest.fixture
@@ -64,9 +101,11 @@ def ros_processes():
         started.append(p)
         return p
 
-    yield start
-    for p in reversed(started):
-        p.stop()
+    try:
+        yield start
+    finally:
+        for p in reversed(started):
+            p.stop()
 
 
 @pytest.fixture

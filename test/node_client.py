@@ -25,18 +25,18 @@ class Client:
         from movseg_ros.qos import qos_by_name
         from movseg_ros.srv import SetQueries
 
+        self.frames = load_folder_frames(None)  # first: a missing folder fails before any ROS set-up
         self.ctx = rclpy.context.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("movseg_test_client", context=self.ctx)
         self.camera = CameraPublisher(self.node)
-        self.frames = load_folder_frames(None)
         self.lock = threading.Lock()
         self.labels: dict[tuple, np.ndarray] = {}
         self.infos: dict[tuple, object] = {}
         self.order: list[tuple] = []
         q = qos_by_name("reliable", depth=50)
-        self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
-        self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
+        self.labels_sub = self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
+        self.info_sub = self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
         self.points = 0
         from sensor_msgs.msg import PointCloud2
         self.node.create_subscription(PointCloud2, "/movseg/points", self._on_points, q)
@@ -80,8 +80,23 @@ class Client:
             time.sleep(0.02)
         return predicate()
 
-    def publish(self, i: int = 0):
-        return self.key(self.camera.publish(self.frames[i % len(self.frames)]))
+    def publish(self, i: int = 0, stamp=None):
+        """Publish bundled frame ``i`` (stamped now, or ``stamp``); returns its key (sec, nanosec)."""
+        return self.key(self.camera.publish(self.frames[i % len(self.frames)], stamp))
+
+    def unmatched(self) -> list[str]:
+        """The DDS endpoints between this client and the node that are not matched yet (empty: all are).
+
+        Each camera topic needs the node's reader (a best-effort frame sent before its reader matched
+        is lost, and one lost part of colour/depth/camera_info loses the frame), and each output
+        topic needs our reader (a volatile writer does not resend what it published before the match).
+        """
+        pubs = {"camera colour": self.camera.color_pub, "camera depth": self.camera.depth_pub,
+                "camera_info": self.camera.info_pub}
+        missing = [name for name, pub in pubs.items() if pub.get_subscription_count() == 0]
+        missing += [name for name, sub in (("labels", self.labels_sub), ("label_info", self.info_sub))
+                    if sub.get_publisher_count() == 0]
+        return missing + ([] if self.srv.service_is_ready() else ["set_queries"])
 
     def publish_and_wait(self, i: int = 0, timeout: float = 30.0) -> tuple:
         k = self.publish(i)
@@ -110,10 +125,12 @@ def serve_node(config, name: str = "node", warm_up: bool = True):
     must exit with 0.
     """
     proc = RosProcess([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(config)], name)
-    client = Client()
-    try:
+    client = None
+    try:  # from here on the node is stopped whatever fails (Client() included: bug 13)
+        client = Client()
         assert client.srv.wait_for_service(timeout_sec=120), proc.output()
-        assert client.camera.wait_for_subscribers(30), proc.output()
+        assert client.wait(lambda: not client.unmatched(), 30), \
+            f"not matched after 30 s: {client.unmatched()}\n{proc.output()[-3000:]}"
         if warm_up:
             deadline = time.monotonic() + 120
             sent = []
@@ -124,6 +141,10 @@ def serve_node(config, name: str = "node", warm_up: bool = True):
                 client.wait(lambda: any(k in client.labels and k in client.infos for k in sent), 5.0)
         yield proc, client
     finally:
-        client.close()
-        rc = proc.stop(signal.SIGINT)
-        assert rc == 0, f"node exit code {rc} on SIGINT\n{proc.output()[-3000:]}"
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            rc = proc.stop(signal.SIGINT)
+    # reached only when nothing failed above (a failure propagates from the finally)
+    assert rc == 0, f"node exit code {rc} on SIGINT\n{proc.output()[-3000:]}"

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from movseg_ros.sync import ApproximateTimeSync
+from movseg_ros.sync import ApproximateTimeSync, JumpBack, clear_queues
 
 
 def msg(t: float, tag: str = ""):
@@ -64,3 +64,30 @@ def test_duplicate_stamp_on_one_input_is_counted_and_replaced():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="synchroniser"):
         ApproximateTimeSync(1, 5, 0.1, print)
+
+
+def test_stamps_that_jump_back_stall_a_full_queue_until_it_is_cleared():
+    """Leftovers of the old stream fill a queue: the new (older) stream's messages are the oldest
+    there and are evicted at once, so nothing matches again; clearing the queues ends the stall."""
+    sync, out = collect(n=2, queue=3, slop=0.01)
+    for t in (100.0, 100.1, 100.2):
+        sync.add(0, msg(t, "old"))  # colour arrived, depth lost
+    sync.add(0, msg(90.0, "c"))
+    sync.add(1, msg(90.0, "d"))
+    assert out == []
+    clear_queues(sync)
+    sync.add(0, msg(90.1, "c"))
+    sync.add(1, msg(90.1, "d"))
+    assert out == [("c", "d")]
+
+
+@pytest.mark.parametrize("stamps, new_stream_at", [
+    ([10.0, 10.1, 10.2, 0.0, 0.1], {3: pytest.approx(10.2)}),  # 10 s back: a new stream, once
+    ([10.0, 10.1, 10.05, 10.1, 9.5], {}),                      # reordering, duplicate, 0.6 s back: not
+    ([10.0, 10.0, 8.9, 8.9, 9.0], {2: pytest.approx(1.1)}),    # all inputs of the new stream: one reset
+])
+def test_jump_back_tells_a_new_stream_from_a_reordering(stamps, new_stream_at):
+    watch = JumpBack(1.0)
+    assert {i: j for i, t in enumerate(stamps) if (j := watch.check(t)) is not None} == new_stream_at
+    never = JumpBack(0.0)  # reset_jump_s 0: never a new stream
+    assert [never.check(t) for t in (5.0, 0.0)] == [None, None]

@@ -1,0 +1,76 @@
+"""movseg_node's life cycle across processes: a clean stop mid-frame, and test fixtures that never
+leave a node running. A module of its own: no other node may answer on the test's topics (a
+node of another module would be matched instead of the one under test)."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import yaml
+
+from conftest import PYTHON
+from node_client import serve_node
+
+QUERIES = ["wall", "floor", "chair", "table"]
+TINY = {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}}
+
+
+def _params_file(path, **params):
+    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
+    return path
+
+
+def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes):
+    """Ctrl-C (or launch's SIGINT) while the worker labels a frame: exit 0, no error, nothing published
+    on a dead context."""
+    from node_client import Client
+
+    cfg = _params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0,
+                       segmenter={**TINY, "dense": {"short_side": 448}})  # slow frames: easy to stop mid-frame
+    proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "node-sigint")
+    c = Client()
+    try:
+        assert c.wait(lambda: not c.unmatched(), 120), (c.unmatched(), proc.output()[-2000:])
+        k = c.publish(0)
+        assert c.wait(lambda: k in c.infos, 120), proc.output()[-2000:]
+        inference_s = c.infos[k].inference_ms / 1000.0
+        k = c.publish_and_wait(1, 60)
+        c.publish(2)
+        time.sleep(min(0.3 * c.infos[k].inference_ms / 1000.0, 0.5))  # the worker is inside this frame now
+        rc = proc.stop(signal.SIGINT, timeout=60)
+    finally:
+        c.close()
+    out = proc.output()
+    assert rc == 0, out[-3000:]
+    assert "ERROR" not in out and "Failed to publish" not in out, out[-3000:]
+    assert "finishing the frame being labelled" in out, f"SIGINT did not land mid-frame ({inference_s:.2f} s/frame)"
+
+
+def test_a_setup_that_fails_leaves_no_node_running(tmp_path, monkeypatch):
+    """Bug 13: the sample frames missing made Client() raise after the node had started; the node
+    kept running after pytest exited. serve_node must stop it whatever fails."""
+    monkeypatch.setenv("MOVSEG_NYUV2_DIR", str(tmp_path / "no-such-folder"))
+    cfg = _params_file(tmp_path / "leak-check.yaml", queries=QUERIES, segmenter={**TINY, "dense": {"short_side": 112}})
+
+    def ours() -> list[int]:
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if str(cfg) in cmd and int(pid) != os.getpid():
+                pids.append(int(pid))
+        return pids
+
+    with pytest.raises(Exception):
+        with serve_node(cfg, "node-leak"):
+            pass
+    left = ours()
+    try:
+        assert not left, f"node processes left running after a failed set-up: {left}"
+    finally:
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
