@@ -34,6 +34,7 @@ class Client:
         self.labels: dict[tuple, np.ndarray] = {}
         self.infos: dict[tuple, object] = {}
         self.order: list[tuple] = []
+        self.received_at: dict[tuple, float] = {}  # key -> time.monotonic() the labels arrived
         q = qos_by_name("reliable", depth=50)
         self.labels_sub = self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
         self.info_sub = self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
@@ -64,6 +65,7 @@ class Client:
         with self.lock:
             self.labels[self.key(msg.header.stamp)] = image_to_array(msg)
             self.order.append(self.key(msg.header.stamp))
+            self.received_at[self.key(msg.header.stamp)] = time.monotonic()
 
     def _on_info(self, msg):
         with self.lock:

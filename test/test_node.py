@@ -141,7 +141,10 @@ def test_queries_parameter_changes_the_vocabulary_too(running_node):
     v = c.infos[c.publish_and_wait(0)].vocabulary_version
     fut = c.params.set_parameters([Parameter("queries", Parameter.Type.STRING_ARRAY, ["mug", "keyboard"])])
     assert c.wait(fut.done, 30) and fut.result().results[0].successful
-    k = c.publish_and_wait(1)
+    # accepted at once, in force once its text is encoded (docs/node.md): the next frames show it
+    deadline = time.monotonic() + 30
+    while c.infos[k := c.publish_and_wait(1)].vocabulary_version == v and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert c.infos[k].vocabulary_version == v + 1 and list(c.infos[k].names) == ["mug", "keyboard"]
     assert int(c.labels[k].max()) <= 2
 

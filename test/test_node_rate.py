@@ -31,6 +31,10 @@ def test_max_rate_limits_labelled_frames_under_a_30hz_stream(tmp_path):
             time.sleep(1 / 30)
         time.sleep(1.0)
         got = sorted(k for k in c.order[start:] if k in sent)
-        stamps = [s + ns * 1e-9 for s, ns in got]
+        # when the model started on each frame (labels' arrival minus the segmenter's time), not the
+        # frames' stamps: the stream's last frame may be stamped 33 ms after the one labelled before
+        # it, and rightly be labelled 0.5 s later
+        assert c.wait(lambda: all(k in c.infos for k in got), 5)
+        started = sorted(c.received_at[k] - c.infos[k].inference_ms / 1000.0 for k in got)
         assert 3 <= len(got) <= 8, f"{len(got)} labelled frames for {len(sent)} sent in 3 s at max_rate 2"
-        assert min(np.diff(stamps)) > 0.4, f"labelled frames closer than the rate allows: {np.diff(stamps)}"
+        assert min(np.diff(started)) > 0.45, f"frames started closer than the rate allows: {np.diff(started)}"
