@@ -19,7 +19,11 @@ Grouping (:func:`extract_objects`):
   join either: two objects touching side by side meet in a valley, the faces of one convex object
   meet in a ridge. A boundary without valid depth on any pair joins by image contact alone (it
   cannot be told apart), as does everything when there is no depth (RGB-only grouping).
-- Groups smaller than ``min_pixels`` are dropped (their pixels get instance 0; counted).
+- Groups smaller than ``min_pixels`` or scoring under ``min_score`` are dropped (their pixels get
+  instance 0; counted).
+- Trained proposals (``per_segment``): MaskFormer query masks are instances already (the panoptic
+  assignment of each pixel to one query resolved their overlaps): each thing segment is one
+  instance, stuff is merged per class as above.
 - Ids 1..N are ordered by class id, then pixel count (largest first), then first pixel in
   raster order: stable within a frame.
 
@@ -35,7 +39,8 @@ blow it up); centroid = its centre. Oriented box: principal axes of the points (
 each axis's largest component positive), extents from the same percentiles along them,
 orientation as a unit quaternion (x, y, z, w) rotating box axes into the camera frame. Fewer
 valid points: ``has_3d`` False and every 3D field None, never made up. Mask, 2D box and 3D box
-come from the same instance-map pixels, so they always agree.
+come from the same instance-map pixels, so they always agree. With ``complete_depth`` (default)
+a thing's axis-aligned box reaches behind its visible surface (see :class:`ObjectsConfig`).
 """
 from __future__ import annotations
 
@@ -62,8 +67,13 @@ class ObjectsConfig:
     stuff_queries: query names (case-insensitive) that are stuff: one region per class.
     depth_jump: relative depth change between 4-neighbours that separates objects (0.05 = 5%).
     min_pixels: smallest instance (pixels); smaller groups are dropped and counted.
+    min_score: instances whose score is below this are dropped and counted (``low_score``).
     min_contact: boundary pixel pairs two units need in common (depth-consistent ones with depth) to join.
     convexity: refuse joins across concave boundaries (needs normals); concave_tol_deg: tolerance (deg).
+    complete_depth: things only: a camera sees an object's front, so the axis-aligned box's far
+        face is pushed back until its depth (z) extent is at least the smaller of its x and y extents
+        (objects are about as deep as they are wide); the centroid follows. Off: the box of the
+        visible points only. The oriented box always bounds the visible points only.
     min_valid_depth: valid depth pixels an instance needs for a 3D box.
     box_percentiles: (low, high) percentiles of the points per axis for the 3D boxes.
     max_points: points per instance used for 3D statistics (fixed raster stride above it).
@@ -76,6 +86,8 @@ class ObjectsConfig:
     min_contact: int = 3
     convexity: bool = True
     concave_tol_deg: float = 10.0
+    min_score: float = 0.0
+    complete_depth: bool = True
     min_valid_depth: int = 30
     box_percentiles: tuple[float, float] = (2.0, 98.0)
     max_points: int = 2048
@@ -135,7 +147,8 @@ class ObjectInstance:
 @dataclass
 class Objects:
     """A frame's objects: instance_map HxW uint16 (0 = none, i = instances[i-1]); counts: what was
-    dropped (``small``: groups under min_pixels, ``small_pixels``: their pixels, ``no_3d``: instances
+    dropped (``small``: groups under min_pixels, ``small_pixels``: their pixels, ``low_score``: under
+    min_score, ``no_3d``: instances
     without enough depth, ``over_limit``: groups beyond 65535); timings_ms: ``group``, ``boxes3d``."""
 
     instance_map: np.ndarray
@@ -319,6 +332,23 @@ def _paint_and_gather(group, lut, depth, has_depth, stride, offsets, fx, fy, cx,
 # ------------------------------------------------------------------------------------- helpers
 
 
+def prepare_objects() -> float:
+    """Load (first run after an install: compile, ~10 s) the compiled kernels now, so that the first
+    frame is not slow. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    seg = np.zeros((16, 16), np.int32)
+    seg[4:12, 4:8], seg[4:12, 8:12] = 1, 2
+    depth = np.full((16, 16), 2.0, np.float32)
+    depth[:, 8:] = 1.0
+    normals = np.zeros((16, 16, 3), np.float32)
+    normals[..., 2] = -1
+    K = np.array([[20.0, 0, 7.5], [0, 20.0, 7.5], [0, 0, 1]])
+    cfg = ObjectsConfig(min_pixels=1, min_valid_depth=4)
+    for d, n in ((depth, normals), (None, None)):
+        extract_objects(seg, np.array([1, 2, 2]), np.ones(3), ("wall", "mug"), d, K if d is not None else None, n, cfg)
+    return time.perf_counter() - t0
+
+
 def _principal_axes(cov: np.ndarray) -> np.ndarray:
     """Rotation matrices Nx3x3 whose columns are the principal axes (major first) of covariances
     Nx3x3, each of the first two with its largest-magnitude component positive, third = their cross."""
@@ -465,13 +495,15 @@ def _check(segments, seg_labels, seg_conf, names, depth, K, normals):  # noqa: A
 
 def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.ndarray, names: Sequence[str],
                     depth: np.ndarray | None = None, K: np.ndarray | None = None, normals: np.ndarray | None = None,
-                    cfg: ObjectsConfig = ObjectsConfig()) -> Objects:
+                    cfg: ObjectsConfig = ObjectsConfig(), per_segment: bool = False) -> Objects:
     """Instances with 2D and 3D boxes from a labelled segmentation (see the module docstring).
 
     segments: HxW int (0..S-1). seg_labels: (S,) class per segment (0 = unknown, i = ``names[i-1]``).
     seg_conf: (S,) classifier confidence per segment in [0, 1]. depth: HxW float metres (0/NaN =
     invalid) or None (RGB-only grouping, no 3D). K: 3x3 (needed for 3D boxes and convexity).
     normals: HxWx3 unit camera-frame normals (0 = invalid) for the convexity test, or None.
+    per_segment: each thing segment is one instance, never split or joined (the trained path, whose
+    segments are MaskFormer query masks after its overlap-resolving panoptic assignment).
     """
     t0 = time.perf_counter()
     segments, seg_labels, seg_conf, depth, K, normals = _check(segments, seg_labels, seg_conf, names, depth, K, normals)
@@ -481,15 +513,23 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     seg_thing = (seg_labels > 0) & ~cls_stuff[seg_labels]
     has_depth = depth is not None
     dmap = depth if has_depth else np.zeros((1, 1), np.float32)
-    unit, n_units = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump))
+    if per_segment:  # trained proposals: each query mask is one instance, kept apart
+        used = np.unique(segments[seg_thing[segments]]) if seg_thing.any() else np.zeros(0, np.int64)
+        seg_unit = np.full(seg_labels.size, -1, np.int32)
+        seg_unit[used] = np.arange(used.size, dtype=np.int32)
+        unit, n_units = seg_unit[segments], int(used.size)
+    else:
+        unit, n_units = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump))
 
     # join units that touch in the image and in 3D
     use_convex = bool(cfg.convexity and has_depth and normals is not None and K is not None)
     Kf = K if K is not None else np.eye(3)
     fx, fy, cx, cy = float(Kf[0, 0]), float(Kf[1, 1]), float(Kf[0, 2]), float(Kf[1, 2])
     nrm = normals if use_convex else np.zeros((1, 1, 3), np.float32)
-    a, b, kind = _contacts(unit, segments, seg_labels, dmap, has_depth, float(cfg.depth_jump), nrm, use_convex,
-                           float(np.sin(np.deg2rad(cfg.concave_tol_deg))), fx, fy, cx, cy)
+    a, b, kind = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)
+    if not per_segment:
+        a, b, kind = _contacts(unit, segments, seg_labels, dmap, has_depth, float(cfg.depth_jump), nrm, use_convex,
+                               float(np.sin(np.deg2rad(cfg.concave_tol_deg))), fx, fy, cx, cy)
     comp = np.arange(n_units)
     if a.size:
         key = a.astype(np.int64) * n_units + b
@@ -527,8 +567,11 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
 
     # keep, order and number
     keep = cnt >= cfg.min_pixels
-    counts = {"small": int((seen & ~keep).sum()), "small_pixels": int(cnt[seen & ~keep].sum()), "no_3d": 0,
-              "over_limit": 0}
+    score = csum / np.maximum(cnt, 1)
+    confident = score >= cfg.min_score
+    counts = {"small": int((seen & ~keep).sum()), "small_pixels": int(cnt[seen & ~keep].sum()),
+              "low_score": int((seen & keep & ~confident).sum()), "no_3d": 0, "over_limit": 0}
+    keep &= confident
     idx = np.nonzero(keep)[0]
     idx = idx[np.lexsort((first[idx], -cnt[idx], gcls[idx]))]
     if idx.size > MAX_INSTANCES:
@@ -551,10 +594,18 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     offsets = np.cumsum(take)
     inst, pts3 = _paint_and_gather(group, lut, dmap, want3d, stride, offsets, fx, fy, cx, cy)
     boxes = _boxes_batch(pts3, offsets, ok3d, lo_hi)
+    if cfg.complete_depth and idx.size:
+        thing = np.zeros(idx.size + 1, bool)
+        thing[1:] = ~cls_stuff[gcls[idx]]
+        bmin, bmax = boxes["box_min"], boxes["box_max"]
+        ext = bmax - bmin
+        far = np.where(thing, np.maximum(bmax[:, 2], bmin[:, 2] + np.minimum(ext[:, 0], ext[:, 1])), bmax[:, 2])
+        bmax[:, 2] = far
+        boxes["centroid"] = (bmin + bmax) / 2
     out: list[ObjectInstance] = []
     for i, g in enumerate(idx.tolist(), start=1):
         c = int(gcls[g])
-        rec = ObjectInstance(id=i, class_id=c, name=names[c - 1], score=float(csum[g] / cnt[g]),
+        rec = ObjectInstance(id=i, class_id=c, name=names[c - 1], score=float(score[g]),
                              is_stuff=bool(cls_stuff[c]), box=tuple(int(v) for v in box[g]), pixels=int(cnt[g]),
                              valid_depth=int(nval[g]))
         if ok3d[i]:

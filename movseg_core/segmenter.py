@@ -9,7 +9,8 @@ Stages (``timings_ms`` keys): ``normals`` (from depth + K unless given), ``propo
 (class-agnostic segments from colour + depth + normals), ``dense`` (one CLIP pass per window with
 a training-free last block), ``pool`` (area-weighted features per segment), ``crops`` (optional
 OVSeg masked-crop member), ``clip_x`` (optional CLIP-X branch on the depth/normal image),
-``classify`` (scores vs text, unknown rejection), ``paint``; ``total`` covers everything.
+``classify`` (scores vs text, unknown rejection), ``paint``, ``objects`` (instances and 3D boxes,
+:mod:`movseg_core.objects`); ``total`` covers everything.
 
 Thread safety: :meth:`Segmenter.set_queries` may be called from another thread while
 :meth:`Segmenter.segment` runs; each ``segment`` uses the vocabulary snapshot it took at its start
@@ -41,6 +42,7 @@ from movseg_core.classify import (
 from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
 from movseg_core.geometry import (NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb,
                                   prepare_cpu_normals)
+from movseg_core.objects import Objects, ObjectsConfig, extract_objects, prepare_objects
 from movseg_core.proposals import ProposalConfig, propose
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class SegmenterConfig:
     proposals: class-agnostic segments (:class:`movseg_core.proposals.ProposalConfig`).
     classify: scoring, unknown rejection, crop / CLIP-X members (:class:`ClassifyConfig`).
     normals: normal estimation from depth (:class:`movseg_core.geometry.NormalsConfig`).
+    objects: instances, 2D and 3D boxes (:class:`movseg_core.objects.ObjectsConfig`).
     max_queries: most queries per vocabulary; max_query_chars: longest query in characters.
     """
 
@@ -63,6 +66,7 @@ class SegmenterConfig:
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     normals: NormalsConfig = field(default_factory=NormalsConfig)
+    objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     max_queries: int = 512
     max_query_chars: int = 200
 
@@ -121,6 +125,7 @@ class SegmentationResult:
     (probability of the best query at that pixel's segment); names/ids: the vocabulary used;
     vocabulary_version: its version; timings_ms: per-stage wall time (ms) plus ``total``;
     segments: HxW int32 class-agnostic segment ids (0..S-1) the labels were painted from.
+    objects: instance map + records (:class:`movseg_core.objects.Objects`), None when disabled.
     """
 
     labels: np.ndarray
@@ -130,6 +135,7 @@ class SegmentationResult:
     vocabulary_version: int
     timings_ms: dict[str, float]
     segments: np.ndarray | None = None
+    objects: Objects | None = None
 
 
 def validate_queries(queries: Any, max_queries: int, max_chars: int) -> list[str]:
@@ -200,6 +206,8 @@ class Segmenter:
         self._version = 0
         secs = prepare_cpu_normals(cfg.normals)  # so the first frame is not the one that compiles
         log.info("normals kernels ready in %.1f s%s", secs, " (compiled: first run after install)" if secs > 5 else "")
+        if cfg.objects.enabled:
+            log.info("objects kernels ready in %.1f s", prepare_objects())
         log.info("Segmenter ready: %s/%s on %s (fp16=%s), dense=%s@%d",
                  cfg.clip.model_name, cfg.clip.pretrained, self.device, self.clip.use_fp16,
                  cfg.dense.mode, cfg.dense.short_side)
@@ -379,5 +387,10 @@ class Segmenter:
         t = lap("classify", t)
         labels, conf = paint(seg_t, seg_labels, seg_conf)
         t = lap("paint", t)
+        objects = None
+        if cfg.objects.enabled:
+            objects = extract_objects(segments, seg_labels.cpu().numpy(), seg_conf.float().cpu().numpy(), vocab.names,
+                                      depth, K, normals, cfg.objects, per_segment=trained is not None)
+            t = lap("objects", t)
         times["total"] = (t - t_start) * 1e3
-        return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments)
+        return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments, objects)

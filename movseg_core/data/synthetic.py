@@ -59,6 +59,10 @@ class SceneConfig:
     shapes/colours/materials: what may be sampled. side_walls: probability of each side wall.
     rgb_noise: std of additive Gaussian pixel noise (0..255 scale). depth_noise: relative std
     of multiplicative depth noise. light_jitter: random light direction spread.
+    clones: extra objects, each a copy (shape, colour, material, size) of an earlier one placed
+    beside it (touching or up to 3 cm apart) or behind it (occluded in part): several instances of
+    one class side by side. Drawn from a separate random stream after the other objects, so
+    ``clones=0`` gives exactly the scenes it always gave.
     """
 
     height: int = 120
@@ -77,6 +81,7 @@ class SceneConfig:
     depth_noise: float = 0.0
     light_jitter: float = 0.4
     max_steps: int = 96
+    clones: int = 0
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -266,7 +271,73 @@ def sample_scene(
                 texture_scale=_uniform(rng, (0.05, 0.12)),
             )
         )
+    if cfg.clones > 0:
+        _add_clones(spec, cfg, np.random.default_rng([seed, 0xC10E]), float(hfov))
     return spec
+
+
+def _add_clones(spec: SceneSpec, cfg: SceneConfig, rng: np.random.Generator, hfov: float) -> None:
+    """Append up to ``cfg.clones`` look-alike copies of existing objects, beside or behind them."""
+    placed = 0
+    for _ in range(cfg.clones * 30):
+        if placed >= cfg.clones or not spec.objects:
+            break
+        src = spec.objects[int(rng.integers(len(spec.objects)))]
+        gap = float(rng.uniform(0.0, 0.03))
+        if rng.random() < 0.6:  # beside: along the line across the view direction
+            ang = float(rng.uniform(-0.35, 0.35)) + (0.0 if rng.random() < 0.5 else np.pi)
+        else:  # behind (farther from the camera), offset sideways so it shows in part
+            ang = np.pi / 2 + float(rng.uniform(0.25, 0.6)) * (1 if rng.random() < 0.5 else -1)
+        dist = 2 * src.size + gap
+        x = src.position[0] + dist * np.cos(ang)
+        z = src.position[1] + dist * np.sin(ang)
+        if z < cfg.dist_m[0] * 0.8 or abs(x) > np.tan(hfov / 2.0) * z * 0.8 - src.size:
+            continue
+        if any(np.hypot(x - o.position[0], z - o.position[1]) < src.size + o.size + gap - 1e-9 for o in spec.objects):
+            continue
+        if any(w is not None and abs(x - w) < src.size + 0.05 for w in spec.side_walls) or z > spec.back_wall_z - src.size:
+            continue
+        spec.objects.append(replace(src, position=(float(x), float(z)), yaw=float(rng.uniform(0, np.pi / 2))))
+        placed += 1
+
+
+# ----------------------------------------------------------------------------- 3D truth
+
+
+@dataclass
+class ObjectBox:
+    """Ground-truth 3D extent of one object in the camera optical frame (x right, y down, z forward).
+
+    box_min / box_max: (3,) corners of the solid's axis-aligned box (m); centre: their midpoint.
+    instance_id: the object's id in :attr:`SyntheticSample.instance`; class_id as in the labels.
+    """
+
+    instance_id: int
+    class_id: int
+    box_min: np.ndarray
+    box_max: np.ndarray
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.box_min + self.box_max) / 2
+
+
+def object_boxes(spec: SceneSpec, first_object_id: int = 5, grid: int = 48) -> list[ObjectBox]:
+    """Camera-frame axis-aligned boxes of every object's solid, from a ``grid``^3 sampling of its
+    signed distance function inside its bounding sphere (accuracy about 2.5 size / grid)."""
+    cp, sp = np.cos(spec.pitch), np.sin(spec.pitch)
+    R = np.array([[1.0, 0.0, 0.0], [0.0, -cp, -sp], [0.0, -sp, cp]])  # camera -> world (as in _camera_rays)
+    origin = np.array([0.0, spec.camera_height, 0.0])
+    out = []
+    t = np.linspace(-1.0, 1.0, grid)
+    unit = np.stack(np.meshgrid(t, t, t, indexing="ij"), -1).reshape(-1, 3)
+    for k, o in enumerate(spec.objects):
+        c, rad = _bounding_sphere(o)
+        p = c + unit * rad
+        solid = p[_sdf(p, o) <= 0]
+        cam = (solid - origin) @ R  # world = R cam + origin
+        out.append(ObjectBox(first_object_id + k, o.class_id, cam.min(0), cam.max(0)))
+    return out
 
 
 # ----------------------------------------------------------------------------- geometry
