@@ -17,7 +17,7 @@ import torch
 from conftest import REPO
 from movseg_core.clip import TINY_MODEL_CONFIGS, ClipConfig, create_clip
 from movseg_core.data.captions import HELD_OUT_PAIRS
-from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES, SHAPES
+from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES, FLOOR_MATERIALS, SHAPES, WALL_MATERIALS
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config, zero_shot_accuracy
 from movseg_core.segmenter import Segmenter
 
@@ -87,8 +87,8 @@ def test_segmenter_with_the_crop_member_labels_the_cone_cone():
     assert got[CLASS_IDS["cone"]] >= 0.6 * got.sum(), dict(zip(("unknown",) + CLASS_NAMES, got.tolist()))
 
 
-def test_open_vocabulary_query_order_does_not_matter(segmenter):
-    """Queries in another order and with words the segmenter never had: labels follow the names."""
+def test_query_order_does_not_matter(segmenter):
+    """The class names in another order: labels follow the names, not the positions."""
     scene = scene_with("cube", min_pixels=400)
     queries = ["torus", "cube", "floor", "wall", "cone", "sphere", "cylinder"]
     segmenter.set_queries(queries)
@@ -96,3 +96,18 @@ def test_open_vocabulary_query_order_does_not_matter(segmenter):
     cube = scene.label == CLASS_IDS["cube"]
     assert np.bincount(res.labels[cube], minlength=8).argmax() == queries.index("cube") + 1
     assert set(SHAPES) <= set(queries)
+
+
+def test_open_vocabulary_words_that_are_no_class_name(segmenter):
+    """A vocabulary without any of the segmenter's class names: floor and wall materials and "object"
+    (words the synthetic CLIP learnt from captions, never class names of the scenes). The floor is
+    labelled with its own material among four, the wall with its own among three, the cube "object"."""
+    scene = scene_with("cube", min_pixels=400)
+    queries = [f"{m} floor" for m in FLOOR_MATERIALS] + [f"{m} wall" for m in WALL_MATERIALS] + ["object"]
+    assert not set(queries) & set(CLASS_NAMES)
+    segmenter.set_queries(queries)
+    res = segmenter.segment(scene.rgb, scene.depth, scene.K)
+    for cls, want in (("floor", f"{scene.spec.floor_material} floor"), ("wall", f"{scene.spec.wall_material} wall"),
+                      ("cube", "object")):
+        votes = np.bincount(res.labels[scene.label == CLASS_IDS[cls]], minlength=len(queries) + 1)
+        assert votes.argmax() == queries.index(want) + 1, (cls, dict(zip(["unknown"] + queries, votes.tolist())))
