@@ -1,7 +1,7 @@
 """Small helpers shared by the config loaders (segmenter, training, evaluation)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -19,3 +19,16 @@ def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any] | None) -> d
     for key, value in (overrides or {}).items():
         set_dotted(tree, key, value)
     return tree
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items -> ``{dotted key: YAML-parsed value}``: ``["data.n_train=64", "queries=[a, b]"]``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -47,34 +47,12 @@ from movseg_core.viz import overlay
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
                                     depth_to_raw, unsupported_depth)
 from movseg_ros.msg import LabelInfo
-from movseg_ros.params import check_params_files, field_types, flatten_dataclass, unflatten
+from movseg_ros.params import (NODE_PARAMETERS, SEGMENTER_PREFIX, check_params_files, declared_defaults, field_types,
+                               flatten_dataclass, node_params)
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
 
-#: the node's own parameters (the segmenter's come from SegmenterConfig under ``segmenter.``)
-NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
-    "queries": (["wall", "floor", "chair", "table"], "open-vocabulary text queries; label id i+1 = queries[i]"),
-    "qos": ("sensor_data", "QoS of the camera subscriptions: sensor_data | reliable | system_default"),
-    "sync.queue_size": (10, "approximate-time synchroniser queue per input"),
-    "sync.slop": (0.05, "max stamp difference (s) between colour, depth and camera_info"),
-    "sync.reset_jump_s": (1.0, "a stamp this many seconds before the newest one starts a new stream (bag loop, "
-                               "sim clock reset, restarted driver): synchroniser and stamp order are reset; "
-                               "smaller steps back are dropped as out of order; 0 = never"),
-    "max_rate": (0.0, "max frames per second to process (0 = as fast as possible)"),
-    "freshness_budget": (0.1, "share of the worker's time it may spend waiting for the camera's next frame "
-                              "instead of labelling one that queued while it was busy (lower latency, "
-                              "slightly lower rate); 0 = always label the queued frame"),
-    "depth.min_m": (0.0, "depth below this (metres) is invalid (0 = no limit)"),
-    "depth.max_m": (0.0, "depth above this (metres) is invalid (0 = no limit)"),
-    "publish.labels": (True, "publish ~/labels (mono16)"),
-    "publish.label_info": (True, "publish ~/label_info (always with the labels it describes)"),
-    "publish.overlay": (True, "publish ~/overlay (rgb8 with legend)"),
-    "publish.confidence": (True, "publish ~/confidence (32FC1)"),
-    "publish.pointcloud": (False, "publish ~/points (PointCloud2 with label and confidence)"),
-    "log_period_s": (10.0, "seconds between statistics log lines"),
-}
-SEGMENTER_PREFIX = "segmenter"
 
 
 def fresh_wait_s(age_s: float, period_s: float, cycle_s: float, budget: float) -> float:
@@ -112,11 +90,6 @@ def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDe
     return ParameterDescriptor(name=name, type=kind, description=doc)
 
 
-def declared_parameter_names() -> list[str]:
-    """Every parameter the node declares (the launch-file test compares against this)."""
-    return sorted(list(NODE_PARAMETERS) + [n for n, _ in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX)])
-
-
 class MovsegNode(Node):
     def __init__(self, argv: typing.Sequence[str] = (), **kwargs):
         super().__init__("movseg", **kwargs)
@@ -126,7 +99,9 @@ class MovsegNode(Node):
         self.stage_ms: dict[str, list[float]] = defaultdict(list)  # worker writes, the log timer reads
         self._stage_lock = threading.Lock()
         self._declare_parameters()
-        self.segmenter = self._create_segmenter()
+        # the settings as `movseg eval` builds them from the same parameters (movseg_ros.params.node_params)
+        self.params = node_params(self._parameter_values())
+        self.segmenter = Segmenter(self.params.segmenter)
 
         queries = list(self.get_parameter("queries").value)
         vocab = self.segmenter.set_queries(queries)  # a bad default vocabulary is a start-up error
@@ -143,8 +118,7 @@ class MovsegNode(Node):
         self._stop = False
         self._busy = False       # the worker is inside a frame (read at shutdown, for the log)
         self._last_in_stamp = -1.0
-        lo, hi = float(self.get_parameter("depth.min_m").value), float(self.get_parameter("depth.max_m").value)
-        self._depth_range = (lo, hi if hi > 0 else float("inf")) if (lo > 0 or hi > 0) else None
+        self._depth_range = self.params.depth_range
         rate = float(self.get_parameter("max_rate").value)
         self._min_period = 1.0 / rate if rate > 0 else 0.0
         self._fresh_budget = max(0.0, float(self.get_parameter("freshness_budget").value))
@@ -200,14 +174,9 @@ class MovsegNode(Node):
                     desc.dynamic_typing = True
             self.declare_parameter(name, default, desc)
 
-    def _create_segmenter(self) -> Segmenter:
-        values = {}
-        for name, default in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
-            # an empty array has no ROS type to carry it: uninitialised means the default ([])
-            value = self.get_parameter_or(name, Parameter(name, value=default)).value
-            values[name] = None if value == "" or value is None else value
-        cfg = unflatten(values, SEGMENTER_PREFIX)
-        return Segmenter.from_config(cfg)
+    def _parameter_values(self) -> dict[str, typing.Any]:
+        """Every declared parameter's value (None: not set, e.g. an empty array, which has no ROS type)."""
+        return {name: self.get_parameter_or(name, Parameter(name, value=None)).value for name in declared_defaults()}
 
     # ---------------------------------------------------------------- vocabulary
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:

@@ -9,8 +9,10 @@ next frame when the previous one is answered (as fast as the node keeps up); ``-
 at a fixed rate and counts what the node drops. The node's vocabulary is restored afterwards.
 
 ``movseg eval --offline SRC --out DIR``: no ROS; runs ``Segmenter`` in this process on SRC (a bag,
-a NYUv2 folder or the labeled .mat), feeding it exactly what the node would (same depth decoding),
-with the node's parameters file (``--config``, default config/segment.yaml) so both agree.
+a NYUv2 folder or the labeled .mat), feeding it exactly what the node would (same depth decoding,
+same ``depth.min_m`` / ``depth.max_m``), with the node's settings read from its parameters file
+(``--config``, default config/segment.yaml; ``--set KEY=VALUE`` as ``-p`` would) by the loader the
+node uses (``movseg_ros.params.load_node_params``), so both agree. Both modes report the settings.
 
 Exit codes: 0 report written; 2 bad input (bag without depth/camera_info, wrong encodings,
 labels of another size, ...); 3 the node did not answer. No report is written unless at least
@@ -28,11 +30,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from movseg_core.config import parse_overrides
 from movseg_core.eval.offline import EvalFrame, weights_warning
 from movseg_core.eval.prompts import PromptMap, load_prompt_map
 from movseg_core.eval.scoring import EvalAccumulator
 from movseg_core.geometry.depth import depth_m_to_mm
 from movseg_ros.bag import BagFrame, BagTopics, inspect_bag, open_source, read_bag
+from movseg_ros.params import NodeParams, declared_parameter_names, load_node_params, node_params
 
 log = logging.getLogger(__name__)
 
@@ -108,55 +112,7 @@ def _limit(it: Iterator[EvalFrame], n: int) -> Iterator[EvalFrame]:
         yield f
 
 
-# --------------------------------------------------------------------------- segmenter config
-def load_segmenter_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Segmenter settings as the node would build them: from a ROS parameters YAML
-    (``<node>: ros__parameters: segmenter.*`` flat or nested) or a plain SegmenterConfig YAML,
-    then ``key=value`` overrides (``segmenter.clip.pretrained=random`` or ``clip.pretrained=random``).
-    """
-    import yaml
-
-    from movseg_core.config import set_dotted
-    from movseg_ros.params import unflatten
-
-    tree: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        params = None
-        if isinstance(data, dict):
-            for v in data.values():
-                if isinstance(v, dict) and "ros__parameters" in v:
-                    params = v["ros__parameters"] or {}
-                    break
-        if params is not None:
-            flat = {k: v for k, v in params.items() if k.startswith("segmenter.")}
-            tree = unflatten(flat, "segmenter")
-            if isinstance(params.get("segmenter"), dict):
-                tree = _merge(params["segmenter"], tree)
-        elif isinstance(data, dict):
-            tree = data.get("segmenter", data)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        set_dotted(tree, key.removeprefix("segmenter."), yaml.safe_load(value))
-    return _empty_to_none(tree)
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _empty_to_none(tree: Any) -> Any:
-    """ROS parameters spell None as '' (what the node does too)."""
-    if isinstance(tree, dict):
-        return {k: _empty_to_none(v) for k, v in tree.items()}
-    return None if tree == "" else tree
-
-
+# --------------------------------------------------------------------------- the node's settings
 def default_node_config() -> Path | None:
     try:
         from movseg_ros.launch_config import default_config_path
@@ -348,15 +304,20 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     warnings: list[str] = []
     try:
         r.connect()
-        params = r.node_parameters(["queries", "segmenter.clip.pretrained", "segmenter.clip.model_name"])
-        if "segmenter.clip.pretrained" in params:
-            w = weights_warning(params["segmenter.clip.pretrained"])
+        values = r.node_parameters(declared_parameter_names())
+        node_settings = None
+        try:  # the node's settings, built as the node builds them (movseg_ros.params.node_params)
+            node_settings = node_params(values)
+        except ValueError as e:
+            warnings.append(f"could not read the node's settings ({e}); the report does not state them.")
+        if "segmenter.clip.pretrained" in values:
+            w = weights_warning(values["segmenter.clip.pretrained"] or None)
             if w:
                 warnings.append(w)
         else:
             warnings.append("could not read the node's segmenter.clip.pretrained: if it runs random weights, "
                             "these numbers are meaningless.")
-        old_queries = params.get("queries")
+        old_queries = values.get("queries")
         r.vocab_version, names = r.set_queries(list(out_prompts.queries))
         log.info("node vocabulary v%d set to the %d NYU40 prompts", r.vocab_version, len(names))
         try:
@@ -371,8 +332,7 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     finally:
         r.close()
     info = {"mode": f"replay over DDS into {cfg.node_name} ({'one frame at a time' if cfg.rate_hz == 0 else f'{cfg.rate_hz:g} Hz'})",
-            "bag": str(bag), "node model": str(params.get("segmenter.clip.model_name", "unknown")) + " / " +
-            str(params.get("segmenter.clip.pretrained", "unknown")),
+            "bag": str(bag), **(settings_info(node_settings) if node_settings else {}),
             "latency": "publish of the colour image -> receipt of labels and label_info (end to end)",
             "segmenter time": "inference_ms reported by the node in label_info"}
     return acc, info, warnings
@@ -426,24 +386,32 @@ def _play(r: _Replayer, bag, cfg: ReplayConfig, total: int, limit: int, progress
 
 
 # --------------------------------------------------------------------------- offline
-def offline(src: str | Path, prompts: PromptMap, seg_cfg: dict[str, Any], *, split: str = "all",
+def offline(src: str | Path, prompts: PromptMap, params: NodeParams, *, split: str = "all",
             splits: str | None = None, class_mapping: str | None = None, limit: int = 0,
             keep_samples: int = 3, progress: bool = True) -> tuple[EvalAccumulator, dict[str, str], list[str]]:
-    """Score ``Segmenter.from_config(seg_cfg)`` on SRC (bag, NYUv2 folder or labeled .mat), no ROS."""
+    """Score the node's segmenter and depth handling (``params``, from :func:`load_node_params`) on SRC
+    (bag, NYUv2 folder or labeled .mat), no ROS."""
     frames, total = source_eval_frames(src, split, splits, class_mapping, limit)  # bad input fails here
 
     from movseg_core.eval.offline import evaluate
     from movseg_core.segmenter import Segmenter
 
-    seg = Segmenter.from_config(seg_cfg)
-    acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress)
-    clip = seg.cfg.clip
-    w = weights_warning(clip.pretrained)
-    info = {"mode": "offline (Segmenter in-process, no ROS)", "source": str(src),
-            "model": f"{clip.model_name} / {clip.pretrained}",
+    seg = Segmenter(params.segmenter)
+    acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress,
+                   depth_range=params.depth_range)
+    w = weights_warning(params.segmenter.clip.pretrained)
+    info = {"mode": "offline (Segmenter in-process, no ROS)", "source": str(src), **settings_info(params),
             "latency": "wall time of Segmenter.segment per frame",
             "segmenter time": "timings_ms['total'] reported by the segmenter"}
     return acc, info, [w] if w else []
+
+
+def settings_info(params: NodeParams) -> dict[str, str]:
+    """The node settings a report states (the same lines in both modes)."""
+    clip = params.segmenter.clip
+    r = params.depth_range
+    return {"model": f"{clip.model_name} / {clip.pretrained}",
+            "depth range": "no limit" if r is None else f"{r[0]:g} - {r[1]:g} m (depth.min_m / depth.max_m)"}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -472,8 +440,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             acc, info, warns = replay(args.bag, prompts, cfg, limit=args.limit, keep_samples=args.overlays)
             title = f"MOVSeg replay evaluation: {Path(args.bag).name}"
         else:
-            seg_cfg = load_segmenter_config(args.config or default_node_config(), args.param)
-            acc, info, warns = offline(args.offline, prompts, seg_cfg, split=args.split, splits=args.splits,
+            params = load_node_params(args.config or default_node_config(), parse_overrides(args.set),
+                                      node_fqn=args.node)
+            acc, info, warns = offline(args.offline, prompts, params, split=args.split, splits=args.splits,
                                        class_mapping=args.class_mapping, limit=args.limit,
                                        keep_samples=args.overlays)
             title = f"MOVSeg offline evaluation: {Path(args.offline).name}"
@@ -511,12 +480,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--labels-topic", default="/movseg/labels")
     g.add_argument("--label-info-topic", default="/movseg/label_info")
     g.add_argument("--service", default="/set_queries", help="the node's SetQueries service")
-    g.add_argument("--node", default="/movseg", help="the node's name (to read its parameters)")
+    p.add_argument("--node", default="/movseg",
+                   help="the node's full name: its parameters are read from it (--bag) or from its entries in --config")
     g.add_argument("--keep-stamps", action="store_true", help="publish the bag's own stamps (default: now-based)")
     g = p.add_argument_group("offline (--offline)")
-    g.add_argument("--config", help="node parameters YAML or SegmenterConfig YAML (default config/segment.yaml)")
-    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. segmenter.clip.pretrained=random (repeatable)")
+    g.add_argument("--config", help="the node's parameters YAML (default config/segment.yaml)")
+    g.add_argument("--set", "--param", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a node parameter as -p would, e.g. segmenter.clip.pretrained=random or "
+                        "depth.max_m=4.0 (repeatable)")
     g.add_argument("--split", choices=("all", "train", "test"), default="all")
     g.add_argument("--splits", help="splits.mat for --split train|test")
     g.add_argument("--class-mapping", help="classMapping40.mat (for nyu_depth_v2_labeled.mat)")

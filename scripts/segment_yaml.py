@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 
 from movseg_core.segmenter import SegmenterConfig
-from movseg_ros.node import NODE_PARAMETERS, SEGMENTER_PREFIX
-from movseg_ros.params import ANY_NODE, flatten_dataclass
+from movseg_ros.params import ANY_NODE, NODE_PARAMETERS, SEGMENTER_PREFIX, flatten_dataclass
 
 SECTION_DOCS = {
     "clip": "CLIP model: open_clip name + pretrained tag (downloaded and cached) or a checkpoint path (movseg_core/clip.py ClipConfig)",

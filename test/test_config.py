@@ -13,3 +13,12 @@ def test_dotted_keys_create_sections_and_replace_values():
 def test_a_value_cannot_be_used_as_a_section():
     with pytest.raises(ValueError, match="'steps' is a value"):
         set_dotted({"steps": 5}, "steps.max", 1)
+
+
+def test_set_items_parse_as_yaml_values():
+    from movseg_core.config import parse_overrides
+
+    assert parse_overrides(["steps=10", "data.root=/d", "queries=[a, b]", "x= 0.5"]) == \
+        {"steps": 10, "data.root": "/d", "queries": ["a", "b"], "x": 0.5}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["nonsense"])

@@ -15,9 +15,11 @@ import yaml
 from conftest import PYTHON, REPO
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
 from movseg_ros import bag as B
-from movseg_ros.replay_eval import load_segmenter_config, main as eval_main
+from movseg_ros.replay_eval import main as eval_main
 
-#: the same segmenter settings for the node (-p) and the offline run (--param): tiny and fast
+#: depth beyond this is invalid in the node-YAML test: cuts the far part of the NYUv2 scenes (1-5 m)
+DEPTH_MAX_M = 2.5
+#: tiny and fast segmenter settings for the offline runs (--set)
 SETTINGS = {"segmenter.clip.model_name": "movseg-tiny-vit", "segmenter.clip.device": "cpu",
             "segmenter.dense.short_side": 160}
 
@@ -46,28 +48,38 @@ def _metrics(d):
     return json.loads((d / "metrics.json").read_text())
 
 
-def test_replay_through_node_equals_offline(nyu_bag, tiny_checkpoint, tmp_path, ros_processes):
-    settings = {**SETTINGS, "segmenter.clip.pretrained": str(tiny_checkpoint)}
-    node = ros_processes([PYTHON, "-m", "movseg_ros.node", "--ros-args",
-                          *[a for k, v in settings.items() for a in ("-p", f"{k}:={v}")],
-                          "-p", "publish.overlay:=false", "-p", "publish.confidence:=false"], "eval-node")
+def test_replay_through_node_equals_offline_with_the_node_yaml(nyu_bag, tiny_checkpoint, tmp_path, ros_processes):
+    """One parameters file for `movseg run` and `movseg eval --offline`; its depth range (a node-level
+    parameter, outside segmenter.*) changes the labels, and replay through the node still equals offline."""
+    params = {"segmenter": {"clip": {"model_name": "movseg-tiny-vit", "device": "cpu",
+                                     "pretrained": str(tiny_checkpoint)}, "dense": {"short_side": 160}},
+              "depth": {"min_m": 0.0, "max_m": DEPTH_MAX_M},
+              "publish": {"overlay": False, "confidence": False}}
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    node = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "eval-node")
     replay = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "eval", "--bag", str(nyu_bag), "--out",
                              str(tmp_path / "replay"), "--discovery-timeout", "60", "--first-timeout", "180"],
                             capture_output=True, text=True, timeout=400, cwd=REPO, env=os.environ.copy())
     assert replay.returncode == 0, replay.stdout + replay.stderr + node.output()
     assert "report: " in replay.stdout and "mIoU" in replay.stdout
-    rc = eval_main(["eval", "--offline", str(nyu_bag), "--out", str(tmp_path / "offline"),
-                    *[a for k, v in settings.items() for a in ("--param", f"{k}={v}")]])
+    rc = eval_main(["eval", "--offline", str(nyu_bag), "--out", str(tmp_path / "offline"), "--config", str(cfg)])
     assert rc == 0
-    r, o = _metrics(tmp_path / "replay"), _metrics(tmp_path / "offline")
+    # the same file without the depth range: other labels (the range is applied offline, as in the node)
+    rc = eval_main(["eval", "--offline", str(nyu_bag), "--out", str(tmp_path / "no_range"), "--config", str(cfg),
+                    "--set", "depth.max_m=0.0"])
+    assert rc == 0
+    r, o, n = _metrics(tmp_path / "replay"), _metrics(tmp_path / "offline"), _metrics(tmp_path / "no_range")
     assert r["frames_sent"] == r["frames_scored"] == o["frames_scored"] == 3
     assert r["frames"] == o["frames"] == ["0001", "0551", "1339"]
     assert r["confusion_matrix"] == o["confusion_matrix"]
     for key in ("miou", "per_class_iou", "pixel_acc", "fwiou", "boundary_f1"):
         assert r[key] == o[key], key
+    assert n["confusion_matrix"] != o["confusion_matrix"], "depth.max_m did not change the offline labels"
     assert r["latency_ms"]["n"] == 3 and r["latency_ms"]["p50"] > 0
     for d in ("replay", "offline"):
         assert (tmp_path / d / "report.md").exists() and (tmp_path / d / "confusion_matrix.png").exists()
+        assert f"0 - {DEPTH_MAX_M:g} m" in (tmp_path / d / "report.md").read_text()  # both state the node's range
 
 
 def test_node_never_answers(nyu_bag, tmp_path, capsys):
@@ -104,15 +116,3 @@ def test_offline_random_weights_says_numbers_are_meaningless(nyu_bag, tmp_path, 
     m = _metrics(tmp_path / "o")
     assert m["frames_scored"] == 1 and m["warnings"]
     assert "meaningless" in (tmp_path / "o" / "report.md").read_text()
-
-
-def test_segmenter_config_from_node_params_file(tmp_path):
-    p = tmp_path / "segment.yaml"
-    p.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {
-        "queries": ["chair"], "segmenter.clip.model_name": "ViT-B-16", "segmenter.clip.cache_dir": "",
-        "segmenter.dense.short_side": 336}}}))
-    cfg = load_segmenter_config(p, ["segmenter.clip.pretrained=random", "dense.mode=sclip"])
-    assert cfg == {"clip": {"model_name": "ViT-B-16", "cache_dir": None, "pretrained": "random"},
-                   "dense": {"short_side": 336, "mode": "sclip"}}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        load_segmenter_config(None, ["nonsense"])

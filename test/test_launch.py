@@ -31,7 +31,7 @@ def yaml_parameters(path: Path) -> dict:
 
 
 def test_segment_yaml_sets_exactly_the_declared_parameters():
-    from movseg_ros.node import declared_parameter_names
+    from movseg_ros.params import declared_parameter_names
 
     in_yaml = set(yaml_parameters(REPO / "config" / "segment.yaml"))
     declared = set(declared_parameter_names())
@@ -40,13 +40,13 @@ def test_segment_yaml_sets_exactly_the_declared_parameters():
 
 
 def test_demo_yaml_only_sets_declared_parameters():
-    from movseg_ros.node import declared_parameter_names
+    from movseg_ros.params import declared_parameter_names
 
     assert set(yaml_parameters(REPO / "config" / "demo.yaml")) <= set(declared_parameter_names())
 
 
 def test_launch_overrides_name_declared_parameters():
-    from movseg_ros.node import declared_parameter_names
+    from movseg_ros.params import declared_parameter_names
 
     assert set(PARAMETER_OVERRIDES.values()) <= set(declared_parameter_names())
     assert set(PARAMETER_OVERRIDES) | set(REMAPPED_INPUTS.values()) <= set(LAUNCH_ARGUMENTS)

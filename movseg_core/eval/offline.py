@@ -35,11 +35,13 @@ class EvalFrame:
     label: np.ndarray | None
 
 
-def node_depth(depth_raw: np.ndarray, encoding: str) -> np.ndarray | None:
-    """What the node passes to ``segment``: metres (0 invalid), or None when nothing is valid."""
+def node_depth(depth_raw: np.ndarray, encoding: str,
+               depth_range: tuple[float, float] | None = None) -> np.ndarray | None:
+    """What the node passes to ``segment``: metres (0 invalid; outside ``depth_range`` (min_m, max_m) too,
+    the node's ``depth.min_m`` / ``depth.max_m``), or None when nothing is valid."""
     from movseg_core.geometry import decode_depth
 
-    depth, valid = decode_depth(depth_raw, encoding)
+    depth, valid = decode_depth(depth_raw, encoding, valid_range=depth_range)
     return np.asarray(depth, dtype=np.float32) if np.asarray(valid).any() else None
 
 
@@ -53,8 +55,11 @@ def weights_warning(pretrained: str | None) -> str | None:
 
 
 def evaluate(segmenter, frames: Iterable[EvalFrame], prompts: PromptMap, *, total: int | None = None,
-             keep_samples: int = 3, progress: bool = True) -> EvalAccumulator:
+             keep_samples: int = 3, progress: bool = True,
+             depth_range: tuple[float, float] | None = None) -> EvalAccumulator:
     """Set the prompts as the vocabulary, segment every frame, accumulate scores.
+
+    depth_range: the node's valid depth range in metres (``NodeParams.depth_range``; None = no limit).
 
     latency_ms = wall time of ``segment``; inference_ms = the segmenter's own ``timings_ms['total']``.
     Raises ValueError when a result's labels differ in size from the ground truth.
@@ -69,7 +74,7 @@ def evaluate(segmenter, frames: Iterable[EvalFrame], prompts: PromptMap, *, tota
             acc.miss(f.name, "no ground-truth labels")
             continue
         t0 = time.perf_counter()
-        result = segmenter.segment(f.rgb, node_depth(f.depth_raw, f.depth_encoding), f.K)
+        result = segmenter.segment(f.rgb, node_depth(f.depth_raw, f.depth_encoding, depth_range), f.K)
         wall_ms = (time.perf_counter() - t0) * 1000.0
         if result.vocabulary_version != vocab.version:
             raise RuntimeError(f"vocabulary changed during evaluation (v{vocab.version} -> v{result.vocabulary_version})")

@@ -8,20 +8,8 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
 
-import yaml
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["data.n_train=64", "steps=10"]`` -> {dotted key: YAML-parsed value}."""
-    out: dict[str, Any] = {}
-    for it in items or []:
-        if "=" not in it:
-            raise ValueError(f"--set expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+from ..config import parse_overrides
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
