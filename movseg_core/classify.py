@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-X_MODALITIES = ("normals", "depth", "hha")
+from movseg_core.geometry.modality import X_MODALITIES
 
 
 @dataclass

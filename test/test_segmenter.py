@@ -251,3 +251,41 @@ def test_segment_uses_vocabulary_snapshot_under_concurrent_set_queries(frame):
     for r in results:
         assert r.names == names_by_version[r.vocabulary_version]
         assert r.labels.max() <= len(r.names)
+
+
+def test_public_api_is_exported_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, movseg_core; assert 'torch' not in sys.modules, 'import movseg_core pulled in torch'; "
+            "from movseg_core import Segmenter, SegmenterConfig, SegmentationResult; "
+            "import movseg_core.segmenter as m; "
+            "assert (Segmenter, SegmenterConfig, SegmentationResult) == (m.Segmenter, m.SegmenterConfig, m.SegmentationResult); "
+            "assert set(movseg_core.__all__) >= {'Segmenter', 'SegmenterConfig', 'SegmentationResult'}; "
+            "assert 'rclpy' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    import movseg_core
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        movseg_core.Nope  # noqa: B018
+
+
+def test_config_keys_named_in_the_docs_exist():
+    import dataclasses
+    import re
+
+    from conftest import REPO
+
+    cfg = SegmenterConfig()
+    named = set(re.findall(r"`(?:segmenter\.)?(clip|dense|proposals|classify|normals)\.([a-z_]+)`",
+                           (REPO / "docs" / "segmenter.md").read_text() + (REPO / "README.md").read_text()))
+    assert len(named) > 20
+    import importlib.util
+
+    def module_name(s: str, k: str) -> bool:  # `clip.py`, `clip.create_clip`: a file or a module attribute
+        spec = importlib.util.find_spec(f"movseg_core.{s}")
+        return k == "py" or (spec is not None and hasattr(importlib.import_module(f"movseg_core.{s}"), k))
+
+    missing = [f"{s}.{k}" for s, k in sorted(named)
+               if k not in {f.name for f in dataclasses.fields(getattr(cfg, s))} and not module_name(s, k)]
+    assert not missing, missing

@@ -165,16 +165,6 @@ def patch_targets(instance: np.ndarray, grid: int, min_share: float = 0.5) -> np
     return out.reshape(grid, grid)
 
 
-def instance_phrase(sample: SyntheticSample, inst_id: int, rng: np.random.Generator | None = None) -> str:
-    """Phrase of an instance id of ``sample``: an object phrase, "<material> floor" or "<material> wall"."""
-    if inst_id == 1:
-        return floor_phrase(sample.spec)
-    k = inst_id - sample.first_object_id
-    if k < 0:
-        return wall_phrase(sample.spec)
-    return object_phrase(sample.spec.objects[k], rng)
-
-
 def single_object_image(seed: int, shape: str, colour: str, size: int = 64, material: str | None = None,
                         cfg: SceneConfig | None = None) -> tuple[np.ndarray, ObjectSpec]:
     """One ``colour`` ``shape`` (random or given material) in a random room, cropped square around it.

@@ -708,7 +708,3 @@ class SyntheticScenes:
     def __iter__(self) -> Iterator[SyntheticSample]:
         for i in range(self.n):
             yield self[i]
-
-    def with_config(self, **changes: object) -> "SyntheticScenes":
-        """A copy with some :class:`SceneConfig` fields changed."""
-        return SyntheticScenes(self.n, self.base_seed, replace(self.cfg, **changes), self.cache)

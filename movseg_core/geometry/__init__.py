@@ -6,11 +6,12 @@ Torch tensors in and out (CPU or CUDA); numpy in gives numpy out. Depth in metre
 """
 from .camera import backproject, check_intrinsics, crop_intrinsics, scale_intrinsics
 from .depth import DEPTH_ENCODINGS, decode_depth, depth_m_to_mm, depth_mm_to_m
-from .modality import HHAConfig, depth_to_rgb, estimate_up, hha, normals_to_rgb
+from .modality import X_MODALITIES, HHAConfig, depth_to_rgb, estimate_up, hha, normals_to_rgb
 from .normals import NormalsConfig, normals_from_depth, prepare_cpu_normals
 from .viz import save_geometry_pngs
 
 __all__ = [
+    "X_MODALITIES",
     "DEPTH_ENCODINGS",
     "HHAConfig",
     "NormalsConfig",

@@ -11,6 +11,9 @@ from ._tensor import ArrayLike, check_depth_map, depth_validity, like_input, to_
 from .camera import backproject, check_intrinsics
 from .normals import NormalsConfig, normals_from_depth
 
+#: The X modalities (images of depth geometry) CLIP-X and the RGB+X proposal network take.
+X_MODALITIES: tuple[str, ...] = ("normals", "depth", "hha")
+
 
 def normals_to_rgb(normals: ArrayLike, valid: ArrayLike | None = None) -> ArrayLike:
     """Camera-frame unit normals HxWx3 -> HxWx3 uint8 with ``rgb = round((n + 1) / 2 * 255)``.

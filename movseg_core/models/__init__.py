@@ -2,10 +2,10 @@
 from .checkpoint import CHECKPOINT_FORMAT, export_checkpoint, load_checkpoint
 from .fusion import FUSION_MODES, Fusion
 from .proposer import Proposals, TrainedProposer
-from .maskformer import (MODEL_CONFIGS, X_MODALITIES, MaskFormerConfig, RGBXMaskFormer, create_model,
+from .maskformer import (MODEL_CONFIGS, MODEL_X_MODALITIES, MaskFormerConfig, RGBXMaskFormer, create_model,
                          semantic_inference)
 
 __all__ = [
     "CHECKPOINT_FORMAT", "FUSION_MODES", "Fusion", "MODEL_CONFIGS", "MaskFormerConfig", "RGBXMaskFormer",
-    "Proposals", "TrainedProposer", "X_MODALITIES", "create_model", "export_checkpoint", "load_checkpoint", "semantic_inference",
+    "Proposals", "TrainedProposer", "MODEL_X_MODALITIES", "create_model", "export_checkpoint", "load_checkpoint", "semantic_inference",
 ]

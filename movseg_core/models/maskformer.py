@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry.modality import X_MODALITIES
 from .backbone import TimmBackbone, x_backbone_from_rgb
 from .fusion import FUSION_MODES, Fusion
 from .pixel_decoder import FPNPixelDecoder
 from .transformer_decoder import MLP, QueryDecoder
 
-X_MODALITIES = ("none", "normals", "depth", "hha")
+#: ``x_modality`` values: no X branch, or one of the geometry X modalities.
+MODEL_X_MODALITIES = ("none",) + X_MODALITIES
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -56,8 +58,8 @@ class MaskFormerConfig:
     logit_scale_init: float = 2.6592  # log(1/0.07), CLIP's initial temperature
 
     def __post_init__(self) -> None:
-        if self.x_modality not in X_MODALITIES:
-            raise ValueError(f"x_modality {self.x_modality!r} not in {X_MODALITIES}")
+        if self.x_modality not in MODEL_X_MODALITIES:
+            raise ValueError(f"x_modality {self.x_modality!r} not in {MODEL_X_MODALITIES}")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion {self.fusion!r} not in {FUSION_MODES}")
         if self.num_queries <= 0 or self.dec_layers <= 0 or self.hidden_dim % self.heads:

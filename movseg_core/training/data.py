@@ -32,7 +32,7 @@ def x_image(modality: str, depth: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Sample:
+class TrainingSample:
     """Tensors of one sample: rgb/x ``3 x H x W`` float in [0, 1] (x None for RGB-only), label ``H x W``
     int64 (0 = ignore), target dict (``labels`` (M,), ``masks`` ``M x H x W`` float)."""
 
@@ -60,17 +60,17 @@ def _img(a: np.ndarray) -> torch.Tensor:
 
 
 class SegmentationDataset(Dataset):
-    """Wrap a reader: item i -> :class:`Sample`. ``x_modality`` ``none`` skips the X image.
+    """Wrap a reader: item i -> :class:`TrainingSample`. ``x_modality`` ``none`` skips the X image.
     ``cache`` keeps computed samples (small sets, e.g. synthetic)."""
 
     def __init__(self, reader: Sequence[Any], num_classes: int, x_modality: str = "none", cache: bool = False):
         self.reader, self.num_classes, self.x_modality, self.cache = reader, num_classes, x_modality, cache
-        self._store: dict[int, Sample] = {}
+        self._store: dict[int, TrainingSample] = {}
 
     def __len__(self) -> int:
         return len(self.reader)
 
-    def __getitem__(self, i: int) -> Sample:
+    def __getitem__(self, i: int) -> TrainingSample:
         if i in self._store:
             return self._store[i]
         r = self.reader[i]
@@ -82,14 +82,14 @@ class SegmentationDataset(Dataset):
                     raise ValueError(f"sample {i}: X modality {self.x_modality} needs depth and K or an x image")
                 xi = x_image(self.x_modality, r.depth, r.K)
             x = _img(xi)
-        s = Sample(_img(r.rgb), x, torch.as_tensor(np.asarray(r.label).astype(np.int64)),
+        s = TrainingSample(_img(r.rgb), x, torch.as_tensor(np.asarray(r.label).astype(np.int64)),
                    semantic_target(r.label, self.num_classes))
         if self.cache:
             self._store[i] = s
         return s
 
 
-def collate(samples: list[Sample]) -> dict[str, Any]:
+def collate(samples: list[TrainingSample]) -> dict[str, Any]:
     """Batch of samples (same size) -> {``rgb`` B3HW, ``x`` B3HW or None, ``label`` BHW, ``targets`` list}."""
     return {
         "rgb": torch.stack([s.rgb for s in samples]),

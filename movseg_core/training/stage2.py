@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from ..config import apply_overrides
+from ..geometry.modality import X_MODALITIES
 from .config import ClipSpec, DataConfig, _build
 
 
@@ -36,8 +37,8 @@ class Stage2Config:
             self.clip = _build(ClipSpec, self.clip, "clip")
         if isinstance(self.data, dict):
             self.data = _build(DataConfig, self.data, "data")
-        if self.x_modality not in ("normals", "depth", "hha"):
-            raise ValueError(f"x_modality {self.x_modality!r} not in normals/depth/hha")
+        if self.x_modality not in X_MODALITIES:
+            raise ValueError(f"x_modality {self.x_modality!r} not in {X_MODALITIES}")
 
 
 def load_stage2_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Stage2Config:

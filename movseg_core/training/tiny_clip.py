@@ -299,7 +299,7 @@ def make_batch(corpus: list[SyntheticSample], cfg: TinyClipTrainConfig, step: in
 # ----------------------------------------------------------------------------- model
 
 
-def create_model(seed: int) -> torch.nn.Module:
+def init_tiny_clip(seed: int) -> torch.nn.Module:
     """A randomly initialised ``movseg-synth-clip`` (seeded), in train mode."""
     import open_clip
 
@@ -411,7 +411,7 @@ def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 
     work_dir.mkdir(parents=True, exist_ok=True)
     state_path = work_dir / f"state_seed{cfg.seed}.pt"
     corpus = render_corpus(cfg, corpus_cache_path(cfg, work_dir), progress)
-    model = create_model(cfg.seed)
+    model = init_tiny_clip(cfg.seed)
     model.train()
     opt = _optimizer(model, cfg)
     step, spent = 0, 0.0
