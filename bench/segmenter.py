@@ -95,11 +95,11 @@ def main() -> int:
     log.info("%d frame(s) with depth from %s; %s random weights, dense %s at short side %d, %d threads",
              len(frames), args.data, args.model, args.dense_mode, args.short_side, torch.get_num_threads())
     f0 = frames[0]
-    seg.segment(f0.rgb, np.nan_to_num(f0.depth), f0.K)  # warm-up (allocations, pos-embed cache)
+    seg.segment(f0.rgb, f0.depth, f0.K)  # warm-up (allocations, pos-embed cache)
 
     ours, base, ours_cpu, base_cpu, n_props, stages, base_crops = [], [], [], [], [], {}, []
     for f in tqdm(frames, desc="frames", unit="frame"):
-        depth = np.nan_to_num(f.depth)
+        depth = f.depth
         c0, t0 = time.process_time(), time.perf_counter()
         res = seg.segment(f.rgb, depth, f.K)
         ours.append((time.perf_counter() - t0) * 1e3)
@@ -115,7 +115,7 @@ def main() -> int:
         n = int(res.segments.max()) + 1
         n_props.append(n)
         log.info("frame %s: %d proposals, ours %.0f ms (cpu %.0f), baseline %.0f ms (cpu %.0f; crops %.0f ms = "
-                 "%.0f ms/crop), load average %.2f", f.frame_id, n, ours[-1], ours_cpu[-1], base[-1],
+                 "%.0f ms/crop), load average %.2f", f.name, n, ours[-1], ours_cpu[-1], base[-1],
                  base_cpu[-1], crops_ms, crops_ms / n, os.getloadavg()[0])
 
     sweep = {}

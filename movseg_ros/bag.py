@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from movseg_core.data.nyuv2 import Frame
+from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import DEPTH_ENCODINGS, decode_depth, depth_m_to_mm
 
 log = logging.getLogger(__name__)
@@ -63,24 +63,6 @@ class BagWriteConfig:
             raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
         if self.storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, got {self.storage!r}")
-
-
-@dataclass
-class BagFrame:
-    """One frame read back from a bag.
-
-    rgb HxWx3 uint8 RGB; depth HxW float32 metres (0 where invalid); depth_raw the array as
-    stored (uint16 mm for 16UC1, float32 m for 32FC1); K 3x3 float64; label HxW uint16 or None.
-    """
-
-    stamp_ns: int
-    name: str
-    rgb: np.ndarray
-    depth: np.ndarray
-    depth_raw: np.ndarray
-    depth_encoding: str
-    K: np.ndarray
-    label: np.ndarray | None
 
 
 # --------------------------------------------------------------------------- array helpers
@@ -142,12 +124,12 @@ class WriteSummary:
     duration_s: float
 
 
-def write_bag(frames: Iterable[Frame], out: str | Path, cfg: BagWriteConfig | None = None,
+def write_bag(frames: Iterable[RGBDFrame], out: str | Path, cfg: BagWriteConfig | None = None,
               total: int | None = None, progress: bool = True) -> WriteSummary:
     """Write frames to a new rosbag2 directory ``out`` (must not exist).
 
     Frames without depth are skipped (logged); a frame without a label gets no gt message.
-    Raises ValueError when no frame can be written or shapes disagree.
+    Raises ValueError when no frame can be written or a frame has no K.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from tqdm import tqdm
@@ -174,16 +156,12 @@ def write_bag(frames: Iterable[Frame], out: str | Path, cfg: BagWriteConfig | No
         period_ns = int(round(1e9 / cfg.rate_hz))
         for frame in tqdm(frames, total=total, desc="nyu2bag", unit="frame", disable=not progress):
             if frame.depth is None:
-                skipped.append(frame.frame_id)
-                log.warning("frame %s has no depth: skipped", frame.frame_id)
+                skipped.append(frame.name)
+                log.warning("frame %s has no depth: skipped", frame.name)
                 continue
-            h, w = frame.rgb.shape[:2]
-            if frame.rgb.shape != (h, w, 3) or frame.rgb.dtype != np.uint8:
-                raise ValueError(f"frame {frame.frame_id}: rgb must be HxWx3 uint8, got {frame.rgb.dtype} {frame.rgb.shape}")
-            if frame.depth.shape != (h, w):
-                raise ValueError(f"frame {frame.frame_id}: depth {frame.depth.shape} != rgb {(h, w)}")
-            if frame.label is not None and frame.label.shape != (h, w):
-                raise ValueError(f"frame {frame.frame_id}: label {frame.label.shape} != rgb {(h, w)}")
+            if frame.K is None:
+                raise ValueError(f"frame {frame.name}: no intrinsics K")
+            h, w = frame.rgb.shape[:2]  # sizes and dtypes: checked by RGBDFrame
             t = cfg.start_ns + len(names) * period_ns
             fid = cfg.frame_id
             writer.write(conns["info"], t, m.camera_info(frame.K, h, w, t, fid))
@@ -191,7 +169,7 @@ def write_bag(frames: Iterable[Frame], out: str | Path, cfg: BagWriteConfig | No
             writer.write(conns["color"], t, m.image(frame.rgb, "rgb8", t, fid))
             if frame.label is not None:
                 writer.write(conns["gt"], t, m.image(frame.label.astype(np.uint16), "mono16", t, fid))
-            names.append(frame.frame_id)
+            names.append(frame.name)
         if not names:
             raise ValueError(f"no frame with depth to write ({len(skipped)} skipped without depth)")
         writer.set_custom_data(FRAME_NAMES_KEY, json.dumps(names))
@@ -261,8 +239,9 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
 
-def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[BagFrame]:
-    """Frames of a bag, paired by header stamp (colour + depth + camera_info [+ gt]), streamed.
+def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[RGBDFrame]:
+    """:class:`RGBDFrame` s of a bag (with ``stamp_ns``; label uint16 or None), paired by header stamp
+    (colour + depth + camera_info [+ gt]), streamed.
 
     A frame is yielded as soon as its messages are complete, so memory stays at a few frames.
     Raises ValueError on a missing topic, an unsupported encoding, or images of different sizes.
@@ -312,7 +291,7 @@ def _name(names: list[str], n_color: int, index: int, s: int) -> str:
     return names[index] if len(names) == n_color and index < len(names) else str(s)
 
 
-def _assemble(parts: dict, s: int, name: str, path) -> BagFrame:
+def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
     rgb = image_msg_to_array(parts["color"], COLOR_ENCODINGS, f"{path} colour")
     if parts["color"].encoding == "bgr8":
         rgb = np.ascontiguousarray(rgb[..., ::-1])
@@ -332,13 +311,13 @@ def _assemble(parts: dict, s: int, name: str, path) -> BagFrame:
         if label.shape != (h, w):
             raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
     depth, _valid = decode_depth(draw, enc)  # the node's own decoding
-    return BagFrame(s, name, rgb, depth, draw, enc, K, label)
+    return RGBDFrame(name, rgb, depth, K, label, stamp_ns=s)
 
 
 # --------------------------------------------------------------------------- sources + CLI
 def open_source(src: str | Path, split: str = "all", splits: str | Path | None = None,
                 class_mapping: str | Path | None = None, raw_depth: bool = False):
-    """NYUv2 folder or labeled .mat -> a sized iterable of :class:`Frame` (split applied)."""
+    """NYUv2 folder or labeled .mat -> a sized iterable of :class:`RGBDFrame` (split applied)."""
     from movseg_core.data.nyuv2 import NYUv2Folder
     from movseg_core.data.nyuv2_mat import SPLITS, NYUv2Mat, folder_split_ids
 

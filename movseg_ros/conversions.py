@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from movseg_core.geometry.depth import DEPTH_ENCODINGS  # the one list (geometry decodes them)
+from movseg_core.geometry.depth import DEPTH_ENCODINGS, depth_m_to_mm, depth_mm_to_m  # the one list and unit helpers
 
 #: encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -98,6 +98,15 @@ def array_to_image(arr: np.ndarray, encoding: str, header=None):
     msg.step = int(arr.shape[1] * ch * dtype.itemsize)
     msg.data = arr.astype(dtype.newbyteorder("<"), copy=False).tobytes()
     return msg
+
+
+def depth_to_image(depth: np.ndarray, header=None):
+    """HxW float32 metres (0 = invalid) -> depth ``sensor_msgs/Image``, losslessly: ``16UC1``
+    millimetres (what cameras send) when every depth is a whole millimetre, else ``32FC1`` metres."""
+    mm = depth_m_to_mm(depth)
+    if np.array_equal(depth_mm_to_m(mm), depth):
+        return array_to_image(mm, "16UC1", header)
+    return array_to_image(np.asarray(depth, dtype=np.float32), "32FC1", header)
 
 
 def camera_info_to_K(msg) -> tuple[np.ndarray, tuple[int, int]]:

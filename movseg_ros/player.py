@@ -11,35 +11,21 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
 
-import numpy as np
+from movseg_core.data.frame import RGBDFrame
 
 log = logging.getLogger("movseg.play")
 
 
-@dataclass
-class CameraFrame:
-    """rgb HxWx3 uint8; depth_mm HxW uint16 (0 = invalid) or None; K 3x3."""
-
-    rgb: np.ndarray
-    depth_mm: np.ndarray | None
-    K: np.ndarray
-
-
-def load_folder_frames(folder: str | None, require_depth: bool = True) -> list[CameraFrame]:
+def load_folder_frames(folder: str | None, require_depth: bool = True) -> list[RGBDFrame]:
+    """The frames of a NYUv2-layout folder (default: the bundled ones), in memory."""
     from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
-    from movseg_core.geometry.depth import depth_m_to_mm
 
-    ds = NYUv2Folder(folder or default_nyuv2_dir(), require_depth=require_depth)
-    frames = []
-    for f in ds:
-        frames.append(CameraFrame(f.rgb, None if f.depth is None else depth_m_to_mm(f.depth), f.K))
-    return frames
+    return list(NYUv2Folder(folder or default_nyuv2_dir(), require_depth=require_depth))
 
 
 class CameraPublisher:
-    """Publishes CameraFrames on color/depth/camera_info topics of ``node``."""
+    """Publishes :class:`RGBDFrame` s (rgb, depth, K) on color/depth/camera_info topics of ``node``."""
 
     def __init__(self, node, color_topic: str = "/camera/color/image_raw",
                  depth_topic: str = "/camera/depth/image_raw",
@@ -56,9 +42,11 @@ class CameraPublisher:
         self.depth_pub = node.create_publisher(Image, depth_topic, profile)
         self.info_pub = node.create_publisher(CameraInfo, info_topic, profile)
         self.sent = 0
+        self._depth_msgs: dict[int, tuple[RGBDFrame, object]] = {}  # id(frame) -> (frame, its depth Image)
 
-    def publish(self, frame: CameraFrame, stamp=None):
-        """Publish one frame; returns the stamp used (builtin_interfaces/Time)."""
+    def publish(self, frame: RGBDFrame, stamp=None):
+        """Publish one frame (depth as 16UC1 millimetres when whole millimetres, as cameras send it);
+        returns the stamp used (builtin_interfaces/Time)."""
         from std_msgs.msg import Header
 
         from movseg_ros.conversions import array_to_image, make_camera_info
@@ -67,11 +55,25 @@ class CameraPublisher:
         header.stamp = stamp if stamp is not None else self.node.get_clock().now().to_msg()
         h, w = frame.rgb.shape[:2]
         self.info_pub.publish(make_camera_info(frame.K, h, w, header))
-        if frame.depth_mm is not None:
-            self.depth_pub.publish(array_to_image(frame.depth_mm, "16UC1", header))
+        if frame.depth is not None:
+            self.depth_pub.publish(self._depth_msg(frame, header))
         self.color_pub.publish(array_to_image(frame.rgb, "rgb8", header))
         self.sent += 1
         return header.stamp
+
+    def _depth_msg(self, frame: RGBDFrame, header):
+        """The depth Image of ``frame``, encoded once per frame (a loop replays the same frames;
+        encoding costs ~2 ms a 640x480 frame). Frames must not change after they were published."""
+        from movseg_ros.conversions import depth_to_image
+
+        cached = self._depth_msgs.get(id(frame))
+        if cached is None:
+            if len(self._depth_msgs) >= 64:
+                self._depth_msgs.clear()
+            cached = self._depth_msgs[id(frame)] = (frame, depth_to_image(frame.depth))
+        msg = cached[1]
+        msg.header = header
+        return msg
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
         """Wait until the colour topic has a subscriber (discovery takes 0-3 s)."""
@@ -83,7 +85,7 @@ class CameraPublisher:
         return False
 
 
-def play(frames: list[CameraFrame], rate_hz: float, seconds: float | None, count: int | None,
+def play(frames: list[RGBDFrame], rate_hz: float, seconds: float | None, count: int | None,
          wait_s: float, qos: str, node_name: str = "movseg_player") -> int:
     """Publish frames at rate_hz until seconds/count are reached; returns frames sent."""
     import rclpy

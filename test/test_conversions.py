@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw,
+from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_image, depth_to_raw,
                                     image_to_array, make_camera_info)
 
 RNG = np.random.default_rng(0)
@@ -82,3 +82,16 @@ def test_node_accepts_mono16_depth():
         assert MovsegNode._check(state, rgb, depth, make_camera_info(K, 4, 6)) is None, enc
     refused = MovsegNode._check(state, rgb, array_to_image(np.ones((4, 6), np.uint8), "mono8"), make_camera_info(K, 4, 6))
     assert refused is not None and refused[0] == "input" and "mono16" in refused[1]
+
+
+def test_depth_to_image_is_lossless():
+    """Whole millimetres go out as 16UC1 (what cameras send), anything finer as 32FC1 metres."""
+    from movseg_core.geometry import decode_depth, depth_mm_to_m
+
+    mm = np.array([[0, 1000], [1234, 65535]], dtype=np.uint16)
+    metres = depth_mm_to_m(mm)
+    msg = depth_to_image(metres)
+    assert msg.encoding == "16UC1" and np.array_equal(image_to_array(msg), mm)
+    fine = metres + np.float32(1e-4) * (metres > 0)
+    msg = depth_to_image(fine)
+    assert msg.encoding == "32FC1" and np.array_equal(decode_depth(*depth_to_raw(msg))[0], fine)

@@ -455,7 +455,7 @@ def test_real_nyuv2_frame_floor_normals_point_up():
         floor = f.label == 2  # NYU40 'floor'
         if floor.sum() < 20000:  # frames where the floor is a large, clearly visible surface
             continue
-        depth, valid = decode_depth(np.nan_to_num(f.depth, nan=0.0), "32FC1")
+        depth, valid = decode_depth(f.depth, "32FC1")
         n, nvalid = normals_from_depth(depth, f.K)
         assert np.isfinite(n).all() and nvalid.sum() > 0.9 * valid.sum()
         up = estimate_up(torch.from_numpy(n), torch.from_numpy(nvalid)).numpy()

@@ -18,6 +18,8 @@ import yaml
 from conftest import PYTHON, REPO
 from node_client import serve_node
 
+from movseg_core.geometry import depth_m_to_mm
+
 QUERIES = ["wall", "floor", "chair", "table"]
 SYNTH_CLIP = REPO / "test" / "fixtures" / "synth_clip.pt"
 
@@ -181,6 +183,7 @@ def test_bad_input_is_dropped_logged_and_counted_and_the_node_keeps_running(runn
 
     proc, c = running_node
     f = c.frames[0]
+    depth_mm = depth_m_to_mm(f.depth)
     cam = c.camera
 
     def send(rgb_msg, depth_msg, info_msg):
@@ -196,21 +199,21 @@ def test_bad_input_is_dropped_logged_and_counted_and_the_node_keeps_running(runn
     now = c.node.get_clock().now().to_msg()
     bad = {
         "input": [  # unsupported encoding; zero K
-            send(_image(f.depth_mm, "mono16", now), _image(f.depth_mm, "16UC1", now), info),
-            send(_image(f.rgb, "rgb8", now), _image(f.depth_mm, "16UC1", now), make_camera_info(np.zeros((3, 3)), 480, 640)),
+            send(_image(depth_mm, "mono16", now), _image(depth_mm, "16UC1", now), info),
+            send(_image(f.rgb, "rgb8", now), _image(depth_mm, "16UC1", now), make_camera_info(np.zeros((3, 3)), 480, 640)),
         ],
-        "size": [send(_image(f.rgb, "rgb8", now), _image(f.depth_mm[:, :500].copy(), "16UC1", now), info)],
+        "size": [send(_image(f.rgb, "rgb8", now), _image(depth_mm[:, :500].copy(), "16UC1", now), info)],
     }
     time.sleep(0.5)
     # accepted with a warning: depth at half size (registered, same aspect) and NaN metres depth
-    half = send(_image(f.rgb, "rgb8", now), _image(f.depth_mm[::2, ::2].copy(), "16UC1", now), info)
+    half = send(_image(f.rgb, "rgb8", now), _image(depth_mm[::2, ::2].copy(), "16UC1", now), info)
     assert c.wait(lambda: half in c.labels, 30)
-    nan_depth = np.where(f.depth_mm > 0, f.depth_mm / 1000.0, np.nan).astype(np.float32)
+    nan_depth = np.where(f.depth > 0, f.depth, np.nan).astype(np.float32)
     nan_k = send(_image(f.rgb, "rgb8", now), _image(nan_depth, "32FC1", now), info)
     assert c.wait(lambda: nan_k in c.labels, 30)
     # a stamp older than what was processed, by less than sync.reset_jump_s (1 s), is dropped
     old = (c.node.get_clock().now() - Duration(seconds=0.5)).to_msg()
-    r, d = _image(f.rgb, "rgb8", old), _image(f.depth_mm, "16UC1", old)
+    r, d = _image(f.rgb, "rgb8", old), _image(depth_mm, "16UC1", old)
     info.header.stamp = old
     cam.info_pub.publish(info)
     cam.depth_pub.publish(d)
@@ -258,9 +261,10 @@ def test_set_queries_cli_calls_the_real_service(running_node):
 def test_missing_camera_info_is_reported(running_node):
     proc, c = running_node
     f = c.frames[0]
+    depth_mm = depth_m_to_mm(f.depth)
     for _ in range(15):  # colour and depth only, for more than one statistics period
         stamp = c.node.get_clock().now().to_msg()
-        c.camera.depth_pub.publish(_image(f.depth_mm, "16UC1", stamp))
+        c.camera.depth_pub.publish(_image(depth_mm, "16UC1", stamp))
         c.camera.color_pub.publish(_image(f.rgb, "rgb8", stamp))
         time.sleep(0.15)
     assert c.wait(lambda: "no message on /camera/color/camera_info" in proc.output(), 10), proc.output()[-2000:]

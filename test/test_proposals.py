@@ -59,7 +59,7 @@ def test_real_frame_rgb_and_rgbd_modes_run():
     from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
 
     f = NYUv2Folder(default_nyuv2_dir(), require_depth=True)[0]
-    normals, valid = normals_from_depth(np.nan_to_num(f.depth), f.K)
+    normals, valid = normals_from_depth(f.depth, f.K)
     for seg in (propose(f.rgb), propose(f.rgb, f.depth, normals, valid)):
         assert seg.shape == f.rgb.shape[:2] and 10 <= seg.max() + 1 <= ProposalConfig().max_segments
 

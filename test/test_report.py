@@ -26,7 +26,7 @@ def test_report_files_and_numbers(tmp_path):
         pred[:, :160] = 1          # a quarter of the image called "wall"
         pred[:20] = 0              # top rows "unknown"
         acc.sent()
-        acc.add(f.frame_id, pred, f.label, f.rgb, latency_ms=10.0 * (k + 1), inference_ms=5.0)
+        acc.add(f.name, pred, f.label, f.rgb, latency_ms=10.0 * (k + 1), inference_ms=5.0)
         cm += confusion_matrix(pred, f.label, 41)
     acc.sent()
     acc.miss("9999", "no answer within 5 s")

@@ -44,7 +44,7 @@ def frame():
     f = NYUv2Folder(default_nyuv2_dir(), require_depth=True)[0]
     size = (160, 120)
     rgb = cv2.resize(f.rgb, size, interpolation=cv2.INTER_AREA)
-    depth = cv2.resize(np.nan_to_num(f.depth), size, interpolation=cv2.INTER_NEAREST)
+    depth = cv2.resize(f.depth, size, interpolation=cv2.INTER_NEAREST)
     K = scale_intrinsics(f.K, f.rgb.shape[:2], (size[1], size[0]))
     return rgb, depth.astype(np.float32), K
 

@@ -16,9 +16,10 @@ import yaml
 
 from conftest import PYTHON, REPO
 from node_client import serve_node
-from movseg_core.data.nyuv2 import Frame
+from movseg_core.data.frame import RGBDFrame
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
+from movseg_core.geometry import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import bag as B
 from movseg_ros.replay_eval import main as eval_main
 
@@ -48,9 +49,7 @@ def synth_node(synth_params):
 
 
 def _camera_frame(s):
-    from movseg_ros.player import CameraFrame
-
-    return CameraFrame(s.rgb, np.round(s.depth * 1000.0).astype(np.uint16), s.K)
+    return RGBDFrame("cube", s.rgb, depth_mm_to_m(depth_m_to_mm(s.depth)), s.K)  # a camera's whole millimetres
 
 
 def test_node_labels_the_cube_cube_over_dds(synth_node, scenes):
@@ -71,7 +70,7 @@ def test_node_labels_the_cube_cube_over_dds(synth_node, scenes):
 @pytest.fixture(scope="module")
 def synth_bag(tmp_path_factory, scenes):
     out = tmp_path_factory.mktemp("synthbag") / "synth.bag"
-    frames = [Frame(f"{i:04d}", s.rgb, s.depth, s.label.astype(np.uint8), s.K) for i, s in enumerate(scenes.values())]
+    frames = [RGBDFrame(f"{i:04d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8)) for i, s in enumerate(scenes.values())]
     B.write_bag(frames, out, progress=False)
     prompts = out.parent / "prompts.yaml"
     prompts.write_text(yaml.safe_dump({"classes": list(CLASS_NAMES), "prompts": {n: n for n in CLASS_NAMES}},

@@ -37,7 +37,7 @@ def test_exported_checkpoint_drives_the_segmenter(exported):
                                  "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128}})
     seg.set_queries(["chair", "table", "lamp"])  # 'lamp' unseen by the head: beta weight
     f = frame()
-    r = seg.segment(f.rgb, np.nan_to_num(f.depth), f.K)
+    r = seg.segment(f.rgb, f.depth, f.K)
     assert r.labels.shape == f.rgb.shape[:2] and int(r.labels.max()) <= 3
     assert 1 <= int(r.segments.max()) + 1 <= 16  # at most the model's 16 queries
     assert np.all((r.confidence >= 0) & (r.confidence <= 1))

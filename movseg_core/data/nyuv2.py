@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
+from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import depth_mm_to_m
 
 #: NYU40 class names in id order (id = index + 1), spelling as in classMapping40.mat.
@@ -33,21 +33,6 @@ NYU_K = np.array(
 )
 
 
-@dataclass
-class Frame:
-    """One RGB-D frame.
-
-    rgb: HxWx3 uint8 (RGB order). depth: HxW float32 metres, 0 where invalid, or None.
-    label: HxW uint8 NYU40 ids (0 = unlabeled) or None. K: 3x3 float64 intrinsics.
-    """
-
-    frame_id: str
-    rgb: np.ndarray
-    depth: np.ndarray | None
-    label: np.ndarray | None
-    K: np.ndarray
-
-
 def _read_png(path: Path, flags: int) -> np.ndarray:
     img = cv2.imread(str(path), flags)
     if img is None:
@@ -64,7 +49,7 @@ def read_depth_png(path: Path) -> np.ndarray:
 
 
 class NYUv2Folder:
-    """Frames of a folder in the shared layout, in sorted id order.
+    """:class:`RGBDFrame` s of a folder in the shared layout, in sorted id order (label: uint8 NYU40 ids).
 
     ``require_depth`` keeps only frames that have ``depth/NNNN.png``;
     ``raw_depth`` reads ``depth_raw/`` instead of ``depth/``.
@@ -98,16 +83,16 @@ class NYUv2Folder:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> Frame:
+    def __getitem__(self, index: int) -> RGBDFrame:
         fid = self.ids[index]
         rgb = cv2.cvtColor(_read_png(self.root / "rgb" / f"{fid}.png", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         dpath = self.depth_dir / f"{fid}.png"
         depth = read_depth_png(dpath) if dpath.exists() else None
         lpath = self.root / "label" / f"{fid}.png"
         label = _read_png(lpath, cv2.IMREAD_UNCHANGED) if lpath.exists() else None
-        return Frame(fid, rgb, depth, label, self.K.copy())
+        return RGBDFrame(fid, rgb, depth, self.K.copy(), label)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[RGBDFrame]:
         for i in range(len(self)):
             yield self[i]
 

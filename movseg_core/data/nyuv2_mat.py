@@ -19,7 +19,8 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 
-from movseg_core.data.nyuv2 import NYU_K, NYU40_CLASSES, Frame
+from movseg_core.data.frame import RGBDFrame
+from movseg_core.data.nyuv2 import NYU_K, NYU40_CLASSES
 
 Split = Literal["all", "train", "test"]
 SPLITS: tuple[str, ...] = ("all", "train", "test")
@@ -150,7 +151,7 @@ class NYUv2Mat:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> Frame:
+    def __getitem__(self, index: int) -> RGBDFrame:
         i = self.indices[index] - 1
         rgb = np.ascontiguousarray(np.asarray(self._file["images"][i]).transpose(2, 1, 0))
         depth = np.ascontiguousarray(np.asarray(self._file[self._depth_key][i], dtype=np.float32).T)
@@ -159,9 +160,9 @@ class NYUv2Mat:
         if raw.max(initial=0) > 894:
             raise ValueError(f"{self.path}: frame {i + 1} has label ids above 894")
         label = np.ascontiguousarray(self.lut[raw.astype(np.int64)])
-        return Frame(self.ids[index], rgb, depth, label, self.K.copy())
+        return RGBDFrame(self.ids[index], rgb, depth, self.K.copy(), label)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[RGBDFrame]:
         for i in range(len(self)):
             yield self[i]
 

@@ -66,5 +66,5 @@ class NYUv2Train:
             from ..geometry import scale_intrinsics
 
             K = scale_intrinsics(K, (480, 640), f.rgb.shape[:2])
-        rec = SegRecord(f.rgb, label, f.depth, K, None, f.frame_id)
+        rec = SegRecord(f.name, f.rgb, f.depth, K, label)
         return resize_record(attach_x(rec, self.x_dir), self.size)

@@ -1,4 +1,4 @@
-"""The per-sample record every training reader returns."""
+"""The per-sample record every training reader returns: an :class:`RGBDFrame` plus an X image."""
 from __future__ import annotations
 
 import os
@@ -6,23 +6,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .frame import RGBDFrame
+
 
 @dataclass
-class SegRecord:
-    """One training/evaluation sample.
-
-    rgb: HxWx3 uint8 RGB. label: HxW integer class ids, 0 = ignore/unlabelled, 1..C = classes in
-    the reader's ``class_names`` order. depth: HxW float32 metres (0 = invalid) or None.
-    K: 3x3 float64 intrinsics of this image or None. x: a precomputed HxWx3 uint8 X-modality image
-    (e.g. normals written by a monocular predictor) or None. name: sample id.
+class SegRecord(RGBDFrame):
+    """One training/evaluation sample: the :class:`RGBDFrame` fields (name, rgb, depth, K, label)
+    plus ``x``, a precomputed HxWx3 uint8 X-modality image (e.g. normals written by a monocular
+    predictor) or None. Training labels: 1..C = classes in the reader's ``class_names`` order.
     """
 
-    rgb: np.ndarray
-    label: np.ndarray
-    depth: np.ndarray | None = None
-    K: np.ndarray | None = None
     x: np.ndarray | None = None
-    name: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.x is not None and self.x.shape[:2] != self.rgb.shape[:2]:
+            raise ValueError(f"sample {self.name}: x image {self.x.shape[:2]} differs in size from rgb {self.rgb.shape[:2]}")
 
 
 def default_K(height: int, width: int, hfov_deg: float = 60.0) -> np.ndarray:
@@ -70,12 +69,12 @@ def resize_record(rec: SegRecord, size: tuple[int, int] | None) -> SegRecord:
     src = rec.rgb.shape[:2]
     interp = cv2.INTER_AREA if src[0] > h else cv2.INTER_LINEAR
     return SegRecord(
+        name=rec.name,
         rgb=cv2.resize(rec.rgb, (w, h), interpolation=interp),
         label=cv2.resize(rec.label, (w, h), interpolation=cv2.INTER_NEAREST),
         depth=None if rec.depth is None else cv2.resize(rec.depth, (w, h), interpolation=cv2.INTER_NEAREST),
         K=None if rec.K is None else scale_intrinsics(rec.K, src, (h, w)),
         x=None if rec.x is None else cv2.resize(rec.x, (w, h), interpolation=interp),
-        name=rec.name,
     )
 
 
@@ -94,7 +93,7 @@ def attach_x(rec: SegRecord, x_dir: "str | os.PathLike[str] | None", hfov_deg: f
         if arr is not None and arr.shape[:2] != rec.rgb.shape[:2]:
             raise ValueError(f"{path}: {name} size {arr.shape[:2]} differs from the image {rec.rgb.shape[:2]}")
     K = rec.K if rec.K is not None else default_K(*rec.rgb.shape[:2], hfov_deg=hfov_deg)
-    return SegRecord(rec.rgb, rec.label, depth if depth is not None else rec.depth, K, x, rec.name)
+    return SegRecord(rec.name, rec.rgb, depth if depth is not None else rec.depth, K, rec.label, x=x)
 
 
 class ImageLabelFolder:
@@ -127,5 +126,5 @@ class ImageLabelFolder:
         raw = cv2.imread(str(self.ann_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         if bgr is None or raw is None:
             raise ValueError(f"cannot read {self.dataset} sample {name}")
-        rec = SegRecord(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.convert_label(name, raw, bgr.shape[:2]), name=name)
+        rec = SegRecord(name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), label=self.convert_label(name, raw, bgr.shape[:2]))
         return resize_record(attach_x(rec, self.x_dir), self.size)

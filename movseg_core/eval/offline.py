@@ -1,19 +1,19 @@
 """Offline evaluation: run :class:`movseg_core.segmenter.Segmenter` over frames and score them.
 
-No ROS. Each frame is handed to the segmenter exactly as the node hands it over: the stored depth
-(``16UC1`` mm or ``32FC1`` m) is decoded with :func:`movseg_core.geometry.decode_depth`, and a frame
-whose depth has no valid pixel is segmented from colour alone. So the same frames give the same
-metrics here and through the node (``movseg eval --bag``).
+No ROS. Each frame is handed to the segmenter exactly as the node hands it over: depth in metres
+as :func:`movseg_core.geometry.decode_depth` gives it (0 = invalid; a bag's depth is decoded so
+when it is read), and a frame whose depth has no valid pixel is segmented from colour alone. So
+the same frames give the same metrics here and through the node (``movseg eval --bag``).
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
+from movseg_core.data.frame import RGBDFrame
 from movseg_core.eval.prompts import PromptMap
 from movseg_core.eval.scoring import EvalAccumulator
 
@@ -22,27 +22,15 @@ log = logging.getLogger(__name__)
 RANDOM_WEIGHTS = ("", "random", "none")
 
 
-@dataclass
-class EvalFrame:
-    """One frame to score. rgb HxWx3 uint8; depth_raw HxW uint16 mm (16UC1) or float32 m (32FC1);
-    K 3x3 float64; label HxW integer class ids (0 = unlabeled) or None (not scorable)."""
-
-    name: str
-    rgb: np.ndarray
-    depth_raw: np.ndarray
-    depth_encoding: str
-    K: np.ndarray
-    label: np.ndarray | None
-
-
-def node_depth(depth_raw: np.ndarray, encoding: str,
-               depth_range: tuple[float, float] | None = None) -> np.ndarray | None:
+def node_depth(depth: np.ndarray | None, depth_range: tuple[float, float] | None = None) -> np.ndarray | None:
     """What the node passes to ``segment``: metres (0 invalid; outside ``depth_range`` (min_m, max_m) too,
     the node's ``depth.min_m`` / ``depth.max_m``), or None when nothing is valid."""
     from movseg_core.geometry import decode_depth
 
-    depth, valid = decode_depth(depth_raw, encoding, valid_range=depth_range)
-    return np.asarray(depth, dtype=np.float32) if np.asarray(valid).any() else None
+    if depth is None:
+        return None
+    depth, valid = decode_depth(depth, "32FC1", valid_range=depth_range)
+    return depth if valid.any() else None
 
 
 def weights_warning(pretrained: str | None) -> str | None:
@@ -54,10 +42,10 @@ def weights_warning(pretrained: str | None) -> str | None:
     return None
 
 
-def evaluate(segmenter, frames: Iterable[EvalFrame], prompts: PromptMap, *, total: int | None = None,
+def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, total: int | None = None,
              keep_samples: int = 3, progress: bool = True,
              depth_range: tuple[float, float] | None = None) -> EvalAccumulator:
-    """Set the prompts as the vocabulary, segment every frame, accumulate scores.
+    """Set the prompts as the vocabulary, segment every frame (rgb, depth, K), score it against its label.
 
     depth_range: the node's valid depth range in metres (``NodeParams.depth_range``; None = no limit).
 
@@ -74,7 +62,7 @@ def evaluate(segmenter, frames: Iterable[EvalFrame], prompts: PromptMap, *, tota
             acc.miss(f.name, "no ground-truth labels")
             continue
         t0 = time.perf_counter()
-        result = segmenter.segment(f.rgb, node_depth(f.depth_raw, f.depth_encoding, depth_range), f.K)
+        result = segmenter.segment(f.rgb, node_depth(f.depth, depth_range), f.K)
         wall_ms = (time.perf_counter() - t0) * 1000.0
         if result.vocabulary_version != vocab.version:
             raise RuntimeError(f"vocabulary changed during evaluation (v{vocab.version} -> v{result.vocabulary_version})")

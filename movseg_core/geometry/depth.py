@@ -35,12 +35,13 @@ def depth_m_to_mm(depth: np.ndarray) -> np.ndarray:
     0 = invalid: 0, NaN, +-inf and negative metres, and depths under 0.5 mm, become 0.
     Depths beyond 65.535 m are clipped to 65535 (the largest 16UC1 value).
     """
-    d = np.asarray(depth, dtype=np.float64)
+    mm = np.asarray(depth, dtype=np.float64) * _MM_PER_M
     with np.errstate(invalid="ignore"):
-        ok = np.isfinite(d) & (d > 0)
-    mm = np.zeros(d.shape, dtype=np.uint16)
-    mm[ok] = np.clip(np.rint(d[ok] * _MM_PER_M), 0, 65535).astype(np.uint16)
-    return mm
+        invalid = ~((mm > 0) & (mm < np.inf))  # NaN compares False
+    np.rint(mm, out=mm)
+    mm[invalid] = 0.0
+    np.clip(mm, 0.0, 65535.0, out=mm)
+    return mm.astype(np.uint16)
 
 _INT_DTYPES = (torch.uint8, torch.int16, torch.int32, torch.int64)
 
