@@ -68,12 +68,12 @@ def node_params_file(path: Path, params: dict) -> Path:
 
 def synthetic_bag(out: Path, n: int) -> tuple[Path, Path]:
     """``n`` held-out synthetic RGB-D scenes -> rosbag2, plus a prompts file naming their classes."""
-    from movseg_core.data.nyuv2 import Frame
+    from movseg_core.data.frame import RGBDFrame
     from movseg_core.data.synthetic import CLASS_NAMES
     from movseg_core.eval.synthetic import eval_scenes
     from movseg_ros.bag import write_bag
 
-    frames = [Frame(f"synth{i:02d}", s.rgb, s.depth, s.label.astype(np.uint8), s.K)
+    frames = [RGBDFrame(f"synth{i:02d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8))
               for i, s in enumerate(eval_scenes(n))]
     bag = out / "synthetic.bag"
     shutil.rmtree(bag, ignore_errors=True)
@@ -114,12 +114,12 @@ def proposal_comparisons(out: Path, data: Path) -> list[tuple[Path, float, float
     for f in ds:
         if f.label is None:
             continue
-        depth = np.nan_to_num(f.depth, nan=0.0).astype(np.float32)
+        depth = f.depth
         normals, valid = normals_from_depth(depth, f.K)
         segs = {"RGB": propose(f.rgb), "RGB-D": propose(f.rgb, depth, np.asarray(normals), np.asarray(valid))}
         miou = {m: miou_from_confusion(confusion_matrix(oracle_labels(s, f.label, n_cls), f.label, n_cls + 1))
                 for m, s in segs.items()}
-        png = comparison_png(out / f"proposals_{f.frame_id}.png", f.rgb, f.label, n_cls,
+        png = comparison_png(out / f"proposals_{f.name}.png", f.rgb, f.label, n_cls,
                              {m: (s, f"mIoU {100 * miou[m]:.1f}") for m, s in segs.items()})
         rows.append((png, miou["RGB"], miou["RGB-D"]))
     return rows
