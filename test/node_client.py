@@ -11,6 +11,14 @@ import numpy as np
 from conftest import PYTHON, RosProcess
 
 
+def camera_frame(sample, name: str = "synthetic"):
+    """A synthetic scene (rgb, depth, K) as a camera sends it: depth in whole millimetres."""
+    from movseg_core.data.frame import RGBDFrame
+    from movseg_core.geometry import depth_m_to_mm, depth_mm_to_m
+
+    return RGBDFrame(name, sample.rgb, depth_mm_to_m(depth_m_to_mm(sample.depth)), sample.K)
+
+
 class Client:
     """The test process's side: camera publisher, label listeners, service and parameter clients."""
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import PYTHON, REPO
-from node_client import serve_node
+from node_client import camera_frame, serve_node
 
 from movseg_core.geometry import depth_m_to_mm
 
@@ -48,10 +48,8 @@ def cube_scene():
     """A held-out synthetic scene (120x160) showing >= 400 px of cube, as a camera frame, and its cube mask."""
     from movseg_core.data.synthetic import CLASS_IDS
     from movseg_core.eval.synthetic import scene_with
-    from movseg_ros.player import CameraFrame
-
     s = scene_with("cube", min_pixels=400)
-    return CameraFrame(s.rgb, np.round(s.depth * 1000.0).astype(np.uint16), s.K), s.label == CLASS_IDS["cube"]
+    return camera_frame(s, "cube"), s.label == CLASS_IDS["cube"]
 
 
 def consistent(label: np.ndarray, info, names_by_version: dict, cube: np.ndarray) -> bool:

@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from conftest import PYTHON, REPO
-from node_client import serve_node
+from node_client import camera_frame, serve_node
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
-from movseg_core.geometry import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import bag as B
 from movseg_ros.replay_eval import main as eval_main
 
@@ -48,14 +47,10 @@ def synth_node(synth_params):
         yield served
 
 
-def _camera_frame(s):
-    return RGBDFrame("cube", s.rgb, depth_mm_to_m(depth_m_to_mm(s.depth)), s.K)  # a camera's whole millimetres
-
-
 def test_node_labels_the_cube_cube_over_dds(synth_node, scenes):
     proc, c = synth_node
     s = scenes["cube"]
-    k = c.key(c.camera.publish(_camera_frame(s)))
+    k = c.key(c.camera.publish(camera_frame(s, "cube")))
     assert c.wait(lambda: k in c.labels and k in c.infos, 120), proc.output()[-3000:]
     labels, info = c.labels[k], c.infos[k]
     assert list(info.names) == list(CLASS_NAMES)

@@ -52,7 +52,7 @@ def test_segmenter_wires_the_ensemble_exponents_to_seen_and_unseen_classes(expor
     seg = Segmenter.from_config({"clip": CLIP, "dense": {"short_side": 112},
                                  "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128}})
     f = frame()
-    depth = np.nan_to_num(f.depth)
+    depth = f.depth
 
     def run(vocab, seen_exp, unseen_exp):
         seg.cfg.classify.clip_exponent_seen, seg.cfg.classify.clip_exponent_unseen = seen_exp, unseen_exp
