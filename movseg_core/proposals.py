@@ -1,21 +1,25 @@
 """Training-free class-agnostic proposals from colour, depth and surface normals.
 
-Two steps, both on a reduced working resolution and upsampled at the end:
+Geometry is *evidence*, never a feature to be matched: a pixel pair counts as a depth
+discontinuity only where the sensor measured both pixels and the step exceeds what a surface plus
+Kinect-like noise explains (relative step ``jump_rel`` plus ``noise_sigmas`` standard deviations
+of disparity noise, ``sigma_z = noise_k z^2``); a normal crease only where both normals are valid.
+Missing depth adds nothing, so colour alone decides there (a hole or a filled-in region does not
+move a boundary that colour supports). Two compiled steps (numba, ``_proposals_numba.py``) at a
+reduced working width, upsampled at the end:
 
-1. Over-segmentation by Felzenszwalb-Huttenlocher graph merging (OpenCV ximgproc) on a feature
-   image that stacks CIE-Lab colour with log-depth and the normal vector, so a depth step or a
-   crease splits regions even where colour does not change (log-depth: a jump is relative, as
-   Kinect noise is).
-2. Greedy region-adjacency merging down to ``max_segments``: the cheapest adjacent pair merges
-   first; the cost adds colour distance, normal angle between region mean normals, and the share
-   of their shared boundary that is a depth discontinuity, scaled so small regions merge first.
+1. Felzenszwalb-Huttenlocher graph segmentation over 8-neighbour edges whose weight is the Lab
+   colour distance plus ``depth_weight`` x depth-discontinuity evidence plus ``normal_weight`` x
+   crease evidence.
+2. Greedy region-adjacency merging to ``max_segments``: mean-colour distance, boundary colour
+   contrast, the share of the shared boundary (where both sides have depth) that is a
+   discontinuity, and the angle between region mean normals; small regions merge first.
 
-RGB-only mode (``depth is None``) uses colour alone in both steps, for comparison.
+RGB-only mode (``depth is None``) runs the same steps with colour alone, for comparison.
+Method choice and parameters: docs/segmenter.md ("Proposals").
 """
 from __future__ import annotations
 
-import heapq
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -34,15 +38,24 @@ class ProposalConfig:
         through the FrozenSeg class ensemble). trained_short_side: its input short side (pixels).
     max_segments: granularity knob: at most this many segments per frame.
     work_width: processing width in pixels (aspect kept); segments are upsampled to the input.
-    fh_sigma, fh_k, fh_min_size: Felzenszwalb over-segmentation (smoothing, scale, minimum size in
-        working pixels).
-    color_weight: scale of the Lab channels (Lab units) in the feature image and the merge cost.
-    depth_weight: log-depth scale in the feature image (0.05 in log-depth, i.e. a 5% jump, counts
-        like this many Lab units... per unit of log-depth).
-    normal_weight: normal-vector scale in the feature image (unit normals).
-    jump_rel: relative depth change between neighbours that counts as a discontinuity.
+    fh_sigma: Gaussian smoothing of the Lab image (working pixels) before the graph.
+    fh_k: Felzenszwalb scale (Lab units x pixels; larger = fewer, larger first regions).
+    fh_min_size: smallest first region (working pixels).
+    fh_diagonals: 8-neighbour graph (else 4-neighbour: half the edges, faster).
+    depth_weight: graph edge weight (Lab units) per unit of |log-depth step| beyond the noise, added
+        in quadrature to the colour distance; only between two pixels with measured depth.
+    normal_weight: the same per unit of |normal difference| beyond ``crease`` (0: normals act in
+        the merge step only, which measured better).
+    crease: |n_p - n_q| between neighbour unit normals that counts as surface noise.
+    jump_rel: relative depth step between neighbours that a surface can make (slant) before a
+        step counts as a discontinuity in the merge step.
+    noise_k, noise_sigmas: depth noise model sigma_z = noise_k z^2 (metres; Kinect v1 1.425e-3,
+        Khoshelham & Elberink 2012) and how many sigmas a step must exceed to count at all.
     merge_depth: merge-cost weight of the discontinuous share of a shared boundary.
     merge_normal: merge-cost weight of (1 - cos angle) between region mean normals.
+    merge_contrast: merge-cost weight of the mean colour contrast along a shared boundary.
+    min_depth_cover: share of a working pixel's source pixels that must hold depth for it to count
+        as measured.
     """
 
     method: str = "graph"
@@ -51,14 +64,19 @@ class ProposalConfig:
     max_segments: int = 48
     work_width: int = 320
     fh_sigma: float = 0.5
-    fh_k: float = 150.0
-    fh_min_size: int = 40
-    color_weight: float = 1.0
-    depth_weight: float = 75.0
-    normal_weight: float = 7.5
-    jump_rel: float = 0.04
+    fh_k: float = 30.0
+    fh_min_size: int = 20
+    fh_diagonals: bool = False
+    depth_weight: float = 30.0
+    normal_weight: float = 0.0
+    crease: float = 0.02
+    jump_rel: float = 0.02
+    noise_k: float = 1.425e-3
+    noise_sigmas: float = 3.0
     merge_depth: float = 40.0
     merge_normal: float = 40.0
+    merge_contrast: float = 1.0
+    min_depth_cover: float = 0.75
 
     def __post_init__(self) -> None:
         if self.method not in PROPOSAL_METHODS:
@@ -87,141 +105,36 @@ def _check_inputs(rgb, depth, normals, valid) -> tuple[int, int]:
     return h, w
 
 
-def _fill_invalid(x: np.ndarray, ok: np.ndarray, iters: int = 4) -> np.ndarray:
-    """Fill invalid pixels with a normalised blur of valid neighbours (holes must not look like edges)."""
-    out = np.where(ok[..., None] if x.ndim == 3 else ok, x, 0).astype(np.float32)
-    weight = ok.astype(np.float32)
-    filled = out.copy()
-    k = 5
-    for _ in range(iters):
-        num = cv2.blur(out, (k, k))
-        den = cv2.blur(weight, (k, k))
-        den_b = den[..., None] if x.ndim == 3 else den
-        hole = ~ok
-        est = np.divide(num, np.maximum(den_b, 1e-6))
-        m = hole & (den > 1e-6)
-        filled[m] = est[m]
-        k *= 2
-        if m.sum() == hole.sum():
-            break
-    return filled
+_KERNELS = None
 
 
-def _features(rgb, depth, normals, valid, cfg: ProposalConfig) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Feature image (h, w, C) float32 at working size; also log-depth and unit normals (or None)."""
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab) * cfg.color_weight
-    chans = [lab]
-    logz = n = None
-    if depth is not None:
-        ok = np.isfinite(depth) & (depth > 0)
-        if valid is not None:
-            ok &= valid.astype(bool)
-        if ok.any():
-            logz = _fill_invalid(np.log(np.where(ok, depth, 1.0)), ok)
-            chans.append((logz * cfg.depth_weight)[..., None])
-            if normals is not None:
-                nok = ok & (np.abs(normals).sum(-1) > 0)
-                n = _fill_invalid(np.nan_to_num(normals.astype(np.float32)), nok)
-                n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
-                chans.append(n * cfg.normal_weight)
-    return np.ascontiguousarray(np.concatenate(chans, axis=-1), dtype=np.float32), logz, n
+def _kernels():  # noqa: ANN202
+    """The compiled kernels (loaded from numba's on-disk cache or compiled on first use)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from movseg_core import _proposals_numba
+
+        _KERNELS = _proposals_numba
+    return _KERNELS
 
 
-def _region_adjacency(labels: np.ndarray, logz: np.ndarray | None, jump_rel: float):
-    """Adjacent region pairs (a < b) with shared boundary length and count of depth-jump pixels."""
-    pairs, jumps = [], []
-    for a, b, za, zb in ((labels[:, :-1], labels[:, 1:], None, None), (labels[:-1], labels[1:], None, None)):
-        diff = a != b
-        lo = np.minimum(a, b)[diff]
-        hi = np.maximum(a, b)[diff]
-        pairs.append(lo.astype(np.int64) * (labels.max() + 1) + hi)
-        if logz is not None:
-            if a.shape[1] < labels.shape[1]:
-                dz = np.abs(logz[:, :-1] - logz[:, 1:])[diff]
-            else:
-                dz = np.abs(logz[:-1] - logz[1:])[diff]
-            jumps.append(dz > np.log1p(jump_rel))
-    keys = np.concatenate(pairs)
-    uniq, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    jump_counts = np.bincount(inv, weights=np.concatenate(jumps), minlength=uniq.size) if jumps else np.zeros(uniq.size)
-    n = labels.max() + 1
-    return uniq // n, uniq % n, counts.astype(np.float64), jump_counts
-
-
-def _merge(labels: np.ndarray, lab: np.ndarray, logz, normals, cfg: ProposalConfig) -> np.ndarray:
-    """Greedy adjacency merging to at most cfg.max_segments regions; returns relabelled 0..S-1."""
-    R = int(labels.max()) + 1
-    if R <= cfg.max_segments:
-        return labels
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=R).astype(np.float64)
-    col_sum = np.stack([np.bincount(flat, weights=lab[..., c].ravel(), minlength=R) for c in range(3)], 1)
-    nrm_sum = (np.stack([np.bincount(flat, weights=normals[..., c].ravel(), minlength=R) for c in range(3)], 1)
-               if normals is not None else None)
-    a_idx, b_idx, blen, bjump = _region_adjacency(labels, logz, cfg.jump_rel)
-    edges: dict[int, dict[int, list[float]]] = {i: {} for i in range(R)}
-    for a, b, l, j in zip(a_idx.tolist(), b_idx.tolist(), blen.tolist(), bjump.tolist()):
-        edges[a][b] = edges[b][a] = [l, j]
-    mean_area = float(area.sum()) / cfg.max_segments
-    # Region statistics as Python lists: cost() runs thousands of times on 3-vectors, where numpy's
-    # per-call overhead dominates.
-    area_l: list[float] = area.tolist()
-    col_l: list[list[float]] = col_sum.tolist()
-    nrm_l: list[list[float]] | None = nrm_sum.tolist() if nrm_sum is not None else None
-    use_depth = logz is not None
-
-    def cost(i: int, j: int) -> float:
-        l, jmp = edges[i][j]
-        ai, aj = area_l[i], area_l[j]
-        ci, cj = col_l[i], col_l[j]
-        c = math.sqrt(sum((ci[k] / ai - cj[k] / aj) ** 2 for k in range(3))) / cfg.color_weight
-        if use_depth:
-            c += cfg.merge_depth * (jmp / l)
-        if nrm_l is not None:
-            ni, nj = nrm_l[i], nrm_l[j]
-            dot = ni[0] * nj[0] + ni[1] * nj[1] + ni[2] * nj[2]
-            norms = math.sqrt(ni[0] ** 2 + ni[1] ** 2 + ni[2] ** 2) * math.sqrt(nj[0] ** 2 + nj[1] ** 2 + nj[2] ** 2)
-            c += cfg.merge_normal * (1.0 - dot / max(norms, 1e-9))
-        return c * math.sqrt(min(ai, aj) / mean_area)  # small regions merge first
-
-    parent = list(range(R))
-    version = [0] * R  # bumped on every merge: heap entries carry the versions they were costed at
-    alive = R
-    heap = [(cost(a, b), a, b, 0, 0) for a in range(R) for b in edges[a] if a < b]
-    heapq.heapify(heap)
-    while alive > cfg.max_segments and heap:
-        c, a, b, va, vb = heapq.heappop(heap)
-        if parent[a] != a or parent[b] != b or va != version[a] or vb != version[b]:
-            continue  # stale entry
-        # merge b into a
-        parent[b] = a
-        area_l[a] += area_l[b]
-        col_l[a] = [x + y for x, y in zip(col_l[a], col_l[b])]
-        if nrm_l is not None:
-            nrm_l[a] = [x + y for x, y in zip(nrm_l[a], nrm_l[b])]
-        for k, (l, j) in edges.pop(b).items():
-            if k == a:
-                continue
-            del edges[k][b]
-            if k in edges[a]:
-                edges[a][k][0] += l
-                edges[a][k][1] += j
-            else:
-                edges[a][k] = [l, j]
-            edges[k][a] = edges[a][k]
-        edges[a].pop(b, None)
-        version[a] += 1
-        alive -= 1
-        for k in edges[a]:
-            heapq.heappush(heap, (cost(a, k), min(a, k), max(a, k), version[min(a, k)], version[max(a, k)]))
-    # resolve parents and relabel densely
-    for i in range(R):
-        r = i
-        while parent[r] != r:
-            r = parent[r]
-        parent[i] = r
-    _, dense = np.unique(np.asarray(parent), return_inverse=True)
-    return dense[labels]
+def _downsample_depth(depth: np.ndarray, valid: np.ndarray | None, size: tuple[int, int],
+                      min_cover: float) -> np.ndarray:
+    """Masked area average of measured depth at ``size`` (w, h); 0 where under ``min_cover`` of the
+    source pixels hold depth (holes stay holes: never filled, never averaged with zeros)."""
+    h, w = depth.shape
+    f = w // size[0]
+    if f >= 1 and size[0] * f == w and size[1] * f == h:  # whole blocks: one compiled pass
+        return _kernels().downsample_depth(np.ascontiguousarray(depth, np.float32),
+                                           None if valid is None else np.ascontiguousarray(valid, bool),
+                                           f, float(min_cover))
+    d = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    ok = d > 0
+    if valid is not None:
+        ok &= valid.astype(bool)
+    num = cv2.resize(np.where(ok, d, 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(ok.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return np.where(den >= min_cover, num / np.maximum(den, 1e-6), 0).astype(np.float32)
 
 
 def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarray | None = None,
@@ -233,21 +146,36 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     Returns HxW int32 segment ids 0..S-1 with S <= cfg.max_segments.
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
+    kern = _kernels()
     ww = min(cfg.work_width, w)
     wh = max(1, int(round(h * ww / w)))
     small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if (wh, ww) != (h, w) else rgb
-    sd = sn = sv = None
-    if depth is not None:
-        sd = cv2.resize(np.nan_to_num(depth.astype(np.float32), nan=0.0), (ww, wh), interpolation=cv2.INTER_NEAREST)
+    lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    if cfg.fh_sigma > 0:
+        lab = cv2.GaussianBlur(lab, (0, 0), cfg.fh_sigma)
+    z = np.zeros((wh, ww), np.float32)
+    nrm = np.zeros((wh, ww, 3), np.float32)
+    nok = np.zeros((wh, ww), bool)
+    use_depth = depth is not None
+    use_normals = False
+    if use_depth:
+        z = _downsample_depth(depth, valid, (ww, wh), cfg.min_depth_cover)
         if normals is not None:
-            sn = cv2.resize(normals.astype(np.float32), (ww, wh), interpolation=cv2.INTER_NEAREST)
-        if valid is not None:
-            sv = cv2.resize(valid.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST).astype(bool)
-    feat, logz, n = _features(small, sd, sn, sv, cfg)
-    gs = cv2.ximgproc.segmentation.createGraphSegmentation(cfg.fh_sigma, cfg.fh_k, cfg.fh_min_size)
-    labels = gs.processImage(feat).astype(np.int32)
-    lab = feat[..., :3]
-    labels = _merge(labels, lab, logz, n, cfg).astype(np.int32)
+            nrm = np.nan_to_num(normals.astype(np.float32, copy=False))
+            if (wh, ww) != (h, w):
+                nrm = cv2.resize(nrm, (ww, wh), interpolation=cv2.INTER_AREA)
+            norm = np.linalg.norm(nrm, axis=-1)
+            nok = (norm > 0.5) & (z > 0)
+            nrm = np.ascontiguousarray(nrm / np.maximum(norm, 1e-6)[..., None], dtype=np.float32)
+            use_normals = bool(nok.any())
+    eu, ev, ew = kern.pixel_edges(lab, z, nrm, nok, float(cfg.depth_weight if use_depth else 0.0),
+                                  float(cfg.normal_weight if use_normals else 0.0), float(cfg.noise_sigmas),
+                                  float(cfg.noise_k), float(cfg.crease), bool(cfg.fh_diagonals))
+    flat, n_regions = kern.graph_segment(wh * ww, eu, ev, ew, float(cfg.fh_k), int(cfg.fh_min_size))
+    labels, _ = kern.merge_regions(flat.reshape(wh, ww), n_regions, lab, z, nrm, nok, int(cfg.max_segments),
+                                   float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
+                                   float(cfg.merge_depth), float(cfg.merge_normal), float(cfg.merge_contrast),
+                                   use_depth, use_normals)
     if labels.shape != (h, w):
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
     return labels

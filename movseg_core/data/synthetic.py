@@ -708,3 +708,44 @@ class SyntheticScenes:
     def __iter__(self) -> Iterator[SyntheticSample]:
         for i in range(self.n):
             yield self[i]
+
+
+# ----------------------------------------------------------------------------- depth sensor model
+
+
+def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: int,
+                 baseline_m: float = 0.075, noise_k: float = 1.425e-3, far_m: tuple[float, float] = (3.5, 4.5),
+                 dropout: float = 0.005) -> np.ndarray:
+    """Exact depth -> Kinect-v1-like sensor depth, HxW float32 metres, 0 = missing.
+
+    depth: HxW exact camera-z metres; normals: HxWx3 unit camera-frame normals; K: 3x3. Noise as in
+    Khoshelham & Elberink (2012): Gaussian ``sigma_z = noise_k z^2`` then disparity quantised to
+    1/8 px (focal x baseline ``K[0,0] * baseline_m``); missing: beyond a random 3.5-4.5 m range,
+    under 0.4 m, at grazing incidence (dropping from 75 to 85 deg), in the occlusion shadow right of
+    a nearer surface (the projector sits beside the camera; 1-4 px at 640 px width, scaled with the
+    image width) and ``dropout`` random pixels. Deterministic from ``seed``. The same model as
+    bench/normals.py's frames.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = depth.shape
+    fb = float(K[0, 0]) * baseline_m
+    ok = np.isfinite(depth) & (depth > 0.4)
+    zz = np.where(ok, depth, 1.0).astype(np.float64)
+    noisy = zz + rng.normal(size=zz.shape) * noise_k * zz**2
+    disp = np.round(fb / noisy * 8.0) / 8.0
+    noisy = fb / np.maximum(disp, 1e-3)
+    ok &= zz < rng.uniform(far_m[0], far_m[1], size=zz.shape)
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    r = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    cosang = np.abs((normals * r).sum(-1)) / np.linalg.norm(r, axis=-1)
+    graze = np.clip((np.rad2deg(np.arccos(np.clip(cosang, 0, 1))) - 75.0) / 10.0, 0, 1)
+    ok &= rng.random(zz.shape) >= graze
+    jump = (zz[:, 1:] - zz[:, :-1]) > 0.03 * zz[:, :-1]  # nearer surface on the left
+    scale = w / 640.0
+    width = np.maximum(1, np.round(rng.integers(1, 5, size=h) * scale)).astype(int)
+    shadow = np.zeros_like(ok)
+    for dx in range(1, int(width.max()) + 1):
+        shadow[:, dx:] |= jump[:, : w - dx] & (dx <= width)[:, None]
+    ok &= ~shadow
+    ok &= rng.random(zz.shape) >= dropout
+    return np.where(ok, noisy, 0.0).astype(np.float32)

@@ -1,0 +1,365 @@
+"""Compiled CPU kernels (numba) for :func:`movseg_core.proposals.propose`.
+
+All at the working resolution (h x w), single-threaded (the whole pass is a few ms; the segment
+graph is inherently sequential):
+
+1. :func:`pixel_edges`: one weight per 8-neighbour pair: colour distance (Lab units) plus
+   geometric *evidence*: a depth discontinuity counts only where both pixels hold measured depth
+   and the step exceeds what a surface plus Kinect-like noise explains (``jump_rel z + m k z^2``,
+   i.e. relative step plus ``m`` standard deviations of disparity noise ``sigma_z = k z^2``); a
+   normal crease only where both normals are valid. Missing depth adds nothing: colour alone
+   decides there.
+2. :func:`graph_segment`: Felzenszwalb-Huttenlocher graph merging (union-find over the edges in
+   increasing weight; weights quantised to 1/16 Lab unit and counting-sorted), then regions below
+   ``min_size`` pixels joined to their cheapest neighbour; dense ids.
+3. :func:`merge_regions`: greedy region-adjacency merging down to ``max_segments``: the cheapest
+   adjacent pair merges first; cost = mean-colour distance + ``merge_contrast`` x mean edge colour
+   contrast along the shared boundary + ``merge_depth`` x share of the shared boundary (among pairs
+   with measured depth on both sides) that is a depth discontinuity + ``merge_normal`` x (1 - cos)
+   between the regions' mean normals, times ``sqrt(min(area) / mean area)`` so small regions merge
+   first.
+
+Compiled on first use and cached on disk (``cache=True``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_BINS_PER_UNIT = 16.0
+_NBINS = 16384  # weights above 1024 Lab units share the last bin
+
+
+@njit(cache=True, inline="always")
+def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
+    """Depth-discontinuity evidence in [0, 1] between two pixels (0 if either has no depth)."""
+    if za <= 0.0 or zb <= 0.0:
+        return 0.0, False
+    zm = min(za, zb)
+    thr = jump_rel * zm + noise_m * noise_k * zm * zm
+    e = (abs(za - zb) - thr) / thr
+    if e <= 0.0:
+        return 0.0, True
+    return min(e, 1.0), True
+
+
+@njit(cache=True)
+def pixel_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals):  # noqa: ANN001, ANN202
+    """8- (``diagonals``) or 4-neighbour edges of an h x w image: (u int32, v int32, weight float32).
+
+    lab: h x w x 3 float32; z: h x w float32 metres (0 = no measurement); nrm: h x w x 3 float32
+    unit normals; nok: h x w bool (normal valid). ``crease``: 1 - cos below which a normal change is
+    surface noise (evidence grows linearly to 1 at twice that)."""
+    h, w = z.shape
+    nd = 4 if diagonals else 2
+    n = nd * h * w
+    eu = np.empty(n, np.int32)
+    ev = np.empty(n, np.int32)
+    ew = np.empty(n, np.float32)
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            for d in range(nd):
+                if d == 0:
+                    yy, xx = y, x + 1
+                elif d == 1:
+                    yy, xx = y + 1, x
+                elif d == 2:
+                    yy, xx = y + 1, x + 1
+                else:
+                    yy, xx = y + 1, x - 1
+                if yy >= h or xx < 0 or xx >= w:
+                    continue
+                c0 = lab[y, x, 0] - lab[yy, xx, 0]
+                c1 = lab[y, x, 1] - lab[yy, xx, 1]
+                c2 = lab[y, x, 2] - lab[yy, xx, 2]
+                wt2 = c0 * c0 + c1 * c1 + c2 * c2
+                za, zb = z[y, x], z[yy, xx]
+                if depth_weight > 0.0 and za > 0.0 and zb > 0.0:
+                    # |log-depth step| beyond the noise of a step (sigma_z / z = k z, two pixels)
+                    g = abs(np.log(za / zb)) - noise_m * noise_k * max(za, zb) * 1.4142135
+                    if g > 0.0:
+                        wt2 += (depth_weight * g) ** 2
+                if normal_weight > 0.0 and nok[y, x] and nok[yy, xx]:
+                    n0 = nrm[y, x, 0] - nrm[yy, xx, 0]
+                    n1 = nrm[y, x, 1] - nrm[yy, xx, 1]
+                    n2 = nrm[y, x, 2] - nrm[yy, xx, 2]
+                    g = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2) - crease
+                    if g > 0.0:
+                        wt2 += (normal_weight * g) ** 2
+                wt = np.sqrt(wt2)
+                eu[k] = p
+                ev[k] = yy * w + xx
+                ew[k] = wt
+                k += 1
+    return eu[:k], ev[:k], ew[:k]
+
+
+@njit(cache=True, inline="always")
+def _find(st, a):  # noqa: ANN001, ANN202
+    """Root of ``a`` in the union-find table ``st`` (column 0 parent, 1 size), compressing the path."""
+    r = a
+    while st[r, 0] != r:
+        r = st[r, 0]
+    while st[a, 0] != r:
+        nxt = st[a, 0]
+        st[a, 0] = r
+        a = nxt
+    return r
+
+
+@njit(cache=True)
+def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
+    """Felzenszwalb-Huttenlocher segmentation of a pixel graph: n_pixels int32 dense labels (in
+    order of first pixel) and the region count. Edges are counting-sorted by weight (quantised to
+    1/16 Lab unit; stable, so each weight bucket is visited in pixel order, cache-friendly)."""
+    m = ew.shape[0]
+    q = np.empty(m, np.int32)
+    counts = np.zeros(_NBINS + 1, np.int64)
+    for i in range(m):
+        b = int(ew[i] * _BINS_PER_UNIT)
+        if b >= _NBINS:
+            b = _NBINS - 1
+        q[i] = b
+        counts[b + 1] += 1
+    for b in range(_NBINS):
+        counts[b + 1] += counts[b]
+    su = np.empty(m, np.int32)
+    sv = np.empty(m, np.int32)
+    sw = np.empty(m, np.float32)
+    for i in range(m):
+        j = counts[q[i]]
+        su[j] = eu[i]
+        sv[j] = ev[i]
+        sw[j] = ew[i]
+        counts[q[i]] += 1
+    st = np.empty((n_pixels, 2), np.int32)  # parent, size: one cache line for both
+    thr = np.full(n_pixels, k, np.float32)
+    for p in range(n_pixels):
+        st[p, 0] = p
+        st[p, 1] = 1
+    rejected = np.empty(m, np.int32)  # edges between regions, in weight order, for the size pass
+    nr = 0
+    for j in range(m):
+        a = _find(st, su[j])
+        b = _find(st, sv[j])
+        if a == b:
+            continue
+        wt = sw[j]
+        if wt <= thr[a] and wt <= thr[b]:
+            if st[a, 1] < st[b, 1]:
+                a, b = b, a
+            st[b, 0] = a
+            st[a, 1] += st[b, 1]
+            thr[a] = wt + k / st[a, 1]
+        else:
+            rejected[nr] = j
+            nr += 1
+    for t in range(nr):  # small regions join their cheapest neighbour
+        j = rejected[t]
+        a = _find(st, su[j])
+        b = _find(st, sv[j])
+        if a != b and (st[a, 1] < min_size or st[b, 1] < min_size):
+            if st[a, 1] < st[b, 1]:
+                a, b = b, a
+            st[b, 0] = a
+            st[a, 1] += st[b, 1]
+    labels = np.empty(n_pixels, np.int32)
+    remap = np.full(n_pixels, -1, np.int32)
+    r = 0
+    for p in range(n_pixels):
+        a = _find(st, p)
+        if remap[a] < 0:
+            remap[a] = r
+            r += 1
+        labels[p] = remap[a]
+    return labels, r
+
+
+@njit(cache=True)
+def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, noise_m, noise_k,  # noqa: ANN001, ANN202, C901
+                  merge_depth, merge_normal, merge_contrast, use_depth, use_normals):
+    """Greedy adjacency merging of an h x w int32 label map (ids 0..n_regions-1) down to at most
+    ``max_segments`` regions; returns the relabelled map (dense ids) and the region count."""
+    h, w = labels.shape
+    R = n_regions
+    area = np.zeros(R, np.float64)
+    col = np.zeros((R, 3), np.float64)
+    nsum = np.zeros((R, 3), np.float64)
+    ncnt = np.zeros(R, np.float64)
+    for y in range(h):
+        for x in range(w):
+            r = labels[y, x]
+            area[r] += 1.0
+            for c in range(3):
+                col[r, c] += lab[y, x, c]
+            if use_normals and nok[y, x]:
+                ncnt[r] += 1.0
+                for c in range(3):
+                    nsum[r, c] += nrm[y, x, c]
+    # boundary pairs (4-neighbours) -> per region pair: length, measured pairs, jumps, contrast sum
+    nb = 0
+    for y in range(h):
+        for x in range(w):
+            if x + 1 < w and labels[y, x] != labels[y, x + 1]:
+                nb += 1
+            if y + 1 < h and labels[y, x] != labels[y + 1, x]:
+                nb += 1
+    keys = np.empty(nb, np.int64)
+    vals = np.empty((nb, 3), np.float64)  # measured, jump, contrast
+    i = 0
+    for y in range(h):
+        for x in range(w):
+            for d in range(2):
+                yy, xx = (y, x + 1) if d == 0 else (y + 1, x)
+                if yy >= h or xx >= w:
+                    continue
+                a, b = labels[y, x], labels[yy, xx]
+                if a == b:
+                    continue
+                if a > b:
+                    a, b = b, a
+                keys[i] = np.int64(a) * R + b
+                meas = 0.0
+                jmp = 0.0
+                if use_depth:
+                    e, both = _jump(z[y, x], z[yy, xx], jump_rel, noise_m, noise_k)
+                    if both:
+                        meas = 1.0
+                        jmp = e
+                c0 = lab[y, x, 0] - lab[yy, xx, 0]
+                c1 = lab[y, x, 1] - lab[yy, xx, 1]
+                c2 = lab[y, x, 2] - lab[yy, xx, 2]
+                vals[i, 0] = meas
+                vals[i, 1] = jmp
+                vals[i, 2] = np.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
+                i += 1
+    order = np.argsort(keys)
+    E = 0
+    for j in range(nb):
+        if j == 0 or keys[order[j]] != keys[order[j - 1]]:
+            E += 1
+    ea = np.empty(E, np.int64)
+    eb = np.empty(E, np.int64)
+    est = np.zeros((E, 4), np.float64)  # length, measured, jump, contrast
+    e = -1
+    for j in range(nb):
+        o = order[j]
+        if j == 0 or keys[o] != keys[order[j - 1]]:
+            e += 1
+            ea[e] = keys[o] // R
+            eb[e] = keys[o] % R
+        est[e, 0] += 1.0
+        est[e, 1] += vals[o, 0]
+        est[e, 2] += vals[o, 1]
+        est[e, 3] += vals[o, 2]
+    alive = np.ones(E, np.bool_)
+    cost = np.empty(E, np.float64)
+    mean_area = area.sum() / max_segments
+
+    parent = np.arange(R)
+    n_alive = R
+    for e in range(E):
+        cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
+                        merge_contrast)
+    slot = np.full(R, -1, np.int64)
+    while n_alive > max_segments:
+        best = -1
+        bc = np.inf
+        for e in range(E):
+            if alive[e] and cost[e] < bc:
+                bc = cost[e]
+                best = e
+        if best < 0:
+            break
+        a, b = ea[best], eb[best]
+        if area[a] < area[b]:
+            a, b = b, a
+        parent[b] = a
+        area[a] += area[b]
+        ncnt[a] += ncnt[b]
+        for c in range(3):
+            col[a, c] += col[b, c]
+            nsum[a, c] += nsum[b, c]
+        alive[best] = False
+        n_alive -= 1
+        # redirect b's edges to a, fold duplicates
+        for e in range(E):
+            if not alive[e]:
+                continue
+            if ea[e] == b:
+                ea[e] = a
+            if eb[e] == b:
+                eb[e] = a
+            if ea[e] != a and eb[e] != a:
+                continue
+            other = eb[e] if ea[e] == a else ea[e]
+            if slot[other] < 0:
+                slot[other] = e
+            else:
+                f = slot[other]
+                for c in range(4):
+                    est[f, c] += est[e, c]
+                alive[e] = False
+        for e in range(E):
+            if alive[e] and (ea[e] == a or eb[e] == a):
+                other = eb[e] if ea[e] == a else ea[e]
+                slot[other] = -1
+                cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
+                                merge_contrast)
+    remap = np.full(R, -1, np.int32)
+    s = 0
+    for r in range(R):
+        q = r
+        while parent[q] != q:
+            q = parent[q]
+        if remap[q] < 0:
+            remap[q] = s
+            s += 1
+        remap[r] = remap[q]
+    out = np.empty((h, w), np.int32)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = remap[labels[y, x]]
+    return out, s
+
+
+@njit(cache=True, inline="always")
+def _cost(a, b, st, area, col, nsum, ncnt, mean_area, merge_depth, merge_normal, merge_contrast):  # noqa: ANN001, ANN202
+    aa, ab = area[a], area[b]
+    d = 0.0
+    for c in range(3):
+        t = col[a, c] / aa - col[b, c] / ab
+        d += t * t
+    cst = np.sqrt(d) + merge_contrast * st[3] / st[0]
+    if st[1] > 0.0:
+        cst += merge_depth * st[2] / st[1]
+    if ncnt[a] > 0.0 and ncnt[b] > 0.0:
+        dot = nsum[a, 0] * nsum[b, 0] + nsum[a, 1] * nsum[b, 1] + nsum[a, 2] * nsum[b, 2]
+        na = np.sqrt(nsum[a, 0] ** 2 + nsum[a, 1] ** 2 + nsum[a, 2] ** 2)
+        nb = np.sqrt(nsum[b, 0] ** 2 + nsum[b, 1] ** 2 + nsum[b, 2] ** 2)
+        cst += merge_normal * (1.0 - dot / max(na * nb, 1e-12))
+    return cst * np.sqrt(min(aa, ab) / mean_area)
+
+
+@njit(cache=True)
+def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
+    """Masked f x f block mean of measured depth: (H//f) x (W//f) float32 metres, 0 where fewer than
+    ``min_cover`` of the block's pixels hold depth (> 0, finite, and ``valid`` unless None)."""
+    h, w = d.shape[0] // f, d.shape[1] // f
+    out = np.zeros((h, w), np.float32)
+    need = min_cover * f * f
+    for y in range(h):
+        for x in range(w):
+            s = 0.0
+            n = 0
+            for yy in range(y * f, y * f + f):
+                for xx in range(x * f, x * f + f):
+                    z = d[yy, xx]
+                    if z > 0.0 and z < np.inf and (valid is None or valid[yy, xx]):
+                        s += z
+                        n += 1
+            if n >= need and n > 0:
+                out[y, x] = s / n
+    return out
