@@ -83,8 +83,16 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     for f in ds:
         if f.label is None or f.frame_id in exclude or (ids is not None and f.frame_id not in ids):
             continue
+        if not raw and _same_file(root / "depth" / f"{f.frame_id}.png", root / "depth_raw" / f"{f.frame_id}.png"):
+            print(f"note: {root.name}/depth/{f.frame_id}.png is the raw depth (identical to depth_raw/): "
+                  "not in the filled-depth set")
+            continue
         out.append(_with_geometry(f.frame_id, f.rgb, f.depth, f.K, f.label, len(ds.class_names)))
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.read_bytes() == b.read_bytes()
 
 
 def arc2017_set() -> list[Item]:
@@ -163,6 +171,7 @@ def baseline_module(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:movseg_core/proposals.py"], check=True,
                          capture_output=True, text=True).stdout
     mod = types.ModuleType("baseline_proposals")
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
     exec(compile(src, f"{rev}:movseg_core/proposals.py", "exec"), mod.__dict__)  # noqa: S102
     return mod
 

@@ -254,25 +254,19 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
         est[e, 1] += vals[o, 0]
         est[e, 2] += vals[o, 1]
         est[e, 3] += vals[o, 2]
-    alive = np.ones(E, np.bool_)
     cost = np.empty(E, np.float64)
     mean_area = area.sum() / max_segments
-
     parent = np.arange(R)
     n_alive = R
     for e in range(E):
         cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
                         merge_contrast)
     slot = np.full(R, -1, np.int64)
-    while n_alive > max_segments:
-        best = -1
-        bc = np.inf
-        for e in range(E):
-            if alive[e] and cost[e] < bc:
-                bc = cost[e]
+    while n_alive > max_segments and E > 0:
+        best = 0
+        for e in range(1, E):
+            if cost[e] < cost[best]:
                 best = e
-        if best < 0:
-            break
         a, b = ea[best], eb[best]
         if area[a] < area[b]:
             a, b = b, a
@@ -282,30 +276,34 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
         for c in range(3):
             col[a, c] += col[b, c]
             nsum[a, c] += nsum[b, c]
-        alive[best] = False
         n_alive -= 1
-        # redirect b's edges to a, fold duplicates
+        # one pass: drop the merged edge, redirect b's edges to a, fold duplicates, compact the list
+        out = 0
         for e in range(E):
-            if not alive[e]:
+            if e == best:
                 continue
-            if ea[e] == b:
-                ea[e] = a
-            if eb[e] == b:
-                eb[e] = a
-            if ea[e] != a and eb[e] != a:
-                continue
-            other = eb[e] if ea[e] == a else ea[e]
-            if slot[other] < 0:
-                slot[other] = e
-            else:
+            u, v = ea[e], eb[e]
+            if u == b:
+                u = a
+            if v == b:
+                v = a
+            if u == a or v == a:
+                other = v if u == a else u
                 f = slot[other]
-                for c in range(4):
-                    est[f, c] += est[e, c]
-                alive[e] = False
+                if f >= 0:
+                    for c in range(4):
+                        est[f, c] += est[e, c]
+                    continue
+                slot[other] = out
+            ea[out], eb[out] = u, v
+            for c in range(4):
+                est[out, c] = est[e, c]
+            cost[out] = cost[e]
+            out += 1
+        E = out
         for e in range(E):
-            if alive[e] and (ea[e] == a or eb[e] == a):
-                other = eb[e] if ea[e] == a else ea[e]
-                slot[other] = -1
+            if ea[e] == a or eb[e] == a:
+                slot[eb[e] if ea[e] == a else ea[e]] = -1
                 cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
                                 merge_contrast)
     remap = np.full(R, -1, np.int32)
@@ -363,3 +361,30 @@ def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
             if n >= need and n > 0:
                 out[y, x] = s / n
     return out
+
+
+@njit(cache=True)
+def downsample_normals(n, z_small, f):  # noqa: ANN001, ANN202
+    """f x f block mean of the valid unit normals (norm > 0.5; NaN/0 = none), renormalised, where the
+    working pixel also has measured depth: ((H//f) x (W//f) x 3 float32, (H//f) x (W//f) bool)."""
+    h, w = z_small.shape
+    out = np.zeros((h, w, 3), np.float32)
+    ok = np.zeros((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            if z_small[y, x] <= 0.0:
+                continue
+            s0 = s1 = s2 = 0.0
+            for yy in range(y * f, y * f + f):
+                for xx in range(x * f, x * f + f):
+                    a, b, c = n[yy, xx, 0], n[yy, xx, 1], n[yy, xx, 2]
+                    q = a * a + b * b + c * c
+                    if q > 0.25 and q < 4.0:  # NaN compares False
+                        s0 += a
+                        s1 += b
+                        s2 += c
+            q = np.sqrt(s0 * s0 + s1 * s1 + s2 * s2)
+            if q > 1e-6:
+                out[y, x, 0], out[y, x, 1], out[y, x, 2] = s0 / q, s1 / q, s2 / q
+                ok[y, x] = True
+    return out, ok

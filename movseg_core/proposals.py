@@ -161,12 +161,14 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     if use_depth:
         z = _downsample_depth(depth, valid, (ww, wh), cfg.min_depth_cover)
         if normals is not None:
-            nrm = np.nan_to_num(normals.astype(np.float32, copy=False))
-            if (wh, ww) != (h, w):
-                nrm = cv2.resize(nrm, (ww, wh), interpolation=cv2.INTER_AREA)
-            norm = np.linalg.norm(nrm, axis=-1)
-            nok = (norm > 0.5) & (z > 0)
-            nrm = np.ascontiguousarray(nrm / np.maximum(norm, 1e-6)[..., None], dtype=np.float32)
+            f = w // ww
+            if ww * f == w and wh * f == h:
+                nrm, nok = kern.downsample_normals(np.ascontiguousarray(normals, np.float32), z, f)
+            else:
+                nrm = cv2.resize(np.nan_to_num(normals.astype(np.float32)), (ww, wh), interpolation=cv2.INTER_AREA)
+                norm = np.linalg.norm(nrm, axis=-1)
+                nok = (norm > 0.5) & (z > 0)
+                nrm = np.ascontiguousarray(nrm / np.maximum(norm, 1e-6)[..., None], dtype=np.float32)
             use_normals = bool(nok.any())
     eu, ev, ew = kern.pixel_edges(lab, z, nrm, nok, float(cfg.depth_weight if use_depth else 0.0),
                                   float(cfg.normal_weight if use_normals else 0.0), float(cfg.noise_sigmas),
