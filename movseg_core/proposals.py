@@ -118,6 +118,23 @@ def _kernels():  # noqa: ANN202
     return _KERNELS
 
 
+def prepare_proposals() -> float:
+    """Load (or, on the first run after an install, compile: ~1 min) the proposal kernels now, so
+    that the first frame is not slow. Returns the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[:, 24:] = 200
+    depth = np.full((32, 48), 2.0, np.float32)
+    normals = np.zeros((32, 48, 3), np.float32)
+    normals[..., 2] = -1
+    propose(rgb, depth, normals, depth > 0, ProposalConfig(max_segments=2, work_width=24))
+    propose(rgb, depth, None, None, ProposalConfig(max_segments=2, work_width=24))  # valid=None variant
+    propose(rgb, None, None, None, ProposalConfig(max_segments=2, work_width=24))
+    return time.perf_counter() - t0
+
+
 def _downsample_depth(depth: np.ndarray, valid: np.ndarray | None, size: tuple[int, int],
                       min_cover: float) -> np.ndarray:
     """Masked area average of measured depth at ``size`` (w, h); 0 where under ``min_cover`` of the

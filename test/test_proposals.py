@@ -131,3 +131,9 @@ def test_kinect_depth_model():
     step = np.full((240, 320), 3.0, np.float32); step[:, :160] = 1.0   # nearer surface on the left
     d = kinect_depth(step, normals, K, seed=1)
     assert (d[:, 160] == 0).all() and (d[:, 158] > 0).mean() > 0.9      # shadow right of the edge
+
+
+def test_prepare_proposals_loads_the_kernels():
+    from movseg_core.proposals import prepare_proposals
+
+    assert prepare_proposals() >= 0.0
