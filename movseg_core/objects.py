@@ -90,7 +90,7 @@ class ObjectsConfig:
     complete_depth: bool = True
     min_valid_depth: int = 30
     box_percentiles: tuple[float, float] = (2.0, 98.0)
-    max_points: int = 2048
+    max_points: int = 1024
 
     def __post_init__(self) -> None:
         if isinstance(self.stuff_queries, str) or not all(isinstance(q, str) for q in self.stuff_queries):
@@ -175,35 +175,54 @@ def _is_jump(za, zb, jump):  # noqa: ANN001, ANN202
 
 @njit(cache=True)
 def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
-    """Thing pixels of one segment, 4-connected without a depth jump -> unit ids 0..U-1 (-1 elsewhere)."""
+    """Thing pixels of one segment, 4-connected without a depth jump -> unit ids 0..U-1 (-1 elsewhere),
+    numbered in raster order of their first pixel. Union-find over row runs (two passes)."""
     h, w = seg.shape
-    parent = np.arange(h * w, dtype=np.int32)
+    unit = np.full((h, w), -1, np.int32)
+    parent = np.empty(h * w // 2 + w + 1, np.int32)
+    n_runs = 0
     for y in range(h):
-        for x in range(w):
+        x = 0
+        while x < w:
             s = seg[y, x]
             if not thing[s]:
+                x += 1
                 continue
-            p = y * w + x
-            if x + 1 < w and seg[y, x + 1] == s and not (has_depth and _is_jump(depth[y, x], depth[y, x + 1], jump)):
-                a, b = _find(parent, p), _find(parent, p + 1)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-            if y + 1 < h and seg[y + 1, x] == s and not (has_depth and _is_jump(depth[y, x], depth[y + 1, x], jump)):
-                a, b = _find(parent, p), _find(parent, p + w)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    unit = np.full((h, w), -1, np.int32)
-    rid = np.full(h * w, -1, np.int32)  # unit id of each root, numbered in raster order of first pixel
+            r = n_runs  # a new run
+            parent[r] = r
+            n_runs += 1
+            if n_runs >= parent.size:  # cannot happen for runs of >= 2 px; grow for 1-px runs
+                grown = np.empty(parent.size * 2, np.int32)
+                grown[:n_runs] = parent[:n_runs]
+                parent = grown
+            last_above = -1
+            while True:
+                unit[y, x] = r
+                if y > 0 and seg[y - 1, x] == s:
+                    above = unit[y - 1, x]
+                    if above != last_above and not (has_depth and _is_jump(depth[y - 1, x], depth[y, x], jump)):
+                        ra, rb = _find(parent, above), _find(parent, r)
+                        if ra != rb:
+                            parent[max(ra, rb)] = min(ra, rb)
+                        last_above = above
+                if x + 1 >= w or seg[y, x + 1] != s or (has_depth and _is_jump(depth[y, x], depth[y, x + 1], jump)):
+                    x += 1
+                    break
+                x += 1
+    # resolve runs to roots, number the roots in raster order (a root is its set's first run)
+    rid = np.full(n_runs, -1, np.int32)
     n = 0
+    for r in range(n_runs):
+        root = _find(parent, r)
+        if rid[root] < 0:
+            rid[root] = n
+            n += 1
+        rid[r] = rid[root]
     for y in range(h):
         for x in range(w):
-            if not thing[seg[y, x]]:
-                continue
-            r = _find(parent, y * w + x)
-            if rid[r] < 0:
-                rid[r] = n
-                n += 1
-            unit[y, x] = rid[r]
+            u = unit[y, x]
+            if u >= 0:
+                unit[y, x] = rid[u]
     return unit, n
 
 
@@ -317,7 +336,7 @@ def _paint_and_gather(group, lut, depth, has_depth, stride, offsets, fx, fy, cx,
             if not has_depth or stride[i] == 0:
                 continue
             z = depth[y, x]
-            if z <= 0:
+            if not z > 0:
                 continue
             if seen[i] % stride[i] == 0 and fill[i - 1] < offsets[i]:
                 j = fill[i - 1]
@@ -327,6 +346,53 @@ def _paint_and_gather(group, lut, depth, has_depth, stride, offsets, fx, fy, cx,
                 fill[i - 1] += 1
             seen[i] += 1
     return inst, pts
+
+
+@njit(cache=True)
+def _inlier_moments(pts, offsets, ok, box):  # noqa: ANN001, ANN202
+    """Per instance i (where ok[i]): mean (3,) and covariance (3x3) of its points inside box[i] (2x3)."""
+    n = offsets.size
+    mean = np.zeros((n, 3))
+    cov = np.zeros((n, 3, 3))
+    for i in range(1, n):
+        if not ok[i]:
+            continue
+        m = 0
+        s = np.zeros(3)
+        for r in range(offsets[i - 1], offsets[i]):
+            if (box[i, 0, 0] <= pts[r, 0] <= box[i, 1, 0] and box[i, 0, 1] <= pts[r, 1] <= box[i, 1, 1]
+                    and box[i, 0, 2] <= pts[r, 2] <= box[i, 1, 2]):
+                m += 1
+                for a in range(3):
+                    s[a] += pts[r, a]
+        m = max(m, 1)
+        for a in range(3):
+            mean[i, a] = s[a] / m
+        c = np.zeros((3, 3))
+        for r in range(offsets[i - 1], offsets[i]):
+            if (box[i, 0, 0] <= pts[r, 0] <= box[i, 1, 0] and box[i, 0, 1] <= pts[r, 1] <= box[i, 1, 1]
+                    and box[i, 0, 2] <= pts[r, 2] <= box[i, 1, 2]):
+                for a in range(3):
+                    for b in range(a, 3):
+                        c[a, b] += (pts[r, a] - mean[i, a]) * (pts[r, b] - mean[i, b])
+        for a in range(3):
+            for b in range(a, 3):
+                cov[i, a, b] = cov[i, b, a] = c[a, b] / max(m - 1, 1)
+    return mean, cov
+
+
+@njit(cache=True)
+def _to_local(pts, offsets, ok, mean, R):  # noqa: ANN001, ANN202
+    """Points in their instance's box frame: ``(p - mean[i]) @ R[i]`` (M x 3)."""
+    out = np.zeros(pts.shape)
+    for i in range(1, offsets.size):
+        if not ok[i]:
+            continue
+        for r in range(offsets[i - 1], offsets[i]):
+            for k in range(3):
+                out[r, k] = ((pts[r, 0] - mean[i, 0]) * R[i, 0, k] + (pts[r, 1] - mean[i, 1]) * R[i, 1, k]
+                             + (pts[r, 2] - mean[i, 2]) * R[i, 2, k])
+    return out
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -395,22 +461,14 @@ def _boxes_batch(pts: np.ndarray, offsets: np.ndarray, ok: np.ndarray,
     owner = np.repeat(np.arange(1, n), counts)
     lo, hi = percentiles
     bmin, bmax = _segment_percentiles(pts.T, owner, offsets, rows, (lo, hi))
-    starts = offsets[rows - 1]
-    # principal axes from the points inside the percentile box only (PCA is not robust to outliers)
-    full = np.zeros((n, 2, 3))
+    full = np.full((n, 2, 3), np.nan)
     full[rows, 0], full[rows, 1] = bmin, bmax
-    w = np.all((pts >= full[owner, 0]) & (pts <= full[owner, 1]), axis=1).astype(np.float64)
-    n_in = np.maximum(np.add.reduceat(w, starts), 1.0)
-    mean = np.add.reduceat(pts * w[:, None], starts, axis=0) / n_in[:, None]
-    full_mean = np.zeros((n, 3))
-    full_mean[rows] = mean
-    c = pts - full_mean[owner]
-    outer = (c[:, :, None] * c[:, None, :] * w[:, None, None]).reshape(-1, 9)
-    cov = np.add.reduceat(outer, starts, axis=0).reshape(-1, 3, 3) / np.maximum(n_in - 1, 1)[:, None, None]
-    R = _principal_axes(cov)
+    mean, cov = _inlier_moments(pts, offsets, ok, full)  # axes from the points inside the box
+    R = _principal_axes(cov[rows])
     full_R = np.zeros((n, 3, 3))
     full_R[rows] = R
-    local = np.einsum("mi,mij->mj", c, full_R[owner])
+    local = _to_local(pts, offsets, ok, mean, full_R)
+    mean = mean[rows]
     lmin, lmax = _segment_percentiles(local.T, owner, offsets, rows, (lo, hi))
     res["box_min"][rows], res["box_max"][rows], res["centroid"][rows] = bmin, bmax, (bmin + bmax) / 2
     res["obb_center"][rows] = mean + np.einsum("nij,nj->ni", R, (lmin + lmax) / 2)
@@ -483,7 +541,10 @@ def _check(segments, seg_labels, seg_conf, names, depth, K, normals):  # noqa: A
         depth = np.asarray(depth)
         if depth.shape != (h, w) or not np.issubdtype(depth.dtype, np.floating):
             raise ValueError(f"depth must be HxW float metres matching segments {(h, w)}, got {depth.dtype} {depth.shape}")
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+        depth = np.ascontiguousarray(depth, np.float32)
+        bad = ~np.isfinite(depth)
+        if bad.any():  # NaN / inf -> 0 (invalid); the kernels treat depth <= 0 as invalid themselves
+            depth = np.where(bad, np.float32(0), depth)
     if K is not None:
         K = check_intrinsics(K)
     if normals is not None:
