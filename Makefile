@@ -33,8 +33,8 @@ $(VENV)/.stamp-interfaces: $(VENV)/.stamp-deps CMakeLists.txt package.xml $(wild
 	$(PY) scripts/fix_ros_wheels.py $(VENV)
 	cmake -S . -B build/interfaces -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
 	  -DMOVSEG_INSTALL_PYTHON=OFF \
-	  -DCMAKE_PREFIX_PATH=$(CURDIR)/$(VENV) -DCMAKE_INSTALL_PREFIX=$(CURDIR)/$(VENV) \
-	  -DPython3_EXECUTABLE=$(CURDIR)/$(PY) -DPYTHON_INSTALL_DIR=lib/python3.11/site-packages > build/interfaces.log 2>&1 \
+	  -DCMAKE_PREFIX_PATH=$(abspath $(VENV)) -DCMAKE_INSTALL_PREFIX=$(abspath $(VENV)) \
+	  -DPython3_EXECUTABLE=$(abspath $(PY)) -DPYTHON_INSTALL_DIR=lib/python3.11/site-packages > build/interfaces.log 2>&1 \
 	  || (mkdir -p build; cat build/interfaces.log; exit 1)
 	cmake --build build/interfaces -j2 >> build/interfaces.log 2>&1 || (tail -50 build/interfaces.log; exit 1)
 	cmake --install build/interfaces >> build/interfaces.log 2>&1 || (tail -50 build/interfaces.log; exit 1)
