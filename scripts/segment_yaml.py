@@ -19,6 +19,7 @@ SECTION_DOCS = {
     "proposals": "training-free RGB-D proposals (movseg_core/proposals.py ProposalConfig)",
     "classify": "proposal classification, CLIP-X, unknown rejection (movseg_core/classify.py ClassifyConfig)",
     "normals": "surface normals from depth (movseg_core/geometry/normals.py NormalsConfig)",
+    "objects": "instances, 2D/3D boxes and scores per query; stuff_queries: one region per class (movseg_core/objects.py ObjectsConfig)",
 }
 
 
