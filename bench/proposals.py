@@ -81,13 +81,13 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     ds = NYUv2Folder(root, require_depth=True, raw_depth=raw)
     out = []
     for f in ds:
-        if f.label is None or f.frame_id in exclude or (ids is not None and f.frame_id not in ids):
+        if f.label is None or f.name in exclude or (ids is not None and f.name not in ids):
             continue
-        if not raw and _same_file(root / "depth" / f"{f.frame_id}.png", root / "depth_raw" / f"{f.frame_id}.png"):
-            print(f"note: {root.name}/depth/{f.frame_id}.png is the raw depth (identical to depth_raw/): "
+        if not raw and _same_file(root / "depth" / f"{f.name}.png", root / "depth_raw" / f"{f.name}.png"):
+            print(f"note: {root.name}/depth/{f.name}.png is the raw depth (identical to depth_raw/): "
                   "not in the filled-depth set")
             continue
-        out.append(_with_geometry(f.frame_id, f.rgb, f.depth, f.K, f.label, len(ds.class_names)))
+        out.append(_with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names)))
     return out
 
 
