@@ -26,7 +26,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from movseg_core.data.frame import RGBDFrame
-from movseg_core.geometry.depth import DEPTH_ENCODINGS, decode_depth, depth_m_to_mm
+from movseg_core.geometry.depth import decode_depth, depth_m_to_mm
+from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw, image_to_array,
+                                    make_camera_info, make_header, message_types, stamp_ns)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,6 @@ FRAME_NAMES_KEY = "movseg.frame_names"
 STORAGES = ("mcap", "sqlite3")
 COLOR_ENCODINGS = ("rgb8", "bgr8")
 LABEL_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
-_DTYPES = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1),
-           "32FC1": (np.float32, 1), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1)}
 
 
 @dataclass(frozen=True)
@@ -65,54 +65,23 @@ class BagWriteConfig:
             raise ValueError(f"storage must be one of {STORAGES}, got {self.storage!r}")
 
 
-# --------------------------------------------------------------------------- array helpers
-def image_msg_to_array(msg, allowed: Sequence[str], what: str) -> np.ndarray:
-    """sensor_msgs/Image (rosbags or rclpy object) -> HxW or HxWxC array; honours ``step``."""
-    enc = str(msg.encoding)
-    if enc not in allowed:
-        raise ValueError(f"{what}: encoding {enc!r} not supported, expected one of {tuple(allowed)}")
-    dtype, ch = _DTYPES[enc]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * ch * dt.itemsize
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), np.uint8)
-    if step < row or buf.size < step * h:
-        raise ValueError(f"{what}: {buf.size} bytes do not hold {h}x{w} {enc} (step {step})")
-    rows = buf[: step * h].reshape(h, step)[:, :row]
-    arr = np.ascontiguousarray(rows).view(dt).astype(dt.newbyteorder("="))
-    return arr.reshape(h, w, ch) if ch > 1 else arr.reshape(h, w)
-
-
 # --------------------------------------------------------------------------- writing
 class _Msgs:
-    """Builds rosbags message objects and CDR bytes from the Kilted typestore."""
+    """CDR bytes of rosbags messages (Kilted typestore), built by :mod:`movseg_ros.conversions`."""
 
     def __init__(self) -> None:
         from rosbags.typesys import Stores, get_typestore
 
         self.ts = get_typestore(Stores.ROS2_KILTED)
-        t = self.ts.types
-        self.Image, self.Info = t["sensor_msgs/msg/Image"], t["sensor_msgs/msg/CameraInfo"]
-        self.Header, self.Time = t["std_msgs/msg/Header"], t["builtin_interfaces/msg/Time"]
-        self.Roi = t["sensor_msgs/msg/RegionOfInterest"]
-
-    def header(self, stamp_ns: int, frame_id: str):
-        return self.Header(stamp=self.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id)
+        self.types = message_types(self.ts)
+        self.Image, self.Info = self.types["Image"], self.types["CameraInfo"]
 
     def image(self, arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> bytes:
-        arr = np.ascontiguousarray(arr)
-        h, w = arr.shape[:2]
-        msg = self.Image(header=self.header(stamp_ns, frame_id), height=h, width=w, encoding=encoding,
-                         is_bigendian=0, step=arr.strides[0], data=arr.view(np.uint8).reshape(-1))
+        msg = array_to_image(arr, encoding, make_header(stamp_ns, frame_id, self.types), self.types)
         return bytes(self.ts.serialize_cdr(msg, self.Image.__msgtype__))
 
     def camera_info(self, K: np.ndarray, h: int, w: int, stamp_ns: int, frame_id: str) -> bytes:
-        K = np.asarray(K, dtype=np.float64)
-        P = np.zeros((3, 4)); P[:, :3] = K
-        msg = self.Info(header=self.header(stamp_ns, frame_id), height=h, width=w, distortion_model="plumb_bob",
-                        d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
-                        binning_x=0, binning_y=0,
-                        roi=self.Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        msg = make_camera_info(K, h, w, make_header(stamp_ns, frame_id, self.types), self.types)
         return bytes(self.ts.serialize_cdr(msg, self.Info.__msgtype__))
 
 
@@ -235,10 +204,6 @@ def inspect_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: b
     return BagInfo(path, table, bag_frame_names(path))
 
 
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-
-
 def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[RGBDFrame]:
     """:class:`RGBDFrame` s of a bag (with ``stamp_ns``; label uint16 or None), paired by header stamp
     (colour + depth + camera_info [+ gt]), streamed.
@@ -292,25 +257,28 @@ def _name(names: list[str], n_color: int, index: int, s: int) -> str:
 
 
 def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
-    rgb = image_msg_to_array(parts["color"], COLOR_ENCODINGS, f"{path} colour")
-    if parts["color"].encoding == "bgr8":
-        rgb = np.ascontiguousarray(rgb[..., ::-1])
-    enc = str(parts["depth"].encoding)
-    draw = image_msg_to_array(parts["depth"], DEPTH_ENCODINGS, f"{path} depth")
+    """One frame from its messages, decoded as the node decodes them (:mod:`movseg_ros.conversions`)."""
+    try:
+        if parts["color"].encoding not in COLOR_ENCODINGS:
+            raise ValueError(f"colour: encoding {parts['color'].encoding!r} not supported, expected one of {COLOR_ENCODINGS}")
+        rgb = color_to_rgb(parts["color"])
+        depth, _valid = decode_depth(*depth_to_raw(parts["depth"]))
+        K, info_hw = camera_info_to_K(parts["info"])
+        label = None
+        if "gt" in parts:
+            if parts["gt"].encoding not in LABEL_ENCODINGS:
+                raise ValueError(f"ground-truth labels: encoding {parts['gt'].encoding!r} not supported, "
+                                 f"expected one of {LABEL_ENCODINGS}")
+            label = image_to_array(parts["gt"]).astype(np.uint16)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e} (stamp {s})") from e
     h, w = rgb.shape[:2]
-    if draw.shape != (h, w):
-        raise ValueError(f"{path}: depth {draw.shape} does not match colour {(h, w)} at stamp {s}")
-    K = np.asarray(parts["info"].k, dtype=np.float64).reshape(3, 3)
-    if int(parts["info"].width) not in (0, w) or int(parts["info"].height) not in (0, h):
-        raise ValueError(f"{path}: camera_info is {parts['info'].width}x{parts['info'].height}, images {w}x{h}")
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise ValueError(f"{path}: camera_info K has no focal length at stamp {s}")
-    label = None
-    if "gt" in parts:
-        label = image_msg_to_array(parts["gt"], LABEL_ENCODINGS, f"{path} ground-truth labels").astype(np.uint16)
-        if label.shape != (h, w):
-            raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
-    depth, _valid = decode_depth(draw, enc)  # the node's own decoding
+    if depth.shape != (h, w):
+        raise ValueError(f"{path}: depth {depth.shape} does not match colour {(h, w)} at stamp {s}")
+    if info_hw != (h, w):
+        raise ValueError(f"{path}: camera_info is {info_hw[1]}x{info_hw[0]}, images {w}x{h} at stamp {s}")
+    if label is not None and label.shape != (h, w):
+        raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
     return RGBDFrame(name, rgb, depth, K, label, stamp_ns=s)
 
 

@@ -1,10 +1,12 @@
-"""sensor_msgs <-> numpy conversion (REP 118 encodings), without cv_bridge.
+"""sensor_msgs <-> numpy conversion (REP 118 encodings), without cv_bridge: the one codec.
 
 ROS 2 ``cv_bridge`` cannot be installed on the pip-only stack (and PyPI's
 ``cv-bridge`` is a ROS 1 copy that decodes 16UC1 wrongly), so this module does
-the few conversions the node needs, honouring ``step`` (row padding) and
-``is_bigendian``. Every failure raises ``ValueError`` with the reason; the node
-turns that into a counted, logged drop.
+the few conversions the node, the player, the replay and the bag files need, honouring
+``step`` (row padding) and ``is_bigendian``. rclpy messages and ``rosbags`` messages share
+field names: every decoder reads both; encoders build rclpy's unless given the rosbags
+typestore's classes (:func:`message_types`). Every failure raises ``ValueError`` with the
+reason; the node turns that into a counted, logged drop.
 """
 from __future__ import annotations
 
@@ -79,25 +81,24 @@ def depth_to_raw(msg) -> tuple[np.ndarray, str]:
     return image_to_array(msg), msg.encoding
 
 
-def array_to_image(arr: np.ndarray, encoding: str, header=None):
-    """HxW[xC] array -> ``sensor_msgs/Image`` with the given encoding and header."""
-    from sensor_msgs.msg import Image  # imported here: the module stays importable without ROS
+def array_to_image(arr: np.ndarray, encoding: str, header=None, types: dict | None = None):
+    """HxW[xC] array -> ``sensor_msgs/Image`` with the given encoding and header (little-endian, no padding).
 
+    types: :func:`message_types` of a rosbags typestore to build a rosbags message; default rclpy's.
+    """
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding '{encoding}'")
     dtype, ch = ENCODINGS[encoding]
     arr = np.ascontiguousarray(arr)
     if arr.dtype != dtype or (arr.ndim == 3 and arr.shape[2] != ch) or (arr.ndim == 2 and ch != 1) or arr.ndim not in (2, 3):
         raise ValueError(f"array {arr.dtype} {arr.shape} does not match encoding {encoding}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(arr.shape[1] * ch * dtype.itemsize)
-    msg.data = arr.astype(dtype.newbyteorder("<"), copy=False).tobytes()
-    return msg
+    t = types or message_types()
+    le = np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False))
+    # rclpy copies bytes in ~1 ms (a numpy array element by element: ~300 ms); rosbags wants uint8 arrays
+    data = le.view(np.uint8).reshape(-1) if _is_rosbags(t) else le.tobytes()
+    return t["Image"](header=header if header is not None else make_header(0, "", t),
+                      height=int(arr.shape[0]), width=int(arr.shape[1]), encoding=encoding, is_bigendian=0,
+                      step=int(arr.shape[1] * ch * dtype.itemsize), data=data)
 
 
 def depth_to_image(depth: np.ndarray, header=None):
@@ -119,20 +120,51 @@ def camera_info_to_K(msg) -> tuple[np.ndarray, tuple[int, int]]:
     return K, (int(msg.height), int(msg.width))
 
 
-def make_camera_info(K: np.ndarray, height: int, width: int, header=None):
-    """3x3 K and image size -> ``sensor_msgs/CameraInfo`` (plumb_bob, zero distortion)."""
-    from sensor_msgs.msg import CameraInfo
+def make_camera_info(K: np.ndarray, height: int, width: int, header=None, types: dict | None = None):
+    """3x3 K and image size -> ``sensor_msgs/CameraInfo`` (plumb_bob, zero distortion, rectified).
 
-    msg = CameraInfo()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(height), int(width)
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
+    types: :func:`message_types` of a rosbags typestore to build a rosbags message; default rclpy's.
+    """
+    t = types or message_types()
     K = np.asarray(K, dtype=np.float64)
-    msg.k = K.reshape(-1).tolist()
-    msg.r = np.eye(3).reshape(-1).tolist()
     P = np.zeros((3, 4))
     P[:, :3] = K
-    msg.p = P.reshape(-1).tolist()
-    return msg
+    return t["CameraInfo"](
+        header=header if header is not None else make_header(0, "", t), height=int(height), width=int(width),
+        distortion_model="plumb_bob", d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
+        binning_x=0, binning_y=0,
+        roi=t["RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def make_header(stamp_ns: int, frame_id: str, types: dict | None = None):
+    """``std_msgs/Header`` at ``stamp_ns`` nanoseconds (rclpy's, or of :func:`message_types` ``types``)."""
+    t = types or message_types()
+    return t["Header"](stamp=t["Time"](sec=int(stamp_ns) // 10**9, nanosec=int(stamp_ns) % 10**9), frame_id=frame_id)
+
+
+def stamp_ns(header) -> int:
+    """A message header's stamp in nanoseconds."""
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
+#: the message classes this module builds -> their ROS type names
+_TYPE_NAMES = {"Image": "sensor_msgs/msg/Image", "CameraInfo": "sensor_msgs/msg/CameraInfo",
+               "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest", "Header": "std_msgs/msg/Header",
+               "Time": "builtin_interfaces/msg/Time"}
+
+
+def message_types(typestore=None) -> dict:
+    """Message classes by short name (``Image``, ``CameraInfo``, ``Header``, ...): rclpy's by default,
+    or a ``rosbags`` typestore's (same field names; what :mod:`movseg_ros.bag` writes)."""
+    if typestore is not None:
+        return {short: typestore.types[name] for short, name in _TYPE_NAMES.items()}
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+    from std_msgs.msg import Header
+
+    return {"Image": Image, "CameraInfo": CameraInfo, "RegionOfInterest": RegionOfInterest, "Header": Header,
+            "Time": Time}
+
+
+def _is_rosbags(types: dict) -> bool:
+    return hasattr(types["Image"], "__msgtype__")

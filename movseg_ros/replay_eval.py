@@ -37,6 +37,7 @@ from movseg_core.eval.prompts import PromptMap, load_prompt_map
 from movseg_core.eval.scoring import EvalAccumulator
 from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
 from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
+from movseg_ros.conversions import array_to_image, depth_to_image, image_to_array, make_camera_info, make_header, stamp_ns
 from movseg_ros.params import NodeParams, declared_parameter_names, load_node_params, node_params
 
 log = logging.getLogger(__name__)
@@ -216,14 +217,9 @@ class _Replayer:
         return int(res.vocabulary_version), list(res.names)
 
     # ---- answers
-    @staticmethod
-    def _stamp(header) -> int:
-        return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-
     def _on_labels(self, msg) -> None:
-        from movseg_ros.conversions import image_to_array
 
-        s = self._stamp(msg.header)
+        s = stamp_ns(msg.header)
         if s not in self.inflight:
             return
         try:
@@ -236,7 +232,7 @@ class _Replayer:
         self._score(s)
 
     def _on_info(self, msg) -> None:
-        s = self._stamp(msg.header)
+        s = stamp_ns(msg.header)
         if s not in self.inflight:
             return
         self.got.setdefault(s, {})["info"] = msg
@@ -266,17 +262,13 @@ class _Replayer:
             self.fatal = str(e)
 
     # ---- publishing
-    def publish(self, f: RGBDFrame, stamp_ns: int, frame_id: str) -> None:
-        from builtin_interfaces.msg import Time
-        from std_msgs.msg import Header
-
-        from movseg_ros.conversions import array_to_image, depth_to_image, make_camera_info
-
-        header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id)
+    def publish(self, f: RGBDFrame, stamp: int, frame_id: str) -> None:
+        """Publish ``f`` stamped ``stamp`` (ns), as a camera would: camera_info, depth, colour."""
+        header = make_header(stamp, frame_id)
         h, w = f.rgb.shape[:2]
         self.pubs["info"].publish(make_camera_info(f.K, h, w, header))
         self.pubs["depth"].publish(depth_to_image(f.depth, header))
-        self.inflight[stamp_ns] = (f.name, f.label, f.rgb, time.monotonic())
+        self.inflight[stamp] = (f.name, f.label, f.rgb, time.monotonic())
         self.pubs["color"].publish(array_to_image(f.rgb, "rgb8", header))
         self.acc.sent()
 
