@@ -178,6 +178,35 @@ def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
+def _sort_pairs(keys, R):  # noqa: ANN001, ANN202
+    """Indices that sort ``keys = a * R + b`` (0 <= a, b < R): two stable counting-sort passes (by b,
+    then by a), O(n + R) instead of a comparison sort."""
+    n = keys.shape[0]
+    counts = np.zeros(R + 1, np.int64)
+    for i in range(n):
+        counts[keys[i] % R + 1] += 1
+    for r in range(R):
+        counts[r + 1] += counts[r]
+    tmp = np.empty(n, np.int64)
+    for i in range(n):
+        b = keys[i] % R
+        tmp[counts[b]] = i
+        counts[b] += 1
+    counts[:] = 0
+    for i in range(n):
+        counts[keys[i] // R + 1] += 1
+    for r in range(R):
+        counts[r + 1] += counts[r]
+    order = np.empty(n, np.int64)
+    for j in range(n):
+        i = tmp[j]
+        a = keys[i] // R
+        order[counts[a]] = i
+        counts[a] += 1
+    return order
+
+
+@njit(cache=True)
 def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, noise_m, noise_k,  # noqa: ANN001, ANN202, C901
                   merge_depth, merge_normal, merge_contrast, use_depth, use_normals):
     """Greedy adjacency merging of an h x w int32 label map (ids 0..n_regions-1) down to at most
@@ -235,7 +264,7 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
                 vals[i, 1] = jmp
                 vals[i, 2] = np.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
                 i += 1
-    order = np.argsort(keys)
+    order = _sort_pairs(keys, R)
     E = 0
     for j in range(nb):
         if j == 0 or keys[order[j]] != keys[order[j - 1]]:
