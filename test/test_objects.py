@@ -239,3 +239,25 @@ def test_segmenter_returns_objects_that_agree_with_its_labels_and_find_the_cube_
     off = Segmenter(seg.cfg.__class__(**{**seg.cfg.__dict__, "objects": ObjectsConfig(enabled=False)}), clip=seg.clip)
     off.set_queries(list(CLASS_NAMES))
     assert off.segment(s.rgb, s.depth, s.K).objects is None
+
+
+def test_trained_query_masks_stay_apart_per_segment_and_stuff_still_merges():
+    seg, depth = _frame()
+    seg[10:30, 10:30] = 1  # query mask A
+    seg[10:30, 30:50] = 2  # query mask B, same class, same depth, touching: still two objects
+    seg[35:40, 5:10] = 3  # query mask C in two pieces: one object (MaskFormer panoptic inference)
+    seg[35:40, 50:55] = 3
+    seg[40:48, :] = 4  # more wall (stuff) in its own segment: merged with segment 0
+    labels, conf = np.array([2, 1, 1, 1, 2]), np.array([0.9, 0.8, 0.6, 0.5, 0.7])
+    objs = extract_objects(seg, labels, conf, NAMES, depth, K, per_segment=True)
+    got = sorted((o.name, o.box) for o in objs.instances)
+    assert got == [("mug", (5, 35, 54, 39)), ("mug", (10, 10, 29, 29)), ("mug", (30, 10, 49, 29)),
+                   ("wall", (0, 0, 63, 47))]
+    assert next(o for o in objs.instances if o.box == (30, 10, 49, 29)).score == pytest.approx(0.6)
+    # a score threshold drops (and counts) the unsure ones
+    cut = extract_objects(seg, labels, conf, NAMES, depth, K, cfg=ObjectsConfig(min_score=0.65), per_segment=True)
+    assert sorted(o.box for o in cut.instances if o.name == "mug") == [(10, 10, 29, 29)]
+    assert cut.counts["low_score"] == 2
+    # the geometric grouping would have joined A and B (touching in the image and in 3D)
+    joined = extract_objects(seg, labels, conf, NAMES, depth, K)
+    assert (10, 10, 49, 29) in [o.box for o in joined.instances]
