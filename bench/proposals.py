@@ -19,7 +19,7 @@ and synthetic seeds 0..): the data the defaults were chosen on (docs/segmenter.m
 from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
-        [--set KEY=VALUE ...] [--tune] [--baseline REV]
+        [--set KEY=VALUE ...] [--tune] [--baseline REV] [--depth-edges]
 
 ``--baseline REV`` also times the proposals of git revision REV interleaved with the current ones
 (same frames, alternating, ``--repeats`` each) and prints min / median ms of both.
@@ -192,6 +192,30 @@ def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats:
     return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)} for k, v in times.items()}
 
 
+def depth_edge_report(sets: dict[str, list[Item]], jump_rel: float = 0.04) -> None:
+    """Per frame: share of pixels with depth, median depth, and how far the measured depth steps
+    (> jump_rel between horizontal neighbours) lie from the nearest labelled ground-truth boundary:
+    depth helps the proposals only where its steps are object boundaries."""
+    import cv2
+
+    from movseg_core.eval.metrics import _boundaries
+
+    for name, items in sets.items():
+        for it in items:
+            ok = it.depth > 0
+            zz = np.where(ok, it.depth, np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                step = np.nan_to_num(np.abs(np.log(zz[:, 1:] / zz[:, :-1]))) > np.log1p(jump_rel)
+            jump = np.zeros(ok.shape, bool)
+            jump[:, 1:] = step
+            gtb = _boundaries(it.label) & (it.label > 0)
+            dist = cv2.distanceTransform((~gtb).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[jump]
+            print(f"depth edges {name:>18} {it.name:>12}: depth on {ok.mean():.3f} of pixels, median "
+                  f"{np.median(it.depth[ok]):.2f} m; steps > {jump_rel:.0%} on {jump.mean():.4f}, median "
+                  f"{np.median(dist) if dist.size else float('nan'):.1f} px from a labelled boundary, "
+                  f"{(dist <= 2).mean() if dist.size else float('nan'):.2f} within 2 px")
+
+
 def parse_set(items: list[str]) -> dict:
     out = {}
     fields = {f.name: f.type for f in dataclasses.fields(ProposalConfig)}
@@ -215,11 +239,14 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
+    ap.add_argument("--depth-edges", action="store_true", help="also print where the measured depth steps lie")
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
     propose(sets[next(iter(sets))][0].rgb)  # load / compile the kernels outside the timings
     load = os.getloadavg()[0]
+    if args.depth_edges:
+        depth_edge_report(sets)
     print(f"{'set':>18} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} {'ms':>6} {'min':>6}  frames")
     result: dict[str, dict] = {}
     for name, items in sets.items():
