@@ -65,9 +65,8 @@ def test_a_setup_that_fails_leaves_no_node_running(tmp_path, monkeypatch):
                 pids.append(int(pid))
         return pids
 
-    with pytest.raises(Exception):
-        with serve_node(cfg, "node-leak"):
-            pass
+    with pytest.raises(ValueError, match="no rgb/ folder"), serve_node(cfg, "node-leak"):
+        pass
     left = ours()
     try:
         assert not left, f"node processes left running after a failed set-up: {left}"
