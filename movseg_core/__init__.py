@@ -3,6 +3,7 @@
 Public API (imported lazily, so ``import movseg_core`` stays cheap)::
 
     from movseg_core import Segmenter, SegmenterConfig, SegmentationResult
+    from movseg_core import extract_objects, Objects, ObjectInstance, ObjectsConfig   # issue 15
 
 Pure Python/PyTorch; never imports rclpy (a test checks ``sys.modules``).
 """
@@ -17,11 +18,17 @@ _PUBLIC = {
     "Segmenter": "movseg_core.segmenter",
     "SegmenterConfig": "movseg_core.segmenter",
     "SegmentationResult": "movseg_core.segmenter",
+    "Objects": "movseg_core.objects",
+    "ObjectInstance": "movseg_core.objects",
+    "ObjectsConfig": "movseg_core.objects",
+    "extract_objects": "movseg_core.objects",
 }
 
-__all__ = ["Segmenter", "SegmenterConfig", "SegmentationResult", "__version__"]
+__all__ = ["ObjectInstance", "Objects", "ObjectsConfig", "Segmenter", "SegmenterConfig", "SegmentationResult",
+           "extract_objects", "__version__"]
 
 if TYPE_CHECKING:
+    from movseg_core.objects import ObjectInstance, Objects, ObjectsConfig, extract_objects
     from movseg_core.segmenter import SegmentationResult, Segmenter, SegmenterConfig
 
 
