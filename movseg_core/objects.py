@@ -175,8 +175,9 @@ def _is_jump(za, zb, jump):  # noqa: ANN001, ANN202
 
 @njit(cache=True)
 def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
-    """Thing pixels of one segment, 4-connected without a depth jump -> unit ids 0..U-1 (-1 elsewhere),
-    numbered in raster order of their first pixel. Union-find over row runs (two passes)."""
+    """Thing pixels of one segment, 4-connected without a depth jump -> units 0..U-1, numbered in
+    raster order of their first pixel. Union-find over row runs in one pass. Returns the run map
+    (HxW, -1 = not a thing), the unit of each run (``rid``) and U: pixel unit = ``rid[runs[y, x]]``."""
     h, w = seg.shape
     unit = np.full((h, w), -1, np.int32)
     parent = np.empty(h * w // 2 + w + 1, np.int32)
@@ -218,19 +219,14 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
             rid[root] = n
             n += 1
         rid[r] = rid[root]
-    for y in range(h):
-        for x in range(w):
-            u = unit[y, x]
-            if u >= 0:
-                unit[y, x] = rid[u]
-    return unit, n
+    return unit, rid, n
 
 
 @njit(cache=True)
-def _contacts(unit, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
+def _contacts(runs, rid, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Boundary pixel pairs between different units of the same class: (a, b, kind) with a < b and
     kind 0 = no valid depth, 1 = depth-consistent convex/flat, 2 = depth jump, 3 = consistent concave."""
-    h, w = unit.shape
+    h, w = runs.shape
     cap = 1024
     A = np.empty(cap, np.int32)
     B = np.empty(cap, np.int32)
@@ -238,15 +234,19 @@ def _contacts(unit, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_tol, 
     m = 0
     for y in range(h):
         for x in range(w):
-            ua = unit[y, x]
-            if ua < 0:
+            ra = runs[y, x]
+            if ra < 0:
                 continue
+            ua = rid[ra]
             for k in range(2):
                 yy, xx = (y, x + 1) if k == 0 else (y + 1, x)
                 if yy >= h or xx >= w:
                     continue
-                ub = unit[yy, xx]
-                if ub < 0 or ub == ua or cls[seg[y, x]] != cls[seg[yy, xx]]:
+                rb = runs[yy, xx]
+                if rb < 0:
+                    continue
+                ub = rid[rb]
+                if ub == ua or cls[seg[y, x]] != cls[seg[yy, xx]]:
                     continue
                 kind = 1
                 if has_depth:
@@ -281,11 +281,10 @@ def _contacts(unit, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_tol, 
 
 
 @njit(cache=True)
-def _group_stats(unit, comp, seg, seg_group, conf, depth, has_depth, n):  # noqa: ANN001, ANN202
-    """Group map (``comp[unit]`` for things, ``seg_group[seg]`` otherwise, -1 = none) and per group:
-    pixels, confidence sum, valid depth pixels, box (x0, y0, x1, y1), first raster index."""
-    h, w = unit.shape
-    group = np.empty((h, w), np.int32)
+def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n):  # noqa: ANN001, ANN202
+    """Per group (``run_group[run]`` for things, ``seg_group[seg]`` otherwise, -1 = none): pixels,
+    confidence sum, valid depth pixels, box (x0, y0, x1, y1), first raster index."""
+    h, w = runs.shape
     cnt = np.zeros(n, np.int64)
     csum = np.zeros(n, np.float64)
     nval = np.zeros(n, np.int64)
@@ -297,9 +296,8 @@ def _group_stats(unit, comp, seg, seg_group, conf, depth, has_depth, n):  # noqa
     first = np.full(n, -1, np.int64)
     for y in range(h):
         for x in range(w):
-            u = unit[y, x]
-            g = comp[u] if u >= 0 else seg_group[seg[y, x]]
-            group[y, x] = g
+            r = runs[y, x]
+            g = run_group[r] if r >= 0 else seg_group[seg[y, x]]
             if g < 0:
                 continue
             if cnt[g] == 0:
@@ -312,24 +310,23 @@ def _group_stats(unit, comp, seg, seg_group, conf, depth, has_depth, n):  # noqa
             box[g, 1] = min(box[g, 1], y)
             box[g, 2] = max(box[g, 2], x)
             box[g, 3] = max(box[g, 3], y)
-    return group, cnt, csum, nval, box, first
+    return cnt, csum, nval, box, first
 
 
 @njit(cache=True)
-def _paint_and_gather(group, lut, depth, has_depth, stride, offsets, fx, fy, cx, cy):  # noqa: ANN001, ANN202
-    """Instance map from the group -> id lookup; every ``stride[id]``-th valid-depth pixel of each
-    instance (raster order) back-projected into ``pts[offsets[id-1]:offsets[id]]``."""
-    h, w = group.shape
+def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offsets, fx, fy, cx, cy):  # noqa: ANN001, ANN202
+    """Instance map (``run_id[run]`` for things, ``seg_id[seg]`` otherwise; 0 = none); every
+    ``stride[id]``-th valid-depth pixel of each instance (raster order) back-projected into
+    ``pts[offsets[id-1]:offsets[id]]``."""
+    h, w = runs.shape
     inst = np.zeros((h, w), np.uint16)
     pts = np.empty((offsets[-1], 3), np.float64)
-    seen = np.zeros(lut.size + 1, np.int64)
+    seen = np.zeros(offsets.size, np.int64)
     fill = offsets[:-1].copy()
     for y in range(h):
         for x in range(w):
-            g = group[y, x]
-            if g < 0:
-                continue
-            i = lut[g]
+            r = runs[y, x]
+            i = run_id[r] if r >= 0 else seg_id[seg[y, x]]
             if i == 0:
                 continue
             inst[y, x] = i
@@ -578,9 +575,10 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
         used = np.unique(segments[seg_thing[segments]]) if seg_thing.any() else np.zeros(0, np.int64)
         seg_unit = np.full(seg_labels.size, -1, np.int32)
         seg_unit[used] = np.arange(used.size, dtype=np.int32)
-        unit, n_units = seg_unit[segments], int(used.size)
+        runs, n_units = seg_unit[segments], int(used.size)
+        rid = np.arange(n_units, dtype=np.int32)
     else:
-        unit, n_units = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump))
+        runs, rid, n_units = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump))
 
     # join units that touch in the image and in 3D
     use_convex = bool(cfg.convexity and has_depth and normals is not None and K is not None)
@@ -589,7 +587,7 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     nrm = normals if use_convex else np.zeros((1, 1, 3), np.float32)
     a, b, kind = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)
     if not per_segment:
-        a, b, kind = _contacts(unit, segments, seg_labels, dmap, has_depth, float(cfg.depth_jump), nrm, use_convex,
+        a, b, kind = _contacts(runs, rid, segments, seg_labels, dmap, has_depth, float(cfg.depth_jump), nrm, use_convex,
                                float(np.sin(np.deg2rad(cfg.concave_tol_deg))), fx, fy, cx, cy)
     comp = np.arange(n_units)
     if a.size:
@@ -619,8 +617,9 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     stuff_index[stuff_ids] = np.arange(stuff_ids.size)
     seg_group[stuff_seg] = n_comp + stuff_index[seg_labels[stuff_seg]]
     n_groups = n_comp + stuff_ids.size
-    group, cnt, csum, nval, box, first = _group_stats(unit, comp.astype(np.int64), segments, seg_group, seg_conf,
-                                                      dmap, has_depth, n_groups)
+    run_group = np.asarray(comp, np.int64)[rid] if rid.size else np.zeros(0, np.int64)
+    cnt, csum, nval, box, first = _group_stats(runs, run_group, segments, seg_group, seg_conf, dmap, has_depth,
+                                               n_groups)
     # class per group: from any of its pixels
     gcls = np.zeros(n_groups, np.int64)
     seen = cnt > 0
@@ -653,7 +652,9 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     take = np.zeros(idx.size + 1, np.int64)
     take[1:] = np.where(ok3d[1:], -(-nval[idx] // np.maximum(stride[1:], 1)), 0)
     offsets = np.cumsum(take)
-    inst, pts3 = _paint_and_gather(group, lut, dmap, want3d, stride, offsets, fx, fy, cx, cy)
+    run_id = lut[run_group] if run_group.size else np.zeros(0, np.int64)
+    seg_id = np.where(seg_group >= 0, lut[np.maximum(seg_group, 0)] if n_groups else 0, 0)
+    inst, pts3 = _paint_and_gather(runs, run_id, segments, seg_id, dmap, want3d, stride, offsets, fx, fy, cx, cy)
     boxes = _boxes_batch(pts3, offsets, ok3d, lo_hi)
     if cfg.complete_depth and idx.size:
         thing = np.zeros(idx.size + 1, bool)
