@@ -27,6 +27,7 @@ import numpy as np
 
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import decode_depth, depth_m_to_mm
+from movseg_ros import topics
 from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw, image_to_array,
                                     make_camera_info, make_header, message_types, stamp_ns)
 
@@ -42,10 +43,10 @@ LABEL_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
 class BagTopics:
     """Topic names of one RGB-D + ground-truth stream."""
 
-    color: str = "/camera/color/image_raw"
-    depth: str = "/camera/depth/image_raw"
-    info: str = "/camera/color/camera_info"
-    gt: str = "/movseg/gt_labels"
+    color: str = topics.COLOR
+    depth: str = topics.DEPTH
+    info: str = topics.CAMERA_INFO
+    gt: str = topics.GT_LABELS
 
 
 @dataclass
@@ -54,7 +55,7 @@ class BagWriteConfig:
 
     rate_hz: float = 1.0
     storage: str = "mcap"
-    frame_id: str = "camera_color_optical_frame"
+    frame_id: str = topics.FRAME_ID
     start_ns: int = 1_700_000_000 * 10**9
     topics: BagTopics = field(default_factory=BagTopics)
 
@@ -337,7 +338,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--class-mapping", help="classMapping40.mat (894 -> 40 classes); required for the .mat")
     p.add_argument("--raw-depth", action="store_true", help="raw sensor depth instead of the filled depth")
     p.add_argument("--limit", type=int, default=0, help="write at most N frames (0 = all)")
-    p.add_argument("--frame-id", default="camera_color_optical_frame")
+    p.add_argument("--frame-id", default=topics.FRAME_ID)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_run_nyu2bag)
     return p

@@ -7,28 +7,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from movseg_ros import topics
+from movseg_ros.topics import node_side
+
 #: launch argument -> (default, description). '' means "leave the YAML / node default".
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "config": ("", "parameters YAML (default: the package's config/segment.yaml)"),
     "namespace": ("", "namespace for the node, its topics and its set_queries service"),
-    "color_topic": ("/camera/color/image_raw", "colour image topic"),
-    "depth_topic": ("/camera/depth/image_raw", "depth image topic (16UC1 mm or 32FC1 m, registered to colour)"),
-    "camera_info_topic": ("/camera/color/camera_info", "colour camera_info topic"),
+    "color_topic": (topics.COLOR, "colour image topic"),
+    "depth_topic": (topics.DEPTH, "depth image topic (16UC1/mono16 mm or 32FC1 m, registered to colour)"),
+    "camera_info_topic": (topics.CAMERA_INFO, "colour camera_info topic"),
     "device": ("", "override segmenter.clip.device: auto | cpu | cuda | cuda:N"),
 }
 
 #: node input name -> launch argument holding the remapped topic
 REMAPPED_INPUTS = {
-    "camera/color/image_raw": "color_topic",
-    "camera/depth/image_raw": "depth_topic",
-    "camera/color/camera_info": "camera_info_topic",
+    node_side(topics.COLOR): "color_topic",
+    node_side(topics.DEPTH): "depth_topic",
+    node_side(topics.CAMERA_INFO): "camera_info_topic",
 }
 
 #: launch argument -> node parameter it overrides when not empty
 PARAMETER_OVERRIDES = {"device": "segmenter.clip.device"}
 
 #: the node's name; its full name is ``/<namespace>/movseg``
-NODE_NAME = "movseg"
+NODE_NAME = topics.NODE_NAME
 
 
 def default_config_path() -> Path:

@@ -44,6 +44,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
 from movseg_core.viz import overlay
+from movseg_ros import topics
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
                                     depth_to_raw, unsupported_depth)
 from movseg_ros.msg import LabelInfo
@@ -52,6 +53,7 @@ from movseg_ros.params import (NODE_PARAMETERS, SEGMENTER_PREFIX, check_params_f
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
+from movseg_ros.topics import node_side
 
 
 
@@ -92,7 +94,7 @@ def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDe
 
 class MovsegNode(Node):
     def __init__(self, argv: typing.Sequence[str] = (), **kwargs):
-        super().__init__("movseg", **kwargs)
+        super().__init__(topics.NODE_NAME, **kwargs)
         # a --params-file in argv that names no entry for this node (e.g. 'movseg:' under a namespace) is an error
         check_params_files(argv, self.get_fully_qualified_name())
         self.stats: Counter = Counter()
@@ -129,23 +131,23 @@ class MovsegNode(Node):
         pub = {k: bool(self.get_parameter(f"publish.{k}").value)
                for k in ("labels", "label_info", "overlay", "confidence", "pointcloud")}
         out_qos = qos_by_name("reliable", depth=5)
-        self.pub_labels = self.create_publisher(Image, "~/labels", out_qos) if pub["labels"] else None
-        self.pub_info = self.create_publisher(LabelInfo, "~/label_info", out_qos) if pub["label_info"] else None
-        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos) if pub["overlay"] else None
-        self.pub_conf = self.create_publisher(Image, "~/confidence", out_qos) if pub["confidence"] else None
+        self.pub_labels = self.create_publisher(Image, node_side(topics.LABELS), out_qos) if pub["labels"] else None
+        self.pub_info = self.create_publisher(LabelInfo, node_side(topics.LABEL_INFO), out_qos) if pub["label_info"] else None
+        self.pub_overlay = self.create_publisher(Image, node_side(topics.OVERLAY), out_qos) if pub["overlay"] else None
+        self.pub_conf = self.create_publisher(Image, node_side(topics.CONFIDENCE), out_qos) if pub["confidence"] else None
         self.pub_points = None
         if pub["pointcloud"]:
             from sensor_msgs.msg import PointCloud2
-            self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+            self.pub_points = self.create_publisher(PointCloud2, node_side(topics.POINTS), out_qos)
 
         # its own reentrant group: while one request awaits its encoding, frames, parameter calls
         # and a second request (refused) still run on the executor
-        self.create_service(SetQueries, "set_queries", self._on_set_queries,
+        self.create_service(SetQueries, node_side(topics.SET_QUERIES), self._on_set_queries,
                             callback_group=ReentrantCallbackGroup())
 
         in_qos = qos_by_name(str(self.get_parameter("qos").value))
-        inputs = [(Image, "camera/color/image_raw"), (Image, "camera/depth/image_raw"),
-                  (CameraInfo, "camera/color/camera_info")]
+        inputs = [(Image, node_side(topics.COLOR)), (Image, node_side(topics.DEPTH)),
+                  (CameraInfo, node_side(topics.CAMERA_INFO))]
         self._input_names = [self.resolve_topic_name(t) for _, t in inputs]
         self._received = [0] * len(inputs)
         self._received_at_last_log = [0] * len(inputs)
@@ -158,7 +160,7 @@ class MovsegNode(Node):
         self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: device={self.segmenter.device}, sync={how}, in={self.resolve_topic_name('camera/color/image_raw')}, "
+            f"ready: device={self.segmenter.device}, sync={how}, in={self.resolve_topic_name(node_side(topics.COLOR))}, "
             f"out={self.resolve_topic_name('~/labels')}, service={self.resolve_service_name('set_queries')}")
 
     # ---------------------------------------------------------------- set-up

@@ -13,6 +13,7 @@ import logging
 import time
 
 from movseg_core.data.frame import RGBDFrame
+from movseg_ros import topics
 
 log = logging.getLogger("movseg.play")
 
@@ -27,10 +28,8 @@ def load_folder_frames(folder: str | None, require_depth: bool = True) -> list[R
 class CameraPublisher:
     """Publishes :class:`RGBDFrame` s (rgb, depth, K) on color/depth/camera_info topics of ``node``."""
 
-    def __init__(self, node, color_topic: str = "/camera/color/image_raw",
-                 depth_topic: str = "/camera/depth/image_raw",
-                 info_topic: str = "/camera/color/camera_info", qos: str = "sensor_data",
-                 frame_id: str = "camera_color_optical_frame"):
+    def __init__(self, node, color_topic: str = topics.COLOR, depth_topic: str = topics.DEPTH,
+                 info_topic: str = topics.CAMERA_INFO, qos: str = "sensor_data", frame_id: str = topics.FRAME_ID):
         from sensor_msgs.msg import CameraInfo, Image
 
         from movseg_ros.qos import qos_by_name

@@ -36,6 +36,7 @@ from movseg_core.eval.offline import weights_warning
 from movseg_core.eval.prompts import PromptMap, load_prompt_map
 from movseg_core.eval.scoring import EvalAccumulator
 from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
+from movseg_ros import topics
 from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
 from movseg_ros.conversions import array_to_image, depth_to_image, image_to_array, make_camera_info, make_header, stamp_ns
 from movseg_ros.params import NodeParams, declared_parameter_names, load_node_params, node_params
@@ -55,10 +56,10 @@ class ReplayConfig:
     """How to talk to the node. rate_hz: 0 = one frame at a time (next after the answer)."""
 
     rate_hz: float = 0.0
-    labels_topic: str = "/movseg/labels"
-    label_info_topic: str = "/movseg/label_info"
-    service: str = "/set_queries"
-    node_name: str = "/movseg"
+    labels_topic: str = topics.LABELS
+    label_info_topic: str = topics.LABEL_INFO
+    service: str = topics.SET_QUERIES
+    node_name: str = topics.NODE
     topics: BagTopics = field(default_factory=BagTopics)
     discovery_timeout_s: float = 30.0
     first_answer_timeout_s: float = 120.0
@@ -200,16 +201,14 @@ class _Replayer:
         return out
 
     def set_queries(self, queries: list[str]) -> tuple[int, list[str]]:
+        from movseg_ros.set_queries import call_set_queries
         from movseg_ros.srv import SetQueries
 
         client = self.node.create_client(SetQueries, self.cfg.service)
         try:
-            if not client.wait_for_service(timeout_sec=self.cfg.discovery_timeout_s):
-                raise NodeNotAnswering(f"service {self.cfg.service} not available within {self.cfg.discovery_timeout_s:.0f} s")
-            fut = client.call_async(SetQueries.Request(queries=list(queries)))
-            if not self.spin_until(fut.done, 120.0):
-                raise NodeNotAnswering(f"{self.cfg.service} did not answer within 120 s")
-            res = fut.result()
+            res = call_set_queries(client, queries, self.cfg.discovery_timeout_s, 120.0, self.ex)
+        except TimeoutError as e:
+            raise NodeNotAnswering(str(e)) from e
         finally:
             self.node.destroy_client(client)
         if not res.success:
@@ -349,7 +348,7 @@ def _play(r: _Replayer, bag, cfg: ReplayConfig, total: int, limit: int, progress
             if period:
                 r.spin_until(lambda: time.monotonic() >= t_next, max(0.0, t_next - time.monotonic()) + 0.001)
                 t_next += period
-            r.publish(f, stamp, "camera_color_optical_frame")
+            r.publish(f, stamp, topics.FRAME_ID)
             if not period:
                 timeout = cfg.first_answer_timeout_s if r.answered == 0 else cfg.answer_timeout_s
                 if not r.spin_until(lambda: stamp not in r.inflight, timeout):
@@ -466,10 +465,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one frame's labels")
     g.add_argument("--first-timeout", type=float, default=120.0, help="seconds to wait for the first labels (warm-up)")
     g.add_argument("--discovery-timeout", type=float, default=30.0, help="seconds to wait for the node to appear")
-    g.add_argument("--labels-topic", default="/movseg/labels")
-    g.add_argument("--label-info-topic", default="/movseg/label_info")
-    g.add_argument("--service", default="/set_queries", help="the node's SetQueries service")
-    p.add_argument("--node", default="/movseg",
+    g.add_argument("--labels-topic", default=topics.LABELS)
+    g.add_argument("--label-info-topic", default=topics.LABEL_INFO)
+    g.add_argument("--service", default=topics.SET_QUERIES, help="the node's SetQueries service")
+    p.add_argument("--node", default=topics.NODE,
                    help="the node's full name: its parameters are read from it (--bag) or from its entries in --config")
     g.add_argument("--keep-stamps", action="store_true", help="publish the bag's own stamps (default: now-based)")
     g = p.add_argument_group("offline (--offline)")

@@ -28,6 +28,7 @@ class Client:
         from rclpy.parameter_client import AsyncParameterClient
         from sensor_msgs.msg import Image
 
+        from movseg_ros import topics
         from movseg_ros.msg import LabelInfo
         from movseg_ros.player import CameraPublisher, load_folder_frames
         from movseg_ros.qos import qos_by_name
@@ -44,13 +45,13 @@ class Client:
         self.order: list[tuple] = []
         self.received_at: dict[tuple, float] = {}  # key -> time.monotonic() the labels arrived
         q = qos_by_name("reliable", depth=50)
-        self.labels_sub = self.node.create_subscription(Image, "/movseg/labels", self._on_labels, q)
-        self.info_sub = self.node.create_subscription(LabelInfo, "/movseg/label_info", self._on_info, q)
+        self.labels_sub = self.node.create_subscription(Image, topics.LABELS, self._on_labels, q)
+        self.info_sub = self.node.create_subscription(LabelInfo, topics.LABEL_INFO, self._on_info, q)
         self.points = 0
         from sensor_msgs.msg import PointCloud2
-        self.node.create_subscription(PointCloud2, "/movseg/points", self._on_points, q)
-        self.srv = self.node.create_client(SetQueries, "/set_queries")
-        self.params = AsyncParameterClient(self.node, "/movseg")
+        self.node.create_subscription(PointCloud2, topics.POINTS, self._on_points, q)
+        self.srv = self.node.create_client(SetQueries, topics.SET_QUERIES)
+        self.params = AsyncParameterClient(self.node, topics.NODE)
         self.SetQueries = SetQueries
         self.ex = SingleThreadedExecutor(context=self.ctx)
         self.ex.add_node(self.node)
@@ -114,9 +115,9 @@ class Client:
         return k
 
     def call(self, queries, timeout: float = 30.0):
-        fut = self.srv.call_async(self.SetQueries.Request(queries=list(queries)))
-        assert self.wait(fut.done, timeout), "set_queries did not answer"
-        return fut.result()
+        from movseg_ros.set_queries import call_set_queries
+
+        return call_set_queries(self.srv, queries, timeout, timeout)  # our spin thread spins the node
 
     def close(self):
         import rclpy

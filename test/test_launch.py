@@ -70,9 +70,12 @@ def test_launch_file_starts_the_installed_node_from_the_shared_settings():
 
 
 def test_node_subscribes_to_the_remapped_inputs():
+    from movseg_ros import topics
+
     src = (REPO / "movseg_ros" / "node.py").read_text()
-    for topic in REMAPPED_INPUTS:
-        assert f'"{topic}"' in src, f"node no longer subscribes to {topic}: launch remapping would miss"
+    for topic, name in zip(REMAPPED_INPUTS, ("COLOR", "DEPTH", "CAMERA_INFO")):  # the node's inputs, in order
+        assert topic == topics.node_side(getattr(topics, name)) and f"node_side(topics.{name})" in src, \
+            f"node no longer subscribes to {topic}: launch remapping would miss"
 
 
 def test_runner_builds_the_launch_configuration():
