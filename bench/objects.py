@@ -153,7 +153,7 @@ def main() -> int:
     print(f"640x480: extract_objects (grouping + 2D/3D boxes) p50 {ms_p50:.2f} ms (min {min(ms):.2f}) over "
           f"{len(ms)} runs on {args.timing_frames} frames, {np.mean(n_inst):.1f} instances; "
           f"proposals for scale: {np.median(ms_prop):.0f} ms")
-    print(f"  CPU time p50 {np.median(cpu):.2f} ms (single-threaded kernels); load average now "
+    print(f"  CPU time p50 {np.median(cpu):.2f} ms (all threads of the process); load average now "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"wall time {time.perf_counter() - t_start:.0f} s")
     clip = res["clip_rgbd"]
