@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 import open_clip
 
+from movseg_core.config import resolve_device
+
 log = logging.getLogger(__name__)
 
 #: Training-free changes of the last ViT block for dense features (as in each paper's code):
@@ -164,16 +166,6 @@ class DenseConfig:
             raise ValueError(f"dense mode {self.mode!r} not in {DENSE_MODES}")
         if self.short_side <= 0 or self.window < 0 or self.stride < 0:
             raise ValueError("dense short_side must be > 0, window and stride >= 0")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def resolve_templates(templates: str | Sequence[str]) -> tuple[str, ...]:

@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import threading
 import time
-import typing
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -40,6 +39,7 @@ from movseg_core.classify import (
     score_segments,
 )
 from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
+from movseg_core.config import build_config
 from movseg_core.geometry import (NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb,
                                   prepare_cpu_normals)
 from movseg_core.objects import Objects, ObjectsConfig, extract_objects, prepare_objects
@@ -75,33 +75,10 @@ class SegmenterConfig:
         return dataclasses.asdict(self)
 
 
-def _build_dataclass(cls: type, data: Any, path: str) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"config section {path or '<root>'!r} must be a dict or {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {[f'{path}.{k}'.lstrip('.') for k in unknown]}; "
-                         f"known in {path or '<root>'}: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints.get(key)
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build_dataclass(hint, value, f"{path}.{key}".lstrip("."))
-        else:
-            kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"config section {path or '<root>'!r}: {exc}") from exc
-
-
 def config_from_dict(data: SegmenterConfig | dict[str, Any]) -> SegmenterConfig:
-    """Nested dict (e.g. from YAML or ROS parameters) -> :class:`SegmenterConfig`; unknown keys -> ValueError."""
-    return _build_dataclass(SegmenterConfig, data, "")
+    """Nested dict (e.g. from YAML or ROS parameters) -> :class:`SegmenterConfig`; unknown keys -> ValueError
+    (:func:`movseg_core.config.build_config`)."""
+    return build_config(SegmenterConfig, data, where="segmenter")
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,9 @@ def node_params(values: Mapping[str, Any]) -> NodeParams:
             raise ValueError(f"parameter {name}: {value!r} is a {type(value).__name__}, the node declares a "
                              f"{type(default).__name__} (e.g. {default!r})")
         node[name] = value
-    seg = {k: (None if v == "" else v) for k, v in values.items() if k.startswith(SEGMENTER_PREFIX + ".")}
+    types = field_types(SegmenterConfig, SEGMENTER_PREFIX)  # ROS has no None: '' stands for it where allowed
+    seg = {k: (None if v == "" and type(None) in typing.get_args(types.get(k)) else v)
+           for k, v in values.items() if k.startswith(SEGMENTER_PREFIX + ".")}
     return NodeParams(node, config_from_dict(unflatten(seg, SEGMENTER_PREFIX)))
 
 

@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -39,7 +39,9 @@ from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import topics
 from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
 from movseg_ros.conversions import array_to_image, depth_to_image, image_to_array, make_camera_info, make_header, stamp_ns
-from movseg_ros.params import NodeParams, declared_parameter_names, load_node_params, node_params
+
+if TYPE_CHECKING:
+    from movseg_ros.params import NodeParams
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +294,8 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     warnings: list[str] = []
     try:
         r.connect()
+        from movseg_ros.params import declared_parameter_names, node_params
+
         values = r.node_parameters(declared_parameter_names())
         node_settings = None
         try:  # the node's settings, built as the node builds them (movseg_ros.params.node_params)
@@ -428,6 +432,8 @@ def _run_eval(args: argparse.Namespace) -> int:
             acc, info, warns = replay(args.bag, prompts, cfg, limit=args.limit, keep_samples=args.overlays)
             title = f"MOVSeg replay evaluation: {Path(args.bag).name}"
         else:
+            from movseg_ros.params import load_node_params
+
             params = load_node_params(args.config or default_node_config(), parse_overrides(args.set),
                                       node_fqn=args.node)
             acc, info, warns = offline(args.offline, prompts, params, split=args.split, splits=args.splits,

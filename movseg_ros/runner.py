@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from movseg_ros.launch_config import LAUNCH_ARGUMENTS, node_arguments
+from movseg_ros.launch_config import LAUNCH_ARGUMENTS, default_config_path, node_arguments, node_fqn
 
 log = logging.getLogger("movseg.run")
 
@@ -20,12 +20,24 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="start movseg_node with the launch file's arguments (no `ros2 launch` needed)")
     for name, (default, doc) in LAUNCH_ARGUMENTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=doc)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a node parameter over the YAML, e.g. --set depth.max_m=4.0 (repeatable; -p NAME:=VALUE)")
     p.add_argument("--print", action="store_true", help="print the node command line and exit")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    ros_args = node_arguments({k: getattr(args, k) for k in LAUNCH_ARGUMENTS})
+    from movseg_core.config import parse_overrides
+    from movseg_ros.params import load_node_params  # imports torch: not at `movseg --help` time
+
+    values = {k: getattr(args, k) for k in LAUNCH_ARGUMENTS}
+    try:  # what the node would ignore or refuse (unknown names, wrong types, a YAML without its entry): now
+        overrides = parse_overrides(args.set)
+        load_node_params(values["config"] or default_config_path(), overrides, node_fqn=node_fqn(values["namespace"]))
+    except ValueError as exc:
+        print(f"movseg run: error: {exc}", file=sys.stderr)
+        return 2
+    ros_args = node_arguments(values, overrides)
     if args.print:
         print("movseg_node " + " ".join(ros_args))
         return 0

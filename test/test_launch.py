@@ -85,6 +85,8 @@ def test_runner_builds_the_launch_configuration():
     assert "__ns:=/robot1" in args
     assert "camera/color/image_raw:=/cam/rgb" in args
     assert "segmenter.clip.device:=cpu" in args
+    assert node_arguments({}, {"queries": ["a b", "c"], "depth.max_m": 2.0, "qos": "true"})[-6:] == [
+        "-p", 'queries:=["a b", "c"]', "-p", "depth.max_m:=2.0", "-p", 'qos:="true"']  # as YAML, strings stay strings
     assert not any(a.startswith("segmenter.clip.device") for a in node_arguments({}))
 
 
@@ -178,13 +180,28 @@ def test_launch_file_applies_the_yaml_under_a_namespace(tmp_path, ros_processes)
 
 
 def test_a_yaml_that_misses_the_node_is_an_error(tmp_path):
-    """A file keyed 'movseg:' sets nothing on /robot1/movseg: the node says so and exits 1 (not defaults)."""
+    """A file keyed 'movseg:' sets nothing on /robot1/movseg: `movseg run` (exit 2, before starting the node)
+    and the node itself (exit 1, as the launch file starts it) say so instead of running with defaults."""
     cfg = tmp_path / "old.yaml"
     cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": TINY}}))
-    r = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg), "--namespace", "robot1"],
+    for cmd, code in (([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg), "--namespace", "robot1"], 2),
+                      ([PYTHON, "-m", "movseg_ros.node", "--ros-args", "-r", "__ns:=/robot1", "--params-file",
+                        str(cfg)], 1)):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert r.returncode == code, r.stdout + r.stderr
+        assert "sets nothing for the node /robot1/movseg" in r.stderr and "'/**:'" in r.stderr
+
+
+def test_movseg_run_set_is_checked_and_passed_as_parameters(tmp_path):
+    base = [PYTHON, "-m", "movseg_ros.cli", "run", "--print"]
+    r = subprocess.run(base + ["--set", "depth.max_m=4.0", "--set", "queries=[mug, desk]", "--set", "qos=reliable"],
                        capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "sets nothing for the node /robot1/movseg" in r.stderr and "'/**:'" in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "-p depth.max_m:=4.0 -p queries:=[\"mug\", \"desk\"] -p qos:=reliable" in r.stdout
+    for bad, words in (("depth.max_mm=4.0", "unknown node parameter 'depth.max_mm'; valid under depth: max_m, min_m"),
+                       ("depth.max_m=4", "depth.max_m: 4 is a int"), ("nonsense", "KEY=VALUE")):
+        r = subprocess.run(base + ["--set", bad], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert r.returncode == 2 and words in r.stderr, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("key", ["/**", "movseg", "/movseg", "/robot1/movseg", "/*/movseg", "/**/movseg",

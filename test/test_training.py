@@ -98,7 +98,7 @@ def test_cli_export_and_config_errors(tmp_path):
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x.pt")]) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stepz": 3}))
-    with pytest.raises(ValueError, match="unknown training config keys"):
+    with pytest.raises(ValueError, match="unknown key 'stepz' in training config"):
         load_config(bad)
     with pytest.raises(ValueError, match="data.kind"):
         TrainConfig(data={"kind": "imagenet"})

@@ -7,7 +7,7 @@ CLIP's joint space, scored against CLIP text embeddings (plus a learned "no obje
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -69,11 +69,10 @@ class MaskFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MaskFormerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        """Dict -> config; unknown keys and wrong types -> ValueError (:func:`movseg_core.config.build_config`)."""
+        from ..config import build_config
+
+        return build_config(cls, d, where="model")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,9 +178,13 @@ def create_model(cfg: str | dict | MaskFormerConfig = "movseg-r50", **overrides:
             raise ValueError(f"unknown model config {cfg!r}; known: {sorted(MODEL_CONFIGS)}")
         cfg = MODEL_CONFIGS[cfg]
     elif isinstance(cfg, dict):
+        from ..config import build_config
+
         d = dict(cfg)
         base = d.pop("preset", None)
-        cfg = replace(MODEL_CONFIGS[base], **d) if base else MaskFormerConfig.from_dict(d)
+        if base is not None and base not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model preset {base!r}; known: {sorted(MODEL_CONFIGS)}")
+        cfg = build_config(MaskFormerConfig, MODEL_CONFIGS[base] if base else None, d, where="model")
     if overrides:
         cfg = replace(cfg, **overrides)
     return RGBXMaskFormer(cfg)

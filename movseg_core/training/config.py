@@ -1,13 +1,13 @@
 """Training configuration (dataclasses, loaded from YAML). Unknown keys are errors."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import apply_overrides
+from ..config import build_config
 
 DATA_KINDS = ("synthetic", "coco_stuff", "ade20k", "nyuv2")
 
@@ -101,12 +101,9 @@ class TrainConfig:
         return asdict(self)
 
 
-def _build(cls: type, d: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {where} config keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**d)
+def _build(cls: type, d: Any, where: str) -> Any:
+    """A ``where`` section of a training / stage-2 config from a dict (:func:`movseg_core.config.build_config`)."""
+    return build_config(cls, d, where=where)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -117,4 +114,4 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     d = yaml.safe_load(path.read_text()) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    return _build(TrainConfig, apply_overrides(d, overrides), "training")
+    return build_config(TrainConfig, d, overrides, where="training")
