@@ -19,9 +19,10 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -318,7 +319,7 @@ def _run_nyu2bag(args: argparse.Namespace) -> int:
         cfg = BagWriteConfig(rate_hz=args.rate, storage=args.storage, frame_id=args.frame_id)
         summary = write_bag(frames, args.out, cfg, total=total)
     except ValueError as e:
-        print(f"nyu2bag: error: {e}")
+        print(f"movseg nyu2bag: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary.path} ({args.storage}): {summary.frames_written} frames at {args.rate} Hz"
           f"{f', skipped {len(summary.frames_skipped)} without depth' if summary.frames_skipped else ''}")
@@ -343,13 +344,3 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_run_nyu2bag)
     return p
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="movseg")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,7 +3,9 @@
 Each subcommand module exposes ``register(subparsers)`` which adds its parser and
 sets ``func`` (called with the parsed namespace, returns an exit code). Modules
 are imported only when listed here, so a missing optional dependency of one
-tool does not break the others.
+tool does not break the others. :func:`main` is the only entry point (console script
+``movseg``, ``python -m movseg_ros.cli``): it turns ValueError / FileNotFoundError into exit
+code 2 and TimeoutError into 3, with the message on stderr (:data:`EPILOG`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,19 @@ import importlib
 import logging
 import os
 import sys
+
+#: exit codes of every subcommand (also in README and `movseg --help`)
+EXIT_OK = 0          # done (report written, node stopped cleanly, vocabulary set, ...)
+EXIT_FAILED = 1      # refused or failed while running (the node refused the queries; node start-up error)
+EXIT_BAD_INPUT = 2   # bad arguments or input: usage, unknown config key, wrong value, unreadable bag/dataset
+EXIT_NO_ANSWER = 3   # the node is absent or did not answer in time (eval --bag, set-queries)
+
+EPILOG = """exit codes (every command):
+  0  done
+  1  refused or failed while running (e.g. the node refused the queries, node start-up error)
+  2  bad arguments or input (usage, unknown config key or wrong value, unreadable bag or data set)
+  3  the node is absent or did not answer in time (eval --bag, set-queries)
+Errors and warnings go to stderr; results (report paths, scores, command lines) to stdout."""
 
 #: subcommand modules, in help order
 SUBCOMMAND_MODULES = (
@@ -25,7 +40,8 @@ SUBCOMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="movseg", description="MOVSeg-ROS tools")
+    parser = argparse.ArgumentParser(prog="movseg", description="MOVSeg-ROS tools", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
@@ -47,9 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except TimeoutError as exc:  # incl. replay's NodeNotAnswering
+        print(f"movseg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"movseg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.seconds is None and args.count is None:
-        raise SystemExit("give --seconds or --count")
+        raise ValueError("give --seconds or --count")  # exit 2 (movseg_ros.cli)
     frames = load_folder_frames(args.folder)
     play(frames, args.rate, args.seconds, args.count, args.wait, args.qos)
     return 0

@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -49,8 +50,8 @@ EXIT_BAD_INPUT = 2
 EXIT_NO_ANSWER = 3
 
 
-class NodeNotAnswering(RuntimeError):
-    """The node is absent or produced no labels in time."""
+class NodeNotAnswering(TimeoutError):
+    """The node is absent or produced no labels in time (exit code 3, movseg_ros.cli)."""
 
 
 @dataclass
@@ -443,15 +444,15 @@ def _run_eval(args: argparse.Namespace) -> int:
         info["prompts"] = str(args.prompts or "config/nyu40_prompts.yaml")
         metrics = write_report(acc, args.out, title=title, info=info, warnings=warns)
     except NodeNotAnswering as e:
-        print(f"eval: error: {e}")
+        print(f"movseg eval: error: {e}", file=sys.stderr)
         return EXIT_NO_ANSWER
     except ValueError as e:
-        print(f"eval: error: {e}")
+        print(f"movseg eval: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"report: {Path(args.out) / 'report.md'}")
     print(_headline(metrics))
     for w in warns:
-        print(f"WARNING: {w}")
+        print(f"WARNING: {w}", file=sys.stderr)
     return 0
 
 
@@ -488,14 +489,3 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_run_eval)
     return p
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="movseg")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -60,16 +60,14 @@ def _run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("movseg_set_queries")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    try:
+    try:  # TimeoutError (no answer): exit 3 with the message on stderr (movseg_ros.cli)
         resp = call_set_queries(node.create_client(SetQueries, args.service), args.queries, args.timeout, args.timeout,
                                 executor)
-    except TimeoutError as exc:
-        print(f"set-queries: {exc}", file=sys.stderr)
-        return 3
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     ids = ", ".join(f"{i}={n}" for i, n in zip(resp.ids, resp.names))
-    print(f"{'ok' if resp.success else 'refused'}: {resp.message} (v{resp.vocabulary_version}: {ids})")
+    line = f"{'ok' if resp.success else 'refused'}: {resp.message} (v{resp.vocabulary_version}: {ids})"
+    print(line, file=sys.stdout if resp.success else sys.stderr)
     return 0 if resp.success else 1

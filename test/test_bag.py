@@ -12,6 +12,7 @@ from movseg_core.data.nyuv2 import NYU_K, NYUv2Folder, default_nyuv2_dir
 from movseg_core.data.nyuv2_mat import NYUv2Mat, load_class_mapping
 from movseg_core.geometry import depth_m_to_mm
 from movseg_ros import bag as B
+from movseg_ros.cli import main as cli_main
 
 DATA = default_nyuv2_dir()
 
@@ -146,7 +147,7 @@ def test_mat_reader_maps_894_to_40_and_splits(fake_mat):
 def test_mat_to_bag_cli(fake_mat, tmp_path):
     d, rgb, depth, labels, mapping = fake_mat
     out = tmp_path / "mat.bag"
-    rc = B.main(["nyu2bag", str(d / "labeled.mat"), str(out), "--split", "train", "--splits",
+    rc = cli_main(["nyu2bag", str(d / "labeled.mat"), str(out), "--split", "train", "--splits",
                  str(d / "splits.mat"), "--class-mapping", str(d / "classMapping40.mat"), "--storage", "sqlite3"])
     assert rc == 0
     frames = list(B.read_bag(out))
@@ -158,11 +159,11 @@ def test_mat_to_bag_cli(fake_mat, tmp_path):
 
 def test_cli_bad_input_exits_nonzero(fake_mat, tmp_path, capsys):
     d = fake_mat[0]
-    assert B.main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag")]) == 2
-    assert "--class-mapping" in capsys.readouterr().out
-    assert B.main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag"), "--class-mapping",
+    assert cli_main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag")]) == 2
+    assert "--class-mapping" in capsys.readouterr().err
+    assert cli_main(["nyu2bag", str(d / "labeled.mat"), str(tmp_path / "o.bag"), "--class-mapping",
                    str(d / "classMapping40.mat"), "--split", "test"]) == 2
-    assert "splits.mat" in capsys.readouterr().out
+    assert "splits.mat" in capsys.readouterr().err
     savemat(d / "short.mat", {"mapClass": np.ones((1, 10))})
     with pytest.raises(ValueError, match="894 entries"):
         load_class_mapping(d / "short.mat")

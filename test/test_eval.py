@@ -15,7 +15,7 @@ import yaml
 from conftest import PYTHON, REPO
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
 from movseg_ros import bag as B
-from movseg_ros.replay_eval import main as eval_main
+from movseg_ros.cli import main as eval_main
 
 #: depth beyond this is invalid in the node-YAML test: cuts the far part of the NYUv2 scenes (1-5 m)
 DEPTH_MAX_M = 2.5
@@ -85,7 +85,7 @@ def test_replay_through_node_equals_offline_with_the_node_yaml(nyu_bag, tiny_che
 def test_node_never_answers(nyu_bag, tmp_path, capsys):
     rc = eval_main(["eval", "--bag", str(nyu_bag), "--out", str(tmp_path / "out"), "--discovery-timeout", "2"])
     assert rc == 3
-    assert "no movseg node found" in capsys.readouterr().out
+    assert "no movseg node found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -102,7 +102,7 @@ def test_bad_bags_exit_nonzero(tmp_path, capsys, kwargs, words):
         rc = eval_main(["eval", *mode, "--out", str(tmp_path / "out"), "--param", "segmenter.clip.pretrained=random",
                         "--param", "segmenter.clip.model_name=movseg-tiny-vit"])
         assert rc == 2, mode
-        assert words in capsys.readouterr().out
+        assert words in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
 
@@ -111,7 +111,7 @@ def test_offline_random_weights_says_numbers_are_meaningless(nyu_bag, tmp_path, 
                     *[a for k, v in SETTINGS.items() for a in ("--param", f"{k}={v}")],
                     "--param", "segmenter.clip.pretrained=random"])
     assert rc == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # warnings go to stderr
     assert "RANDOM weights" in out and "meaningless" in out
     m = _metrics(tmp_path / "o")
     assert m["frames_scored"] == 1 and m["warnings"]

@@ -20,7 +20,7 @@ from movseg_core.data.frame import RGBDFrame
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
 from movseg_ros import bag as B
-from movseg_ros.replay_eval import main as eval_main
+from movseg_ros.cli import main as eval_main
 
 FIXTURE = REPO / "test" / "fixtures" / "synth_clip.pt"
 SHAPES_IN_BAG = ("cube", "sphere", "cylinder", "torus")
