@@ -12,9 +12,13 @@ When weights cannot be obtained (offline, ``HF_HUB_OFFLINE=1``, missing file) :f
 fails at once with :class:`WeightsUnavailableError` saying how to provide them.
 
 Dense features: one ViT pass per window in which the last transformer block is replaced by a
-training-free variant (MaskCLIP, SCLIP, ClearCLIP or NACLIP, see :data:`DENSE_MODES`); the
-positional embedding is interpolated to the window's patch grid; windows slide over the image
-resized to a configurable short side and overlapping patch features are averaged.
+training-free variant (MaskCLIP, SCLIP, ClearCLIP, NACLIP, SC-CLIP or ResCLIP, see
+:data:`DENSE_MODES`); the positional embedding is interpolated to the window's patch grid; windows
+slide over the image resized to a configurable short side and overlapping patch features are
+averaged. Options composable with every mode: ``scope="proposals"`` restricts the last block's
+attention (and every correlation the mode computes) to patches of the same RGB-D proposal
+(CorrCLIP-style, with the segmenter's own proposals), ``refine="pamr"`` applies pixel-adaptive
+mask refinement (Araslanov & Roth, CVPR 2020) to the features on the image.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import os
 import tempfile
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -43,8 +47,46 @@ log = logging.getLogger(__name__)
 #: sclip: correlative attention softmax(qq^T)+softmax(kk^T), residual and FFN kept (Wang et al., ECCV 2024).
 #: clearclip: query-query attention, no residual, no FFN (Lan et al., ECCV 2024).
 #: naclip: key-key attention plus a Gaussian neighbourhood kernel, no residual, no FFN (Hajimiri et al., WACV 2025).
+#: scclip: SC-CLIP (Bai et al., arXiv 2411.15869, 2024): anomaly tokens resolved, mid-layer similarity
+#:     guided attention and aggregation, multi-level fusion (see :func:`scclip_last_block`).
+#: resclip_naclip / resclip_clearclip: ResCLIP (Yang et al., CVPR 2025) on NACLIP / ClearCLIP: residual
+#:     cross-correlation attention from intermediate layers + semantic feedback refinement (see
+#:     :func:`resclip_last_block`; needs the query text embeddings for the feedback, else RCS only).
 #: vanilla: the unchanged block (CLIP's own patch tokens; a poor dense baseline, for measurement).
-DENSE_MODES = ("maskclip", "sclip", "clearclip", "naclip", "vanilla")
+DENSE_MODES = ("maskclip", "sclip", "clearclip", "naclip", "scclip", "resclip_naclip", "resclip_clearclip", "vanilla")
+#: Modes that change only the last block (usable through :meth:`OpenClipVision.last_block`); the
+#: others also read intermediate layers.
+BLOCK_MODES = ("maskclip", "sclip", "clearclip", "naclip", "vanilla")
+#: ``dense.scope``: none, or proposals (last-block attention only between patches of one proposal).
+DENSE_SCOPES = ("none", "proposals")
+#: ``dense.refine``: none, or pamr (pixel-adaptive refinement of the features on the image).
+DENSE_REFINES = ("none", "pamr")
+
+#: The 80 ImageNet prompt templates of the CLIP paper (Radford et al. 2021, the notebook
+#: "Prompt_Engineering_for_ImageNet.ipynb" of github.com/openai/CLIP), the set MaskCLIP, SCLIP,
+#: ClearCLIP, NACLIP, SC-CLIP and ResCLIP evaluate with (their ``openai_imagenet_template``).
+IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+    "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+    "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+    "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+    "a photo of a small {}.", "a tattoo of the {}.",
+)
 
 #: Prompt-template sets by name; a custom list of strings with ``{}`` may be given instead.
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
@@ -63,6 +105,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
         "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
         "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
     ),
+    "imagenet80": IMAGENET_TEMPLATES,
 }
 
 #: Tiny open_clip architectures for tests (fast on CPU). ``movseg-synth-clip`` is the architecture
@@ -150,8 +193,21 @@ class DenseConfig:
         patch grid); 448 for ViT-B/16 gives a 28-patch short side.
     window: sliding-window side in pixels (multiple of the patch size); 0 = whole image in one pass.
     stride: window stride in pixels (multiple of the patch size); 0 = window * 2/3.
-    naclip_sigma: NACLIP Gaussian neighbourhood standard deviation, in patches.
+    naclip_sigma: NACLIP Gaussian neighbourhood standard deviation, in patches (also ResCLIP's, whose
+        code uses one ``gaussian_std`` for the neighbourhood term and the feedback smoothing).
     batch_windows: run all windows of an image as one batch.
+    scope: ``none`` or ``proposals``: the last block's attention, and every correlation the mode
+        computes, only between patches of the same RGB-D proposal (a patch belongs to the proposal
+        holding most of its pixels); the segmenter computes proposals first and shares them.
+    refine: ``none`` or ``pamr``: pixel-adaptive mask refinement of the features on the image
+        (:func:`pamr`), at ``pamr_short_side`` pixels with ``pamr_iters`` iterations and
+        ``pamr_dilations`` (pixels at that size); the features come back on that pixel grid.
+    scclip_beta / scclip_res_cls / scclip_multilevel: SC-CLIP's similarity threshold (0.4), class-token
+        residual weight (0.3) and multi-level fusion switch (see :func:`scclip_last_block`).
+    resclip_rcs_tau / resclip_rcs_lambda, resclip_sfr_tau / resclip_sfr_lambda: ResCLIP's (tau, lambda) of
+        RCS and SFR (ADE20K config: (2.0, 0.3), (2.1, 0.7)); resclip_threshold: confidence below which
+        a pixel of the feedback map has no class (0.25); resclip_logit_scale: its softmax scale (40);
+        resclip_pamr: PAMR (10 iterations, dilations 8 and 16) on the feedback map, as ResCLIP's code does.
     """
 
     mode: str = "clearclip"
@@ -160,12 +216,36 @@ class DenseConfig:
     stride: int = 0
     naclip_sigma: float = 5.0
     batch_windows: bool = True
+    scope: str = "none"
+    refine: str = "none"
+    pamr_iters: int = 10
+    pamr_short_side: int = 224
+    pamr_dilations: list[int] = field(default_factory=lambda: [4, 8])
+    scclip_beta: float = 0.4
+    scclip_res_cls: float = 0.3
+    scclip_multilevel: bool = True
+    resclip_rcs_tau: float = 2.0
+    resclip_rcs_lambda: float = 0.3
+    resclip_sfr_tau: float = 2.1
+    resclip_sfr_lambda: float = 0.7
+    resclip_threshold: float = 0.25
+    resclip_logit_scale: float = 40.0
+    resclip_pamr: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in DENSE_MODES:
             raise ValueError(f"dense mode {self.mode!r} not in {DENSE_MODES}")
         if self.short_side <= 0 or self.window < 0 or self.stride < 0:
             raise ValueError("dense short_side must be > 0, window and stride >= 0")
+        if self.scope not in DENSE_SCOPES:
+            raise ValueError(f"dense scope {self.scope!r} not in {DENSE_SCOPES}")
+        if self.refine not in DENSE_REFINES:
+            raise ValueError(f"dense refine {self.refine!r} not in {DENSE_REFINES}")
+        self.pamr_dilations = [int(d) for d in self.pamr_dilations]
+        if self.pamr_iters < 1 or self.pamr_short_side < 8 or not self.pamr_dilations or min(self.pamr_dilations) < 1:
+            raise ValueError("dense pamr_iters >= 1, pamr_short_side >= 8 and pamr_dilations >= 1 required")
+        if not (0 <= self.resclip_rcs_lambda <= 1 and 0 <= self.resclip_sfr_lambda <= 1 and 0 <= self.resclip_threshold < 1):
+            raise ValueError("dense resclip lambdas must be in [0, 1] and resclip_threshold in [0, 1)")
 
 
 def resolve_templates(templates: str | Sequence[str]) -> tuple[str, ...]:
@@ -391,8 +471,55 @@ def check_block(block: torch.nn.Module, where: str = "block") -> torch.nn.Multih
     return attn
 
 
+def _qkv(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """q, k, v ``B x heads x N x d`` of ``in_proj(ln_1(x))`` and the attention scale 1/sqrt(d)."""
+    attn = check_block(block)
+    b, n, c = x.shape
+    heads = attn.num_heads
+    hd = c // heads
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    return q, k, v, hd ** -0.5
+
+
+def _attend(block: torch.nn.Module, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``out_proj`` of the attention-weighted values: a ``B x heads x N x N``, v ``B x heads x N x d`` -> ``B x N x C``."""
+    b, h, n, hd = v.shape
+    return block.attn.out_proj((a.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, h * hd))
+
+
+def _restrict(logits: torch.Tensor, allow: torch.Tensor | None) -> torch.Tensor:
+    """Attention logits ``B x heads x N x N`` with -inf where ``allow`` (``B x N x N`` bool) is False."""
+    return logits if allow is None else logits.masked_fill(~allow[:, None], float("-inf"))
+
+
+def _renorm_rows(a: torch.Tensor, allow: torch.Tensor | None) -> torch.Tensor:
+    """A row-stochastic matrix (``B x heads x N x N``) restricted to ``allow`` and renormalised per row."""
+    if allow is None:
+        return a
+    a = a * allow[:, None].to(a.dtype)
+    return a / a.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def scope_allow(labels: torch.Tensor, with_cls: bool = True) -> torch.Tensor:
+    """Proposal scope: ``B x N`` proposal id per patch -> allowed attention pairs, bool.
+
+    with_cls: ``B x (1+N) x (1+N)`` for tokens with the class token first: patch i may attend to
+    patch j iff both lie in the same proposal (so always to itself), never to the class token; the
+    class token's row is unrestricted. Without: ``B x N x N`` (patches only).
+    """
+    same = labels[:, :, None] == labels[:, None, :]
+    if not with_cls:
+        return same
+    b, n = labels.shape
+    allow = torch.ones(b, n + 1, n + 1, dtype=torch.bool, device=labels.device)
+    allow[:, 1:, 1:] = same
+    allow[:, 1:, 0] = False
+    return allow
+
+
 def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: tuple[int, int],
-                     naclip_sigma: float = 5.0) -> torch.Tensor:
+                     naclip_sigma: float = 5.0, allow: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the training-free variant ``mode`` of an open_clip ``ResidualAttentionBlock`` to ``x``.
 
     x: ``B x (1+N) x C`` tokens (class token first, batch first). Returns ``B x (1+N) x C``.
@@ -404,39 +531,314 @@ def dense_last_block(block: torch.nn.Module, x: torch.Tensor, mode: str, grid: t
     - naclip: out_proj(softmax(s k k^T + G) v), G_ij = exp(-|p_i - p_j|^2 / (2 sigma^2)) between patch
       positions p (in patches; 0 for the class token) (no residual, no FFN);
     - vanilla: the block unchanged.
+    allow: optional ``B x (1+N) x (1+N)`` bool (:func:`scope_allow`): logits of pairs not allowed are
+    -inf in every softmax (vanilla: the block's own attention mask); maskclip has no token mixing.
     Raises :class:`UnsupportedOpenClipError` for blocks of another structure.
     """
     attn = check_block(block)
     if mode == "vanilla":
-        return block(x)
+        if allow is None:
+            return block(x)
+        mask = torch.zeros(allow.shape, dtype=x.dtype, device=x.device).masked_fill(~allow, float("-inf"))
+        return block(x, attn_mask=mask.repeat_interleave(attn.num_heads, 0))
     b, n, c = x.shape
-    heads = attn.num_heads
-    hd = c // heads
-    h = block.ln_1(x)
-    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)  # each B x heads x N x hd
-    scale = hd ** -0.5
+    q, k, v, scale = _qkv(block, x)
     if mode == "maskclip":
-        out = v
+        out = attn.out_proj(v.transpose(1, 2).reshape(b, n, c))
     elif mode == "sclip":
-        a = torch.softmax((q @ q.transpose(-1, -2)).float() * scale, -1)
-        a = a + torch.softmax((k @ k.transpose(-1, -2)).float() * scale, -1)
-        out = a.to(v.dtype) @ v
+        a = torch.softmax(_restrict((q @ q.transpose(-1, -2)).float() * scale, allow), -1)
+        a = a + torch.softmax(_restrict((k @ k.transpose(-1, -2)).float() * scale, allow), -1)
+        out = _attend(block, a, v)
     elif mode == "clearclip":
-        a = torch.softmax((q @ q.transpose(-1, -2)).float() * scale, -1)
-        out = a.to(v.dtype) @ v
+        out = _attend(block, torch.softmax(_restrict((q @ q.transpose(-1, -2)).float() * scale, allow), -1), v)
     elif mode == "naclip":
         logits = (k @ k.transpose(-1, -2)).float() * scale
         logits = logits + _gaussian_bias(grid, naclip_sigma, x.device, torch.float32)
-        out = torch.softmax(logits, -1).to(v.dtype) @ v
+        out = _attend(block, torch.softmax(_restrict(logits, allow), -1), v)
     else:
-        raise ValueError(f"dense mode {mode!r} not in {DENSE_MODES}")
-    out = out.transpose(1, 2).reshape(b, n, c)
-    out = attn.out_proj(out)
+        raise ValueError(f"dense mode {mode!r} is not a last-block mode {BLOCK_MODES}")
     if mode in ("maskclip", "sclip"):
         y = x + block.ls_1(out)
         return y + block.ls_2(block.mlp(block.ln_2(y)))
     return out
+
+
+# ---- SC-CLIP ------------------------------------------------------------------------------------
+def lof_scores(x: torch.Tensor, n_neighbors: int = 30) -> torch.Tensor:
+    """Local Outlier Factor (Breunig et al., SIGMOD 2000) of each row of ``x`` (``N x C``), Euclidean.
+
+    k = min(n_neighbors, N-1); reach_k(p, o) = max(k-distance(o), d(p, o)); lrd(p) = 1 / mean over
+    p's k nearest o of reach_k(p, o); LOF(p) = mean over those o of lrd(o) / lrd(p). SC-CLIP §3.2
+    ("Resolving anomaly tokens") scores the penultimate layer's patch tokens with LOF.
+    """
+    n = x.shape[0]
+    k = max(1, min(n_neighbors, n - 1))
+    d = torch.cdist(x.float(), x.float())
+    d.fill_diagonal_(float("inf"))
+    knn_d, knn_i = torch.topk(d, k, largest=False)
+    kdist = knn_d[:, -1]
+    reach = torch.maximum(knn_d, kdist[knn_i])
+    lrd = 1.0 / reach.mean(1).clamp(min=1e-12)
+    return (lrd[knn_i] / lrd[:, None]).mean(1)
+
+
+def lof_outliers(x: torch.Tensor, n_neighbors: int = 30, contamination: float = 0.05) -> torch.Tensor:
+    """``N`` bool: rows whose LOF exceeds its (1 - contamination) quantile (SC-CLIP: k 30, 5 %)."""
+    lof = lof_scores(x, n_neighbors)
+    return lof > torch.quantile(lof, 1.0 - contamination)
+
+
+def neighbour_fill(feats: torch.Tensor, outliers: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Replace outlier patches (``B x N`` bool) of ``B x N x C`` patch tokens by the mean of their
+    non-outlier 8-neighbours on the patch grid (unchanged where none is); SC-CLIP §3.2."""
+    b, n, c = feats.shape
+    gh, gw = grid
+    f = feats.transpose(1, 2).reshape(b, c, gh, gw)
+    keep = (~outliers).to(feats.dtype).view(b, 1, gh, gw)
+    ring = torch.ones(1, 1, 3, 3, dtype=feats.dtype, device=feats.device)
+    ring[0, 0, 1, 1] = 0
+    total = F.conv2d((f * keep).reshape(b * c, 1, gh, gw), ring, padding=1).view(b, c, gh, gw)
+    count = F.conv2d(keep, ring, padding=1)
+    upd = (1.0 - keep) * (count > 0).to(feats.dtype)
+    out = f * (1.0 - upd) + total / count.clamp(min=1.0) * upd
+    return out.reshape(b, c, n).transpose(1, 2)
+
+
+def _aggregate(sim: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Row-normalised similarity (``B x N x N``, >= 0) applied to ``B x N x C`` features (SC-CLIP's aggregation)."""
+    return (sim / (sim.sum(-1, keepdim=True) + 1e-6)).to(feats.dtype) @ feats
+
+
+def _scclip_attention(block: torch.nn.Module, x: torch.Tensor, mid: torch.Tensor,
+                      allow: torch.Tensor | None) -> torch.Tensor:
+    """SC-CLIP's last-block attention on patch tokens ``x`` (``B x N x C``), no residual, no FFN:
+    A = (softmax(M) + softmax(s k k^T)) / 2 with M = 3 (S - mean(S)), -inf where negative, S the
+    mid-layer cosine similarity ``B x N x N``."""
+    q, k, v, scale = _qkv(block, x)
+    m = (mid - mid.mean(dim=(-1, -2), keepdim=True)) * 3.0
+    m = m.masked_fill(m < 0, float("-inf"))[:, None]
+    a = torch.softmax(_restrict(m.expand(-1, q.shape[1], -1, -1), allow), -1)
+    a = a + torch.softmax(_restrict((k @ k.transpose(-1, -2)).float() * scale, allow), -1)
+    return _attend(block, a / 2.0, v)
+
+
+def scclip_last_block(block: torch.nn.Module, x: torch.Tensor, f_pre: torch.Tensor, f_post: torch.Tensor,
+                      multi: torch.Tensor | None, grid: tuple[int, int], beta: float = 0.4, res_cls: float = 0.3,
+                      allow: torch.Tensor | None = None, outliers: torch.Tensor | None = None) -> torch.Tensor:
+    """SC-CLIP (Bai et al., "Self-Calibrated CLIP for Training-Free Open-Vocabulary Segmentation",
+    arXiv 2411.15869) last stage, on ``B x (1+N) x C`` tokens (class token first):
+
+    x: the penultimate block's output; f_pre / f_post: outputs of a deep and a shallow intermediate
+    block (ViT-B/16: blocks 9 and 4); multi: the sum of the outputs of blocks 4..10 (multi-level
+    fusion; None = off). With P the patch tokens:
+
+    1. §3.2 anomaly tokens: LOF outliers of x's patches (top 5 %, k 30; or ``outliers`` ``B x N``)
+       are replaced by the mean of their normal 8-neighbours, in x and in f_pre;
+    2. §3.3 self-adjusting: S = cos-similarity of the fixed f_pre patches; P <- rownorm(S [S >= beta]) P
+       (feature aggregation); the last block's attention is (softmax(M) + softmax(s k k^T)) / 2,
+       M = 3 (S - mean S) with negative entries -inf (intermediate-feature guided attention), no
+       residual, no FFN, plus ``res_cls`` x the class token; then aggregated again with
+       S' = cos-similarity of f_post thresholded at beta;
+    3. §3.4 multi-level fusion: the summed mid-level tokens go through the same attention (+ res_cls
+       x their class token), are aggregated with S' and added.
+    As the authors' code (github.com/SuleBai/SC-CLIP) does. Differences: LOF is the textbook one
+    (Euclidean distances, the neighbour's k-distance), the code uses squared distances and the
+    point's own k-distance; the class-token row of the result is x's class token (unused: dense
+    features are the patch rows). allow: the proposal scope ``B x (1+N) x (1+N)``; its patch part
+    also restricts S and S' (pairs not allowed get no weight).
+    """
+    b, n1, c = x.shape
+    pa = None if allow is None else allow[:, 1:, 1:]
+    if outliers is None:
+        outliers = torch.stack([lof_outliers(x[i, 1:]) for i in range(b)])
+    cls = x[:, :1]
+    p = neighbour_fill(x[:, 1:], outliers, grid)
+    fp = F.normalize(neighbour_fill(f_pre[:, 1:], outliers, grid).float(), dim=-1)
+    mid = fp @ fp.transpose(1, 2)
+    before = mid * (mid >= beta)
+    fq = F.normalize(f_post[:, 1:].float(), dim=-1)
+    sim_q = fq @ fq.transpose(1, 2)
+    after = sim_q * (sim_q >= beta)
+    if pa is not None:
+        before, after = before * pa, after * pa
+    p = _aggregate(before, p)
+    out = _aggregate(after, _scclip_attention(block, p, mid, pa) + res_cls * cls)
+    if multi is not None:
+        out = out + _aggregate(after, _scclip_attention(block, multi[:, 1:], mid, pa) + res_cls * multi[:, :1])
+    return torch.cat([cls, out], 1)
+
+
+# ---- ResCLIP ------------------------------------------------------------------------------------
+def cross_attention(blocks: Sequence[torch.nn.Module], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """ResCLIP's A_c: the mean over intermediate blocks of their own query-key attention
+    softmax(s q k^T) (``B x heads x (1+N) x (1+N)``, float32); ``inputs[i]`` enters ``blocks[i]``."""
+    acc = None
+    for blk, t in zip(blocks, inputs):
+        q, k, _, scale = _qkv(blk, t)
+        a = torch.softmax((q @ k.transpose(-1, -2)).float() * scale, -1)
+        acc = a if acc is None else acc + a
+    return acc / len(blocks)
+
+
+def _path_valid(labels: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """``gh x gw`` labels -> ``N x N`` bool: every patch on the straight grid line from i to j (steps =
+    Chebyshev distance, points rounded half up) has i's label."""
+    gh, gw = labels.shape
+    n = gh * gw
+    dev = labels.device
+    ys, xs = torch.meshgrid(torch.arange(gh, device=dev), torch.arange(gw, device=dev), indexing="ij")
+    pts = torch.stack([ys.flatten(), xs.flatten()], -1).float()
+    lab = labels.flatten()
+    steps_all = torch.cdist(pts, pts, p=float("inf")).round()
+    smax = int(steps_all.max().item())
+    s = torch.arange(smax + 1, device=dev, dtype=torch.float32)
+    out = torch.empty(n, n, dtype=torch.bool, device=dev)
+    for i0 in range(0, n, chunk):
+        i1 = min(n, i0 + chunk)
+        st = steps_all[i0:i1]                                    # c x N
+        t = (s[None, None] / st.clamp(min=1)[..., None]).clamp(max=1.0)  # c x N x S
+        a, e = pts[i0:i1, None, None], pts[None, :, None]
+        pos = torch.floor(a + (e - a) * t[..., None] + 0.5).long()       # c x N x S x 2
+        vals = lab[pos[..., 0] * gw + pos[..., 1]]
+        out[i0:i1] = (vals == lab[i0:i1, None, None]).all(-1)
+    return out
+
+
+def sfr_attention(labels: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """ResCLIP's semantic feedback attention from a patch label map ``B x gh x gw`` (-1 = no class):
+    ``B x (1+N) x (1+N)``, 0 on the class token's row and column, max 1.
+
+    M_ij = 1 when patches i and j have the same label (and on the diagonal); a same-label pair
+    whose straight grid path leaves the label (another object of the class) is decayed by
+    exp(-steps_ij / max steps), steps = Chebyshev distance; each row is smoothed with a 1-D Gaussian
+    (std ``sigma``, odd kernel of min(N, int(6 sigma + 1)) taps, zero padding) over the flattened
+    patch index, clipped at 0, normalised to sum 1, and the map divided by its maximum, as the
+    authors' code (github.com/yvhangyang/ResCLIP, ``generate_attention_sfr``) does. Difference: the
+    code checks only the first steps_ij of max-steps samples of the path (an indexing slip); here
+    the whole path is checked, as the paper's connectivity condition says.
+    """
+    b, gh, gw = labels.shape
+    n = gh * gw
+    dev = labels.device
+    ys, xs = torch.meshgrid(torch.arange(gh, device=dev), torch.arange(gw, device=dev), indexing="ij")
+    pts = torch.stack([ys.flatten(), xs.flatten()], -1).float()
+    steps = torch.cdist(pts, pts, p=float("inf")).round()
+    decay = torch.exp(-steps / max(float(steps.max()), 1.0))
+    ks = min(n, int(6 * sigma + 1))
+    ks = ks if ks % 2 == 1 else ks + 1
+    tap = torch.arange(ks, device=dev, dtype=torch.float32) - ks // 2
+    g = torch.exp(-tap ** 2 / (2 * sigma ** 2))
+    g = (g / g.sum()).view(1, 1, -1)
+    out = torch.zeros(b, n + 1, n + 1, device=dev)
+    for i in range(b):
+        lab = labels[i].flatten()
+        m = (lab[:, None] == lab[None, :]).float()
+        m.fill_diagonal_(1.0)
+        m = torch.where(_path_valid(labels[i]), m, m * decay)
+        m = F.relu(F.conv1d(m[:, None], g, padding=ks // 2)[:, 0, :n])
+        m = m / (m.sum(-1, keepdim=True) + 1e-8)
+        out[i, 1:, 1:] = m
+        out[i] = out[i] / out[i].max()
+    return out
+
+
+def resclip_last_block(block: torch.nn.Module, x: torch.Tensor, cross: torch.Tensor, grid: tuple[int, int],
+                       base: str = "naclip", naclip_sigma: float = 5.0, rcs: tuple[float, float] = (2.0, 0.3),
+                       sfr: torch.Tensor | None = None, sfr_weights: tuple[float, float] = (2.1, 0.7),
+                       allow: torch.Tensor | None = None) -> torch.Tensor:
+    """ResCLIP (Yang et al., "ResCLIP: Residual Attention for Training-free Dense Vision-language
+    Inference", CVPR 2025, arXiv 2411.15851) last block on ``B x (1+N) x C`` tokens, no residual, no FFN:
+
+    - base self-correlation logits L = s k k^T + G (``naclip``, G the Gaussian of :func:`dense_last_block`)
+      or s q q^T (``clearclip``);
+    - SFR (semantic feedback refinement, ``sfr`` from :func:`sfr_attention`): the raw logits become
+      tau_f ((1 - lambda_f) s k k^T + lambda_f A_sfr) before G is added (resp. for q q^T);
+    - RCS (residual cross-correlation self-attention): A = tau_r ((1 - lambda_r) softmax(L) + lambda_r A_c),
+      A_c = ``cross`` (:func:`cross_attention` of intermediate blocks, ViT-B/16: 6..9);
+    - out = out_proj(A v).
+    ``rcs`` = (tau_r, lambda_r), ``sfr_weights`` = (tau_f, lambda_f) (ADE20K: (2.0, 0.3), (2.1, 0.7)).
+    allow: proposal scope ``B x (1+N) x (1+N)``: -inf logits, and A_c restricted and renormalised per row.
+    """
+    q, k, v, scale = _qkv(block, x)
+    if base == "naclip":
+        logits = (k @ k.transpose(-1, -2)).float() * scale
+    elif base == "clearclip":
+        logits = (q @ q.transpose(-1, -2)).float() * scale
+    else:
+        raise ValueError(f"ResCLIP base {base!r} not in ('naclip', 'clearclip')")
+    if sfr is not None:
+        tf, lf = sfr_weights
+        logits = tf * ((1.0 - lf) * logits + lf * sfr[:, None].float())
+    if base == "naclip":
+        logits = logits + _gaussian_bias(grid, naclip_sigma, x.device, torch.float32)
+    tr, lr = rcs
+    a = tr * ((1.0 - lr) * torch.softmax(_restrict(logits, allow), -1) + lr * _renorm_rows(cross.float(), allow))
+    return _attend(block, a, v)
+
+
+# ---- PAMR ---------------------------------------------------------------------------------------
+def _shift(t: torch.Tensor, d: int, dy: int, dx: int) -> torch.Tensor:
+    """``t`` (``B x C x H x W``) read at offset (dy*d, dx*d), border pixels replicated."""
+    h, w = t.shape[-2:]
+    p = F.pad(t, [d, d, d, d], mode="replicate")
+    return p[..., d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w]
+
+
+_RING = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def pamr(image: torch.Tensor, masks: torch.Tensor, iters: int = 10, dilations: Sequence[int] = (8, 16)) -> torch.Tensor:
+    """Pixel-adaptive mask refinement (Araslanov & Roth, "Single-Stage Semantic Segmentation from
+    Image Labels", CVPR 2020, §3.2): ``masks`` ``B x K x H x W`` propagated ``iters`` times over the 8
+    neighbours at each dilation with image affinities.
+
+    image ``B x 3 x H x W``: for neighbours j of pixel i (8 per dilation, borders replicated),
+    kappa_ij = -|I_i - I_j| / (0.1 sigma_i) per channel, sigma_i the (unbiased) standard deviation of
+    the centre and neighbour values over all dilations, averaged over channels; a = softmax_j kappa;
+    m_i <- sum_j a_ij m_j. Linear in ``masks``: refining features then scoring equals refining scores.
+    """
+    if masks.shape[-2:] != image.shape[-2:]:
+        masks = F.interpolate(masks, size=image.shape[-2:], mode="bilinear", align_corners=True)
+    img = image.float()
+    vals, diffs = [], []
+    for d in dilations:
+        vals.append(img)
+        for dy, dx in _RING:
+            s = _shift(img, d, dy, dx)
+            vals.append(s)
+            diffs.append((img - s).abs())
+    std = torch.stack(vals, 2).std(2)                       # B x 3 x H x W
+    kappa = -torch.stack(diffs, 2) / (1e-8 + 0.1 * std[:, :, None])
+    aff = torch.softmax(kappa.mean(1), 1)                   # B x P x H x W
+    m = masks
+    for _ in range(iters):
+        acc = torch.zeros_like(m)
+        idx = 0
+        for d in dilations:
+            for dy, dx in _RING:
+                acc = acc + aff[:, idx:idx + 1].to(m.dtype) * _shift(m, d, dy, dx)
+                idx += 1
+        m = acc
+    return m
+
+
+def paper_layer(index: int, depth: int) -> int:
+    """Block number (1-based) in a ``depth``-block ViT matching block ``index`` of the papers'
+    12-block ViT-B/16, kept inside the trunk (1..depth-1)."""
+    return int(min(depth - 1, max(1, round(index * depth / 12))))
+
+
+def patch_majority(segments: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """HxW segment ids -> ``gh x gw`` long: the segment holding most pixels of each patch cell
+    (cells laid evenly over the image, as :func:`movseg_core.classify.segment_patch_weights`)."""
+    h, w = segments.shape
+    gh, gw = grid
+    ys = (torch.arange(h, device=segments.device) * gh) // h
+    xs = (torch.arange(w, device=segments.device) * gw) // w
+    cell = (ys[:, None] * gw + xs[None, :]).flatten()
+    n_seg = int(segments.max().item()) + 1
+    counts = torch.bincount(cell * n_seg + segments.flatten().long(), minlength=gh * gw * n_seg)
+    return counts.view(gh * gw, n_seg).argmax(1).view(gh, gw)
 
 
 class OpenClipVision:
@@ -521,7 +923,8 @@ class OpenClipVision:
 
     def last_block(self, tokens: torch.Tensor, mode: str = "vanilla", grid: tuple[int, int] | None = None,
                    naclip_sigma: float = 5.0) -> torch.Tensor:
-        """Tokens through the last block, unchanged (``vanilla``) or a dense variant (:func:`dense_last_block`)."""
+        """Tokens through the last block, unchanged (``vanilla``) or a :data:`BLOCK_MODES` variant
+        (:func:`dense_last_block`); the other modes read intermediate layers: use :meth:`dense`."""
         if mode == "vanilla":
             return self.blocks[-1](tokens)
         return dense_last_block(self.blocks[-1], tokens, mode, grid or self.grid, naclip_sigma)
@@ -544,10 +947,56 @@ class OpenClipVision:
         t, _ = self.embed(images, patch_hook)
         return self.pool(self.last_block(self.trunk(t)))
 
-    def dense(self, images: torch.Tensor, mode: str, naclip_sigma: float = 5.0) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Patch embeddings ``B x N x D`` (not normalised) with the last block in ``mode``, and the grid."""
+    def dense(self, images: torch.Tensor, mode: str, naclip_sigma: float = 5.0, *, cfg: DenseConfig | None = None,
+              scope: torch.Tensor | None = None, text: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch embeddings ``B x N x D`` (not normalised) with the last stage in ``mode``, and the grid.
+
+        cfg: the mode's parameters (default :class:`DenseConfig` with this mode and sigma).
+        scope: optional ``B x gh x gw`` proposal id per patch: attention and correlations only
+        within a proposal (:func:`scope_allow`). text: ``Q x D`` L2-normalised query embeddings
+        for ResCLIP's semantic feedback (None: ResCLIP runs RCS only).
+        """
+        cfg = cfg or DenseConfig(mode=mode, naclip_sigma=naclip_sigma)
         t, grid = self.embed(images)
-        return self.patches(self.last_block(self.trunk(t), mode, grid, naclip_sigma)), grid
+        allow = scope_allow(scope.flatten(1).to(t.device)) if scope is not None else None
+        if mode in BLOCK_MODES:
+            return self.patches(dense_last_block(self.blocks[-1], self.trunk(t), mode, grid, naclip_sigma, allow)), grid
+        depth = len(self.blocks)
+        outs = [t]  # outs[i]: tokens after block i (1-based); outs[0] enters block 1
+        for blk in self.blocks[:-1]:
+            outs.append(blk(outs[-1]))
+        last = self.blocks[-1]
+        if mode == "scclip":
+            lo, hi = paper_layer(4, depth), paper_layer(10, depth)
+            multi = torch.stack(outs[lo:hi + 1]).sum(0) if cfg.scclip_multilevel else None
+            out = scclip_last_block(last, outs[-1], outs[paper_layer(9, depth)], outs[paper_layer(4, depth)], multi,
+                                    grid, cfg.scclip_beta, cfg.scclip_res_cls, allow)
+            return self.patches(out), grid
+        if mode not in ("resclip_naclip", "resclip_clearclip"):
+            raise ValueError(f"dense mode {mode!r} not in {DENSE_MODES}")
+        base = mode.split("_", 1)[1]
+        layers = sorted({paper_layer(i, depth) for i in range(6, 10)})
+        cross = cross_attention([self.blocks[i - 1] for i in layers], [outs[i - 1] for i in layers])
+        rcs = (cfg.resclip_rcs_tau, cfg.resclip_rcs_lambda)
+        out = resclip_last_block(last, outs[-1], cross, grid, base, naclip_sigma, rcs, allow=allow)
+        if text is None:
+            return self.patches(out), grid
+        feats = F.normalize(self.patches(out).float(), dim=-1)
+        b = feats.shape[0]
+        logits = (feats @ text.to(feats.device, feats.dtype).T).transpose(1, 2).reshape(b, -1, *grid)
+        logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        if cfg.resclip_pamr:
+            logits = pamr(images, logits, 10, (8, 16))
+        prob = torch.softmax(logits * cfg.resclip_logit_scale, 1)
+        conf, pred = prob.max(1)
+        pred = torch.where(conf < cfg.resclip_threshold, torch.full_like(pred, -1), pred)
+        p = self.patch
+        cells = pred.unfold(1, p, p).unfold(2, p, p).reshape(b, grid[0], grid[1], p * p)
+        labels = torch.mode(cells, -1).values
+        sfr = sfr_attention(labels, naclip_sigma)
+        out = resclip_last_block(last, outs[-1], cross, grid, base, naclip_sigma, rcs, sfr,
+                                 (cfg.resclip_sfr_tau, cfg.resclip_sfr_lambda), allow)
+        return self.patches(out), grid
 
 
 def window_origins(length: int, window: int, stride: int) -> list[int]:
@@ -627,11 +1076,11 @@ class ClipModel:
         return self._visions[id(visual)]
 
     @torch.no_grad()
-    def _forward_dense(self, x: torch.Tensor, mode: str, naclip_sigma: float,
-                       visual: torch.nn.Module | None = None) -> torch.Tensor:
+    def _forward_dense(self, x: torch.Tensor, cfg: DenseConfig, visual: torch.nn.Module | None = None,
+                       scope: torch.Tensor | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised images ``B x 3 x H x W`` (H, W multiples of the patch) -> ``B x D x h x w``."""
         with self._autocast():
-            t, (gh, gw) = self.vision_of(visual).dense(x, mode, naclip_sigma)
+            t, (gh, gw) = self.vision_of(visual).dense(x, cfg.mode, cfg.naclip_sigma, cfg=cfg, scope=scope, text=text)
         t = F.normalize(t.float(), dim=-1)
         return t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw)
 
@@ -643,38 +1092,67 @@ class ClipModel:
 
     @torch.no_grad()
     def dense_features(self, rgb: np.ndarray | torch.Tensor, cfg: DenseConfig | None = None,
-                       visual: torch.nn.Module | None = None) -> torch.Tensor:
+                       visual: torch.nn.Module | None = None, segments: np.ndarray | torch.Tensor | None = None,
+                       text: torch.Tensor | None = None) -> torch.Tensor:
         """Per-patch embeddings ``D x h x w`` (float32, L2-normalised) of an HxWx3 uint8 RGB image.
 
         The image is resized so its short side is ``cfg.short_side`` (snapped to the patch size);
         the patch grid (h, w) covers the whole resized image, so patch (i, j) covers image pixels
         ``[i*H/h, (i+1)*H/h) x [j*W/w, (j+1)*W/w)``. ``visual``: another visual tower of the
-        same architecture (CLIP-X weights); default this model's.
+        same architecture (CLIP-X weights); default this model's. segments: HxW int proposal ids
+        of this image, required by ``cfg.scope == "proposals"``. text: ``Q x D`` query embeddings
+        (ResCLIP's semantic feedback). With ``cfg.refine == "pamr"`` the grid (h, w) is the image
+        at ``cfg.pamr_short_side`` pixels instead of the patch grid.
         """
         cfg = cfg or DenseConfig()
         x = self.to_tensor(rgb) if not (torch.is_tensor(rgb) and rgb.ndim == 4) else rgb
         h_in, w_in = self.dense_input_size(x.shape[-2], x.shape[-1], cfg.short_side)
-        x = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=False, antialias=True)
+        img = F.interpolate(x, size=(h_in, w_in), mode="bilinear", align_corners=False, antialias=True)
         p = self.patch
+        scope = None
+        if cfg.scope == "proposals":
+            if segments is None:
+                raise ValueError("dense.scope 'proposals' needs the frame's proposals (segments=HxW ids)")
+            seg = torch.as_tensor(np.asarray(segments) if not torch.is_tensor(segments) else segments, device=self.device)
+            if tuple(seg.shape) != tuple(x.shape[-2:]):
+                raise ValueError(f"segments {tuple(seg.shape)} do not match the image {tuple(x.shape[-2:])}")
+            scope = patch_majority(seg.long(), (h_in // p, w_in // p))
         if cfg.window <= 0:
-            return self._forward_dense(x, cfg.mode, cfg.naclip_sigma, visual)[0]
-        win = max(p, cfg.window // p * p)
-        stride = cfg.stride if cfg.stride > 0 else max(p, (2 * win // 3))
-        stride = max(p, stride // p * p)
-        wh, ww = min(win, h_in), min(win, w_in)
-        boxes = [(y, x0) for y in window_origins(h_in, wh, stride) for x0 in window_origins(w_in, ww, stride)]
-        crops = [x[:, :, y:y + wh, x0:x0 + ww] for y, x0 in boxes]
-        if cfg.batch_windows:
-            feats = list(self._forward_dense(torch.cat(crops), cfg.mode, cfg.naclip_sigma, visual))
+            feats = self._forward_dense(img, cfg, visual, None if scope is None else scope[None], text)[0]
         else:
-            feats = [self._forward_dense(c, cfg.mode, cfg.naclip_sigma, visual)[0] for c in crops]
-        d = feats[0].shape[0]
-        acc = torch.zeros(d, h_in // p, w_in // p, device=self.device)
-        cnt = torch.zeros(1, h_in // p, w_in // p, device=self.device)
-        for (y, x0), f in zip(boxes, feats):
-            acc[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += f
-            cnt[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += 1
-        return F.normalize(acc / cnt, dim=0)
+            win = max(p, cfg.window // p * p)
+            stride = cfg.stride if cfg.stride > 0 else max(p, (2 * win // 3))
+            stride = max(p, stride // p * p)
+            wh, ww = min(win, h_in), min(win, w_in)
+            boxes = [(y, x0) for y in window_origins(h_in, wh, stride) for x0 in window_origins(w_in, ww, stride)]
+            crops = [img[:, :, y:y + wh, x0:x0 + ww] for y, x0 in boxes]
+            scopes = [None if scope is None else scope[y // p:(y + wh) // p, x0 // p:(x0 + ww) // p][None]
+                      for y, x0 in boxes]
+            if cfg.batch_windows:
+                feats = list(self._forward_dense(torch.cat(crops), cfg, visual,
+                                                 None if scope is None else torch.cat(scopes), text))
+            else:
+                feats = [self._forward_dense(c, cfg, visual, sc, text)[0] for c, sc in zip(crops, scopes)]
+            d = feats[0].shape[0]
+            acc = torch.zeros(d, h_in // p, w_in // p, device=self.device)
+            cnt = torch.zeros(1, h_in // p, w_in // p, device=self.device)
+            for (y, x0), f in zip(boxes, feats):
+                acc[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += f
+                cnt[:, y // p:y // p + f.shape[1], x0 // p:x0 // p + f.shape[2]] += 1
+            feats = F.normalize(acc / cnt, dim=0)
+        if cfg.refine == "pamr":
+            feats = self.refine_pamr(x, feats, cfg)
+        return feats
+
+    def refine_pamr(self, image: torch.Tensor, feats: torch.Tensor, cfg: DenseConfig) -> torch.Tensor:
+        """PAMR (:func:`pamr`) of features ``D x h x w`` on the normalised image ``1 x 3 x H x W``
+        resized to ``cfg.pamr_short_side`` (at most its own size): ``D x H' x W'`` (L2-normalised) on that pixel grid.
+        PAMR is linear, so scoring refined features equals refining the scores (as the papers do)."""
+        s = min(cfg.pamr_short_side, min(image.shape[-2:])) / min(image.shape[-2:])  # never upsampled
+        size = (max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s)))
+        im = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        up = F.interpolate(feats[None], size=size, mode="bilinear", align_corners=False)
+        return F.normalize(pamr(im, up, cfg.pamr_iters, cfg.pamr_dilations)[0], dim=0)
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,9 @@
     res.labels, res.confidence, res.names, res.vocabulary_version, res.timings_ms
 
 Stages (``timings_ms`` keys): ``normals`` (from depth + K unless given), ``proposals``
-(class-agnostic segments from colour + depth + normals), ``dense`` (one CLIP pass per window with
-a training-free last block), ``pool`` (area-weighted features per segment), ``crops`` (optional
+(class-agnostic segments from colour + depth + normals, computed first and shared with the dense
+pass when ``dense.scope`` is ``proposals``), ``dense`` (one CLIP pass per window with a
+training-free last stage), ``pool`` (area-weighted features per segment), ``crops`` (optional
 OVSeg masked-crop member), ``clip_x`` (optional CLIP-X branch on the depth/normal image),
 ``classify`` (scores vs text, unknown rejection), ``paint``, ``objects`` (instances and 3D boxes,
 :mod:`movseg_core.objects`); ``total`` covers everything.
@@ -335,8 +336,10 @@ class Segmenter:
         seg_t = torch.from_numpy(segments).to(self.device)
         c = cfg.classify
         parts = []
+        text = vocab.embeddings.to(self.device)
+        scope = segments if cfg.dense.scope == "proposals" else None  # the frame's proposals, shared
         if c.dense_weight > 0:
-            feats = self.clip.dense_features(rgb, cfg.dense)
+            feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
             t = lap("dense", t)
             parts.append((pool_segments(feats, seg_t, n_seg), c.dense_weight))
             t = lap("pool", t)
@@ -348,11 +351,11 @@ class Segmenter:
         if c.x_fusion_weight > 0 and depth is not None:
             x_img = self._x_image(depth, valid, normals, K)
             if x_img is not None:
-                x_feats = self.clip.dense_features(x_img, cfg.dense, visual=self.x_visual)
+                x_feats = self.clip.dense_features(x_img, cfg.dense, visual=self.x_visual, segments=scope, text=text)
                 x_emb = pool_segments(x_feats, seg_t, n_seg)
                 emb = fuse_embeddings([(emb, 1.0 - c.x_fusion_weight), (x_emb, c.x_fusion_weight)])
                 t = lap("clip_x", t)
-        text = vocab.embeddings.to(emb.device)
+        text = text.to(emb.device)
         if trained is None:
             seg_labels, seg_conf, _ = score_segments(emb, text, self.background, self.clip.logit_scale, c.threshold)
         else:  # FrozenSeg class ensemble of the trained head and CLIP; the threshold applies to the ensemble

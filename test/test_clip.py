@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from movseg_core.clip import (
+    BLOCK_MODES,
     DENSE_MODES,
     TINY_MODEL_CONFIGS,
     ClipConfig,
@@ -329,5 +330,5 @@ def test_dense_modes_equal_the_papers_formulas_on_a_fixed_block(mode):
     ref = _paper_last_block(block, x, mode, grid, 1.5)
     assert torch.allclose(ours.double(), ref, atol=1e-5), (ours - ref).abs().max()
     # the variants are really different on this block (no test passes by accident)
-    others = {m: dense_last_block(block, x, m, grid, naclip_sigma=1.5) for m in DENSE_MODES if m != mode}
+    others = {m: dense_last_block(block, x, m, grid, naclip_sigma=1.5) for m in BLOCK_MODES if m != mode}
     assert all(not torch.allclose(ours, o, atol=1e-3) for o in others.values())

@@ -1,6 +1,7 @@
 """movseg_core.segmenter end to end with a tiny random CLIP on a real NYUv2 RGB-D frame."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 
@@ -289,3 +290,29 @@ def test_config_keys_named_in_the_docs_exist():
     missing = [f"{s}.{k}" for s, k in sorted(named)
                if k not in {f.name for f in dataclasses.fields(getattr(cfg, s))} and not module_name(s, k)]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("mode", ["clearclip", "scclip", "resclip_naclip"])
+def test_proposal_scope_uses_the_frames_own_proposals_once(frame, mode, monkeypatch):
+    """dense.scope=proposals: the dense pass gets the proposals the frame is classified with (computed
+    once), and its features equal dense_features called with those proposals directly."""
+    import movseg_core.segmenter as segmenter_mod
+
+    rgb, depth, K = frame
+    s = make(dense={"mode": mode, "scope": "proposals", "refine": "pamr", "pamr_short_side": 60})
+    s.set_queries(QUERIES)
+    calls, seen = [], {}
+    real_propose, real_dense = segmenter_mod.propose, s.clip.dense_features
+    monkeypatch.setattr(segmenter_mod, "propose", lambda *a, **k: calls.append(1) or real_propose(*a, **k))
+
+    def spy(img, cfg=None, visual=None, segments=None, text=None):
+        seen["segments"], seen["text"] = segments, text
+        return real_dense(img, cfg, visual, segments, text)
+
+    monkeypatch.setattr(s.clip, "dense_features", spy)
+    res = s.segment(rgb, depth, K)
+    check_result(res, rgb.shape[:2], len(QUERIES))
+    assert len(calls) == 1 and seen["segments"] is res.segments
+    assert torch.equal(seen["text"], s.vocabulary.embeddings)
+    unscoped = real_dense(rgb, dataclasses.replace(s.cfg.dense, scope="none"), text=s.vocabulary.embeddings)
+    assert not torch.equal(real_dense(rgb, s.cfg.dense, segments=res.segments, text=s.vocabulary.embeddings), unscoped)
