@@ -1,7 +1,7 @@
 """One place for the stream's names: what the node creates is what clients, players and bags use."""
 from movseg_ros import launch_config, topics
 from movseg_ros.bag import BagTopics
-from movseg_ros.replay_eval import ReplayConfig
+from movseg_ros.replay import ReplayConfig
 
 
 def test_node_side_names():

@@ -73,3 +73,29 @@ def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, tota
                 inference_ms=(result.timings_ms or {}).get("total"))
     log.info("offline evaluation: %d of %d frames scored", acc.frames_scored, acc.frames_sent)
     return acc
+
+
+def settings_info(clip_model: str, pretrained: str | None, depth_range: tuple[float, float] | None) -> dict[str, str]:
+    """The settings a report states, the same lines for offline and replay runs: the CLIP model and the
+    valid depth range (the node's ``depth.min_m`` / ``depth.max_m``)."""
+    r = depth_range
+    return {"model": f"{clip_model} / {pretrained}",
+            "depth range": "no limit" if r is None else f"{r[0]:g} - {r[1]:g} m (depth.min_m / depth.max_m)"}
+
+
+def score_offline(frames: Iterable[RGBDFrame], prompts: PromptMap, segmenter_config,
+                  depth_range: tuple[float, float] | None = None, *, total: int | None = None,
+                  keep_samples: int = 3, progress: bool = True) -> tuple[EvalAccumulator, dict[str, str], list[str]]:
+    """Build the segmenter from ``segmenter_config`` (SegmenterConfig or dict) and score it on ``frames``
+    with the node's ``depth_range`` (metres, None = no limit); returns (scores, report info, warnings)."""
+    from movseg_core.segmenter import Segmenter
+
+    seg = Segmenter.from_config(segmenter_config)
+    acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress,
+                   depth_range=depth_range)
+    clip = seg.cfg.clip
+    w = weights_warning(clip.pretrained)
+    info = {"mode": "offline (Segmenter in-process, no ROS)", **settings_info(clip.model_name, clip.pretrained, depth_range),
+            "latency": "wall time of Segmenter.segment per frame",
+            "segmenter time": "timings_ms['total'] reported by the segmenter"}
+    return acc, info, [w] if w else []

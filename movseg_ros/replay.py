@@ -1,53 +1,33 @@
-"""``movseg eval``: score a segmenter on NYUv2 ground truth, through a running node or offline.
+"""Replay client: play recorded RGB-D frames into a running ``movseg_node`` over real DDS and score its labels.
 
-``movseg eval --bag BAG --out DIR``: plays the bag's frames into a running ``movseg_node`` over
-real DDS (colour, depth, camera_info; re-stamped with the current time so a node that already saw
-the bag accepts them again), after setting the node's vocabulary to the NYU40 prompts through its
-``set_queries`` service; collects ``/movseg/labels`` + ``/movseg/label_info`` by stamp, maps label
-ids back to classes with the names in label_info, and scores. ``--rate 0`` (default) sends the
-next frame when the previous one is answered (as fast as the node keeps up); ``--rate HZ`` sends
-at a fixed rate and counts what the node drops. The node's vocabulary is restored afterwards.
-
-``movseg eval --offline SRC --out DIR``: no ROS; runs ``Segmenter`` in this process on SRC (a bag,
-a NYUv2 folder or the labeled .mat), feeding it exactly what the node would (same depth decoding,
-same ``depth.min_m`` / ``depth.max_m``), with the node's settings read from its parameters file
-(``--config``, default config/segment.yaml; ``--set KEY=VALUE`` as ``-p`` would) by the loader the
-node uses (``movseg_ros.params.load_node_params``), so both agree. Both modes report the settings.
-
-Exit codes: 0 report written; 2 bad input (bag without depth/camera_info, wrong encodings,
-labels of another size, ...); 3 the node did not answer. No report is written unless at least
-one frame was scored.
+Beside :mod:`movseg_ros.player` (which plays frames as a live camera would): here each frame is
+re-stamped (now-based, so a node that already saw the bag accepts it again), published as colour,
+depth and camera_info, and the node's ``labels`` + ``label_info`` answers are matched by stamp, mapped
+to classes with the names in label_info, and scored (:class:`movseg_core.eval.scoring.EvalAccumulator`).
+The node's vocabulary is set to the evaluation prompts through ``set_queries`` and restored afterwards.
+``rate_hz`` 0 sends the next frame when the previous one is answered; > 0 sends at that rate and counts
+what the node drops. Used by ``movseg eval --bag`` (:mod:`movseg_ros.eval_cli`).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from movseg_core.config import parse_overrides
 from movseg_core.data.frame import RGBDFrame
-from movseg_core.eval.offline import weights_warning
-from movseg_core.eval.prompts import PromptMap, load_prompt_map
+from movseg_core.eval.offline import settings_info, weights_warning
+from movseg_core.eval.prompts import PromptMap
 from movseg_core.eval.scoring import EvalAccumulator
-from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import topics
-from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
+from movseg_ros.bag import BagTopics, inspect_bag, read_bag
 from movseg_ros.conversions import array_to_image, depth_to_image, image_to_array, make_camera_info, make_header, stamp_ns
 
-if TYPE_CHECKING:
-    from movseg_ros.params import NodeParams
-
 log = logging.getLogger(__name__)
-
-EXIT_BAD_INPUT = 2
-EXIT_NO_ANSWER = 3
 
 
 class NodeNotAnswering(TimeoutError):
@@ -75,57 +55,6 @@ class ReplayConfig:
             raise ValueError(f"rate must be >= 0 Hz (0 = as fast as the node answers), got {self.rate_hz}")
 
 
-# --------------------------------------------------------------------------- frames
-def is_bag(path: str | Path) -> bool:
-    p = Path(path)
-    return (p.is_dir() and (p / "metadata.yaml").exists()) or p.suffix in (".mcap", ".db3")
-
-
-def source_eval_frames(src: str | Path, split: str = "all", splits: str | None = None,
-                       class_mapping: str | None = None, limit: int = 0) -> tuple[Iterator[RGBDFrame], int | None]:
-    """Frames of a bag, NYUv2 folder or labeled .mat, depth as a bag from nyu2bag would carry it
-    (whole millimetres).
-
-    Frames without depth are skipped (a bag made by nyu2bag has none of them either).
-    """
-    if is_bag(src):
-        info = inspect_bag(src, require_gt=True)
-        next(iter(read_bag(src, require_gt=True)))  # encodings and sizes of the first frame
-        n = info.topics[BagTopics().color][1]
-        return (_limit(read_bag(src, require_gt=True), limit), min(n, limit) if limit else n)
-    ds = open_source(src, split, splits, class_mapping)
-
-    def gen() -> Iterator[RGBDFrame]:
-        for i in range(len(ds)):
-            f = ds[i]
-            if f.depth is None:
-                log.warning("frame %s has no depth: skipped (as nyu2bag does)", f.name)
-                continue
-            f.depth = depth_mm_to_m(depth_m_to_mm(f.depth))  # the millimetres nyu2bag stores
-            yield f
-
-    return _limit(gen(), limit), (min(len(ds), limit) if limit else len(ds))
-
-
-def _limit(it: Iterator[RGBDFrame], n: int) -> Iterator[RGBDFrame]:
-    for i, f in enumerate(it):
-        if n and i >= n:
-            return
-        yield f
-
-
-# --------------------------------------------------------------------------- the node's settings
-def default_node_config() -> Path | None:
-    try:
-        from movseg_ros.launch_config import default_config_path
-
-        p = default_config_path()
-        return p if p.exists() else None
-    except Exception:  # noqa: BLE001 - no source tree and no ROS install: core defaults
-        return None
-
-
-# --------------------------------------------------------------------------- replay over DDS
 class _Replayer:
     """Publishes frames to the node and scores its answers (one rclpy context of its own)."""
 
@@ -325,7 +254,9 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     finally:
         r.close()
     info = {"mode": f"replay over DDS into {cfg.node_name} ({'one frame at a time' if cfg.rate_hz == 0 else f'{cfg.rate_hz:g} Hz'})",
-            "bag": str(bag), **(settings_info(node_settings) if node_settings else {}),
+            "bag": str(bag), **(settings_info(node_settings.segmenter.clip.model_name,
+                                              node_settings.segmenter.clip.pretrained,
+                                              node_settings.depth_range) if node_settings else {}),
             "latency": "publish of the colour image -> receipt of labels and label_info (end to end)",
             "segmenter time": "inference_ms reported by the node in label_info"}
     return acc, info, warnings
@@ -376,116 +307,3 @@ def _play(r: _Replayer, bag, cfg: ReplayConfig, total: int, limit: int, progress
         r.inflight.clear()
     finally:
         bar.close()
-
-
-# --------------------------------------------------------------------------- offline
-def offline(src: str | Path, prompts: PromptMap, params: NodeParams, *, split: str = "all",
-            splits: str | None = None, class_mapping: str | None = None, limit: int = 0,
-            keep_samples: int = 3, progress: bool = True) -> tuple[EvalAccumulator, dict[str, str], list[str]]:
-    """Score the node's segmenter and depth handling (``params``, from :func:`load_node_params`) on SRC
-    (bag, NYUv2 folder or labeled .mat), no ROS."""
-    frames, total = source_eval_frames(src, split, splits, class_mapping, limit)  # bad input fails here
-
-    from movseg_core.eval.offline import evaluate
-    from movseg_core.segmenter import Segmenter
-
-    seg = Segmenter(params.segmenter)
-    acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress,
-                   depth_range=params.depth_range)
-    w = weights_warning(params.segmenter.clip.pretrained)
-    info = {"mode": "offline (Segmenter in-process, no ROS)", "source": str(src), **settings_info(params),
-            "latency": "wall time of Segmenter.segment per frame",
-            "segmenter time": "timings_ms['total'] reported by the segmenter"}
-    return acc, info, [w] if w else []
-
-
-def settings_info(params: NodeParams) -> dict[str, str]:
-    """The node settings a report states (the same lines in both modes)."""
-    clip = params.segmenter.clip
-    r = params.depth_range
-    return {"model": f"{clip.model_name} / {clip.pretrained}",
-            "depth range": "no limit" if r is None else f"{r[0]:g} - {r[1]:g} m (depth.min_m / depth.max_m)"}
-
-
-# --------------------------------------------------------------------------- CLI
-def _headline(m: dict[str, Any]) -> str:
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-    lat = m["latency_ms"]
-    s = (f"mIoU {pct(m['miou'])}, pixel acc {pct(m['pixel_acc'])}, fwIoU {pct(m['fwiou'])}, "
-         f"frames scored {m['frames_scored']}/{m['frames_sent']}")
-    if lat["n"]:
-        s += f", latency p50 {lat['p50']:.0f} ms p90 {lat['p90']:.0f} ms"
-    return s
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from movseg_core.eval.report import write_report
-
-    try:
-        prompts = load_prompt_map(args.prompts)
-        if args.bag:
-            cfg = ReplayConfig(rate_hz=args.rate, labels_topic=args.labels_topic,
-                               label_info_topic=args.label_info_topic, service=args.service,
-                               node_name=args.node, discovery_timeout_s=args.discovery_timeout,
-                               first_answer_timeout_s=args.first_timeout, answer_timeout_s=args.timeout,
-                               keep_stamps=args.keep_stamps)
-            acc, info, warns = replay(args.bag, prompts, cfg, limit=args.limit, keep_samples=args.overlays)
-            title = f"MOVSeg replay evaluation: {Path(args.bag).name}"
-        else:
-            from movseg_ros.params import load_node_params
-
-            params = load_node_params(args.config or default_node_config(), parse_overrides(args.set),
-                                      node_fqn=args.node)
-            acc, info, warns = offline(args.offline, prompts, params, split=args.split, splits=args.splits,
-                                       class_mapping=args.class_mapping, limit=args.limit,
-                                       keep_samples=args.overlays)
-            title = f"MOVSeg offline evaluation: {Path(args.offline).name}"
-        info["prompts"] = str(args.prompts or "config/nyu40_prompts.yaml")
-        metrics = write_report(acc, args.out, title=title, info=info, warnings=warns)
-    except NodeNotAnswering as e:
-        print(f"movseg eval: error: {e}", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    except ValueError as e:
-        print(f"movseg eval: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"report: {Path(args.out) / 'report.md'}")
-    print(_headline(metrics))
-    for w in warns:
-        print(f"WARNING: {w}", file=sys.stderr)
-    return 0
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``eval --bag BAG --out DIR`` | ``eval --offline SRC --out DIR``; ``func(args)`` returns the exit code."""
-    p = subparsers.add_parser("eval", help="score the segmenter on NYUv2: replay a bag into the node, or offline",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--bag", help="rosbag2 with colour, depth, camera_info and /movseg/gt_labels (from nyu2bag)")
-    src.add_argument("--offline", metavar="SRC", help="no ROS: a bag, a NYUv2 folder or nyu_depth_v2_labeled.mat")
-    p.add_argument("--out", required=True, help="report folder (metrics.json, report.md, PNGs)")
-    p.add_argument("--prompts", help="class -> query YAML (default config/nyu40_prompts.yaml)")
-    p.add_argument("--limit", type=int, default=0, help="score at most N frames (0 = all)")
-    p.add_argument("--overlays", type=int, default=3, help="example overlays in the report")
-    g = p.add_argument_group("replay (--bag)")
-    g.add_argument("--rate", type=float, default=0.0, help="frames per second; 0 = next frame when answered (default)")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one frame's labels")
-    g.add_argument("--first-timeout", type=float, default=120.0, help="seconds to wait for the first labels (warm-up)")
-    g.add_argument("--discovery-timeout", type=float, default=30.0, help="seconds to wait for the node to appear")
-    g.add_argument("--labels-topic", default=topics.LABELS)
-    g.add_argument("--label-info-topic", default=topics.LABEL_INFO)
-    g.add_argument("--service", default=topics.SET_QUERIES, help="the node's SetQueries service")
-    p.add_argument("--node", default=topics.NODE,
-                   help="the node's full name: its parameters are read from it (--bag) or from its entries in --config")
-    g.add_argument("--keep-stamps", action="store_true", help="publish the bag's own stamps (default: now-based)")
-    g = p.add_argument_group("offline (--offline)")
-    g.add_argument("--config", help="the node's parameters YAML (default config/segment.yaml)")
-    g.add_argument("--set", "--param", dest="set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a node parameter as -p would, e.g. segmenter.clip.pretrained=random or "
-                        "depth.max_m=4.0 (repeatable)")
-    g.add_argument("--split", choices=("all", "train", "test"), default="all")
-    g.add_argument("--splits", help="splits.mat for --split train|test")
-    g.add_argument("--class-mapping", help="classMapping40.mat (for nyu_depth_v2_labeled.mat)")
-    p.set_defaults(func=_run_eval)
-    return p
-
