@@ -40,8 +40,10 @@ from movseg_core.eval.synthetic import (  # noqa: E402
     all_pairs,
     eval_scenes,
     segmenter_confusion,
-    synth_segmenter_config as segmenter_config,
     zero_shot_accuracy,
+)
+from movseg_core.eval.synthetic import (
+    synth_segmenter_config as segmenter_config,
 )
 from movseg_core.segmenter import Segmenter, config_from_dict  # noqa: E402
 

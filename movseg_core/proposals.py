@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 PROPOSAL_METHODS = ("graph", "trained")
 
 

@@ -1,7 +1,7 @@
 """QoS profiles by name, for parameters and command-line options."""
 from __future__ import annotations
 
-from rclpy.qos import QoSProfile, qos_profile_sensor_data, qos_profile_system_default, ReliabilityPolicy, HistoryPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
 
 QOS_NAMES = ("sensor_data", "reliable", "system_default")
 

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import argparse
 
-from movseg_core.training.__main__ import (add_export_arguments, add_stage2_arguments, add_train_arguments,
-                                           run_clip_x, run_export, run_prompt_tuning, run_train)
+from movseg_core.training.__main__ import (
+    add_export_arguments,
+    add_stage2_arguments,
+    add_train_arguments,
+    run_clip_x,
+    run_export,
+    run_prompt_tuning,
+    run_train,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from nyu_mat import write_labeled_set
-
 from movseg_core.data.nyuv2 import NYU_K, NYUv2Folder, default_nyuv2_dir
 from movseg_core.data.nyuv2_mat import NYUv2Mat, load_class_mapping
 from movseg_core.geometry import depth_m_to_mm
 from movseg_ros import bag as B
 from movseg_ros.cli import main as cli_main
+
+from nyu_mat import write_labeled_set
 
 DATA = default_nyuv2_dir()
 

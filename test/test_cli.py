@@ -1,8 +1,9 @@
 """`movseg`: one entry point; errors on stderr with the documented exit codes."""
 import subprocess
 
-from conftest import PYTHON, REPO
 from movseg_ros.cli import EXIT_BAD_INPUT, main
+
+from conftest import PYTHON, REPO
 
 
 def test_help_documents_the_exit_codes():

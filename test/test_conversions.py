@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_image, depth_to_raw,
-                                    image_to_array, make_camera_info)
+from movseg_ros.conversions import (
+    array_to_image,
+    camera_info_to_K,
+    color_to_rgb,
+    depth_to_image,
+    depth_to_raw,
+    image_to_array,
+    make_camera_info,
+)
 
 RNG = np.random.default_rng(0)
 

@@ -12,10 +12,11 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import PYTHON, REPO
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
 from movseg_ros import bag as B
 from movseg_ros.cli import main as eval_main
+
+from conftest import PYTHON, REPO
 
 #: depth beyond this is invalid in the node-YAML test: cuts the far part of the NYUv2 scenes (1-5 m)
 DEPTH_MAX_M = 2.5

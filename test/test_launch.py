@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from movseg_ros.launch_config import (
+    LAUNCH_ARGUMENTS,
+    PARAMETER_OVERRIDES,
+    REMAPPED_INPUTS,
+    node_arguments,
+    node_settings,
+)
+
 from conftest import PYTHON, REPO
-from movseg_ros.launch_config import LAUNCH_ARGUMENTS, PARAMETER_OVERRIDES, REMAPPED_INPUTS, node_arguments, node_settings
 
 LAUNCH_FILE = REPO / "launch" / "segment.launch.py"
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movseg_core.eval.metrics import (boundary_f1, confusion_matrix, frequency_weighted_iou, miou_from_confusion,
-                                      per_class_iou, pixel_accuracy)
+from movseg_core.eval.metrics import (
+    boundary_f1,
+    confusion_matrix,
+    frequency_weighted_iou,
+    miou_from_confusion,
+    per_class_iou,
+    pixel_accuracy,
+)
 
 # (gt, pred) pairs: (1,1) (1,2) (2,2) (2,0) (0,1)->ignored (3,3)
 GT = np.array([[1, 1, 2], [2, 0, 3]], np.uint16)

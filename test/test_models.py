@@ -4,8 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from movseg_core.models import (MODEL_CONFIGS, Fusion, create_model, export_checkpoint, load_checkpoint,
-                                semantic_inference)
+from movseg_core.models import (
+    MODEL_CONFIGS,
+    Fusion,
+    create_model,
+    export_checkpoint,
+    load_checkpoint,
+    semantic_inference,
+)
 
 H, W = 64, 96
 

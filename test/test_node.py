@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from movseg_core.geometry import depth_m_to_mm
+
 from conftest import PYTHON, REPO
 from node_client import camera_frame, serve_node
-
-from movseg_core.geometry import depth_m_to_mm
 
 QUERIES = ["wall", "floor", "chair", "table"]
 SYNTH_CLIP = REPO / "test" / "fixtures" / "synth_clip.pt"

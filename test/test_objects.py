@@ -215,10 +215,11 @@ def test_bad_input_is_refused_with_a_clear_error():
 def test_segmenter_returns_objects_that_agree_with_its_labels_and_find_the_cube_in_3d():
     """The trained synthetic CLIP labels a rendered scene; the cube object's centroid lies within a
     few cm of the renderer's truth, and the instance map agrees with the label image pixel for pixel."""
-    from conftest import REPO
     from movseg_core.data.synthetic import CLASS_NAMES, object_boxes
     from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
     from movseg_core.segmenter import Segmenter
+
+    from conftest import REPO
 
     s = scene_with("cube", min_pixels=600)
     seg = Segmenter.from_config(synth_segmenter_config(str(REPO / "test" / "fixtures" / "synth_clip.pt")))

@@ -2,8 +2,9 @@
 import pytest
 import yaml
 
-from conftest import REPO
 from movseg_ros.params import NODE_PARAMETERS, declared_defaults, load_node_params, node_params
+
+from conftest import REPO
 
 
 def write(tmp_path, doc) -> str:

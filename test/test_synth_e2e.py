@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import PYTHON, REPO
-from node_client import camera_frame, serve_node
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config
 from movseg_ros import bag as B
 from movseg_ros.cli import main as eval_main
+
+from conftest import PYTHON, REPO
+from node_client import camera_frame, serve_node
 
 FIXTURE = REPO / "test" / "fixtures" / "synth_clip.pt"
 SHAPES_IN_BAG = ("cube", "sphere", "cylinder", "torus")

@@ -6,8 +6,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from movseg_core.data.synthetic import (CLASS_IDS, CLASS_NAMES, SHAPES, SceneConfig, SyntheticScenes, generate,
-                                        render_scene, sample_scene)
+from movseg_core.data.synthetic import (
+    CLASS_IDS,
+    CLASS_NAMES,
+    SHAPES,
+    SceneConfig,
+    SyntheticScenes,
+    generate,
+    render_scene,
+    sample_scene,
+)
 from movseg_core.geometry import normals_from_depth
 
 CFG = SceneConfig(height=96, width=128)

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
 from movseg_core.clip import TINY_MODEL_CONFIGS, ClipConfig, create_clip
 from movseg_core.data.captions import HELD_OUT_PAIRS
 from movseg_core.data.synthetic import CLASS_IDS, CLASS_NAMES, FLOOR_MATERIALS, SHAPES, WALL_MATERIALS
 from movseg_core.eval.synthetic import scene_with, synth_segmenter_config, zero_shot_accuracy
 from movseg_core.segmenter import Segmenter
+
+from conftest import REPO
 
 FIXTURE = REPO / "test" / "fixtures" / "synth_clip.pt"
 

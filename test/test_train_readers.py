@@ -6,14 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from nyu_mat import write_labeled_set
-
-from movseg_core.data.ade20k import ADE150_CLASSES, ADE20K
+from movseg_core.data.ade20k import ADE20K, ADE150_CLASSES
 from movseg_core.data.coco_stuff import COCO_STUFF_171_CLASSES, CocoStuff, raw_to_contiguous_lut
 from movseg_core.data.nyuv2 import default_nyuv2_dir
 from movseg_core.data.nyuv2_train import NYUv2Train
 from movseg_core.data.records import load_x_file
 from movseg_core.training.data import SegmentationDataset
+
+from nyu_mat import write_labeled_set
 
 H, W = 24, 32
 

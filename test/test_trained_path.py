@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import PYTHON, RosProcess
 from movseg_core.models import create_model
 from movseg_core.models.checkpoint import export_checkpoint
+
+from conftest import PYTHON, RosProcess
 
 CLIP = {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}
 
@@ -85,6 +86,7 @@ def test_exported_checkpoint_loads_into_the_node(exported, tmp_path, rclpy_node)
     from movseg_ros.msg import LabelInfo
     from movseg_ros.player import CameraPublisher, load_folder_frames
     from movseg_ros.qos import qos_by_name
+
     from conftest import spin_until
 
     cfg = tmp_path / "params.yaml"

@@ -20,7 +20,7 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from movseg_core.data.frame import RGBDFrame
-from movseg_core.data.nyuv2 import NYU_K, NYU40_CLASSES
+from movseg_core.data.nyuv2 import NYU40_CLASSES, NYU_K
 
 Split = Literal["all", "train", "test"]
 SPLITS: tuple[str, ...] = ("all", "train", "test")

@@ -10,8 +10,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from movseg_core.eval.metrics import (boundary_f1, confusion_matrix, frequency_weighted_iou, miou_from_confusion,
-                                      per_class_iou, pixel_accuracy)
+from movseg_core.eval.metrics import (
+    boundary_f1,
+    confusion_matrix,
+    frequency_weighted_iou,
+    miou_from_confusion,
+    per_class_iou,
+    pixel_accuracy,
+)
 
 
 @dataclass

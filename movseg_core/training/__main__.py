@@ -32,14 +32,16 @@ def add_stage2_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_clip_x(args: argparse.Namespace) -> int:
-    from .stage2 import load_stage2_config, run_clip_x as run
+    from .stage2 import load_stage2_config
+    from .stage2 import run_clip_x as run
 
     print(json.dumps(run(load_stage2_config(args.config, parse_overrides(args.overrides)))))
     return 0
 
 
 def run_prompt_tuning(args: argparse.Namespace) -> int:
-    from .stage2 import load_stage2_config, run_prompt_tuning as run
+    from .stage2 import load_stage2_config
+    from .stage2 import run_prompt_tuning as run
 
     print(json.dumps(run(load_stage2_config(args.config, parse_overrides(args.overrides)))))
     return 0

@@ -5,7 +5,6 @@ from typing import Any, Sequence
 
 from .config import DataConfig
 
-
 _SYNTHETIC: dict[tuple, tuple[Any, Any]] = {}
 
 
