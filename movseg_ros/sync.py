@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 
 def stamp_seconds(msg: Any) -> float:
+    """Header stamp of ``msg`` in seconds (float)."""
     s = msg.header.stamp
     return s.sec + s.nanosec * 1e-9
 
@@ -47,6 +48,7 @@ class ApproximateTimeSync:
                 queue.clear()
 
     def add(self, index: int, msg: Any) -> None:
+        """Queue ``msg`` on input ``index``; call ``callback`` with a matched tuple if one completes (outside the lock)."""
         t = stamp_seconds(msg)
         with self._lock:
             queue = self.queues[index]

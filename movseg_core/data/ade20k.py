@@ -52,6 +52,7 @@ class ADE20K(ImageLabelFolder):
         self._index(size, x_dir)
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """ADE20K-150 annotation HxW (0 = ignore, 1..150) -> label HxW uint8; raises on a size mismatch or ids above 150."""
         if raw.ndim != 2 or raw.shape != image_hw:
             raise ValueError(f"{name}: annotation {raw.shape} does not match image {image_hw}")
         if int(raw.max()) > 150:

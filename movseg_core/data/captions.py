@@ -78,10 +78,12 @@ def object_phrase(o: ObjectSpec, rng: np.random.Generator | None = None) -> str:
 
 
 def floor_phrase(spec) -> str:
+    """Phrase for the scene's floor, e.g. "wooden floor"."""
     return f"{spec.floor_material} floor"
 
 
 def wall_phrase(spec) -> str:
+    """Phrase for the scene's wall, e.g. "white wall"."""
     return f"{spec.wall_material} wall"
 
 

@@ -81,6 +81,7 @@ class CocoStuff(ImageLabelFolder):
         self._index(size, x_dir)
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """COCO-Stuff stuffthingmap HxW uint8 -> label HxW through the id lookup table ``self.lut``."""
         if raw.ndim != 2 or raw.shape != image_hw or raw.dtype != np.uint8:
             raise ValueError(f"{name}: stuffthingmap must be HxW uint8 matching the image, got {raw.dtype} {raw.shape}")
         return self.lut[raw]

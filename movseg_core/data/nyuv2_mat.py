@@ -167,4 +167,5 @@ class NYUv2Mat:
             yield self[i]
 
     def close(self) -> None:
+        """Close the underlying .mat (HDF5) file."""
         self._file.close()

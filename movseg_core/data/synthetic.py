@@ -120,6 +120,7 @@ class ObjectSpec:
 
     @property
     def class_id(self) -> int:
+        """The object's class id in the labels (its shape's id in ``CLASS_IDS``)."""
         return CLASS_IDS[self.shape]
 
 
@@ -171,6 +172,7 @@ class SyntheticSample:
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """Class names of the synthetic labels (``CLASS_NAMES``)."""
         return CLASS_NAMES
 
 
@@ -319,6 +321,7 @@ class ObjectBox:
 
     @property
     def centre(self) -> np.ndarray:
+        """Midpoint of the box, (3,) in metres (camera optical frame)."""
         return (self.box_min + self.box_max) / 2
 
 

@@ -36,6 +36,7 @@ def _fmt(x: float | None, pct: bool = True) -> str:
 
 
 def plot_per_class_iou(metrics: dict[str, Any], path: Path) -> None:
+    """Save a horizontal bar chart of ``metrics['per_class_iou']`` (%, mIoU as a dashed line) to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -62,6 +63,7 @@ def plot_per_class_iou(metrics: dict[str, Any], path: Path) -> None:
 
 
 def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
+    """Save the row-normalised confusion matrix of ``metrics`` (gt classes 1..C-1 as rows) to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -71,6 +71,7 @@ class EvalAccumulator:
 
     @property
     def num_classes(self) -> int:
+        """Number of label ids including 0 (void): ``len(class_names) + 1``."""
         return len(self.class_names) + 1
 
     def sent(self, n: int = 1) -> None:

@@ -35,6 +35,7 @@ class TimmBackbone(nn.Module):
         self.strides: list[int] = list(self.body.feature_info.reduction())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Images ``B x C x H x W`` -> one NCHW feature map per level, fine to coarse (``channels``, ``strides``)."""
         feats = self.body(x)
         # some timm models (e.g. mambaout, swin) return NHWC; make everything NCHW
         out = []

@@ -18,6 +18,7 @@ class ChannelAttention(nn.Module):
         self.fc = nn.Conv2d(channels, channels, kernel_size=1)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Features ``B x C x h x w`` -> the same, reweighted per channel."""
         return f * torch.sigmoid(self.fc(f.mean(dim=(2, 3), keepdim=True)))
 
 
@@ -38,6 +39,7 @@ class Fusion(nn.Module):
             self.att_x = nn.ModuleList(ChannelAttention(c) for c in channels)
 
     def forward(self, rgb: list[torch.Tensor], x: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-level RGB and X features (``B x C_l x h_l x w_l``, same shapes) -> fused features per level."""
         if len(rgb) != len(x):
             raise ValueError(f"fusion needs as many X levels as RGB levels ({len(x)} vs {len(rgb)})")
         out = []

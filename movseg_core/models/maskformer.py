@@ -75,6 +75,7 @@ class MaskFormerConfig:
         return build_config(cls, d, where="model")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the config (tuples as lists), as stored in checkpoints."""
         d = asdict(self)
         if d["out_indices"] is not None:
             d["out_indices"] = list(d["out_indices"])
@@ -120,10 +121,12 @@ class RGBXMaskFormer(nn.Module):
 
     @property
     def uses_x(self) -> bool:
+        """Whether the model has an X-modality encoder (``x_modality != 'none'``)."""
         return self.x_backbone is not None
 
     @property
     def output_stride(self) -> int:
+        """Stride (input pixels per mask pixel) of the predicted masks: the finest backbone level's."""
         return int(self.rgb_backbone.strides[0])
 
     def _norm(self, img: torch.Tensor) -> torch.Tensor:

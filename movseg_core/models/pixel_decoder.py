@@ -12,6 +12,7 @@ def _gn(channels: int) -> nn.GroupNorm:
 
 
 def conv_gn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """``k x k`` conv (no bias, same padding) + GroupNorm + ReLU, ``cin`` -> ``cout`` channels."""
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), _gn(cout), nn.ReLU(inplace=True))
 
 
@@ -32,6 +33,7 @@ class FPNPixelDecoder(nn.Module):
         self.memory_proj = nn.Identity()
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features fine -> coarse -> (``mask_features`` ``B x mask_dim x h0 x w0``, memory ``B x conv_dim x hL x wL``)."""
         y = self.top(feats[-1])
         memory = y
         for f, lat, out in zip(feats[-2::-1], self.lateral[::-1], self.output[::-1]):

@@ -36,6 +36,7 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, q: torch.Tensor, qpos: torch.Tensor, mem: torch.Tensor, mpos: torch.Tensor) -> torch.Tensor:
+        """Queries ``B x Q x C`` (+ pos ``qpos``), memory ``B x HW x C`` (+ pos ``mpos``) -> updated queries ``B x Q x C``."""
         a = q + qpos
         q = self.norm1(q + self.drop(self.self_attn(a, a, q, need_weights=False)[0]))
         q = self.norm2(q + self.drop(self.cross_attn(q + qpos, mem + mpos, mem, need_weights=False)[0]))
@@ -43,12 +44,14 @@ class DecoderLayer(nn.Module):
 
 
 class MLP(nn.Module):
+    """``layers`` Linear layers ``din`` -> ``dhid`` ... -> ``dout`` with ReLU between them."""
     def __init__(self, din: int, dhid: int, dout: int, layers: int = 3):
         super().__init__()
         dims = [din] + [dhid] * (layers - 1) + [dout]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``... x din`` -> ``... x dout``."""
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:

@@ -13,6 +13,7 @@ from ..config import parse_overrides
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``train`` arguments (config YAML, ``--set``, ``--out-dir``, ...) to ``p``."""
     p.add_argument("config", help="training YAML (see config/train/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, dotted (e.g. --set steps=100 --set data.root=/data/ade)")
@@ -21,17 +22,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``export`` arguments (run folder, output .pt, ``--clip-x``) to ``p``."""
     p.add_argument("run", help="run folder or training checkpoint (checkpoints/last.pt)")
     p.add_argument("output", help="exported checkpoint path (.pt) for the segmenter / node")
     p.add_argument("--clip-x", help="CLIP-X visual weights file to record in the checkpoint")
 
 
 def add_stage2_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the stage-2 arguments (config YAML, ``--set``) to ``p``."""
     p.add_argument("config", help="stage-2 YAML (clip, data, x_modality, steps, batch_size, lr, output)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
 
 def run_clip_x(args: argparse.Namespace) -> int:
+    """Run CLIP-X adaptation from ``args.config``; print its result as JSON; exit code 0."""
     from .stage2 import load_stage2_config
     from .stage2 import run_clip_x as run
 
@@ -40,6 +44,7 @@ def run_clip_x(args: argparse.Namespace) -> int:
 
 
 def run_prompt_tuning(args: argparse.Namespace) -> int:
+    """Run mask prompt tuning from ``args.config``; print its result as JSON; exit code 0."""
     from .stage2 import load_stage2_config
     from .stage2 import run_prompt_tuning as run
 
@@ -48,6 +53,7 @@ def run_prompt_tuning(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train the RGB+X proposal generator from ``args``; rank 0 prints a JSON summary; exit code 0."""
     from . import distributed as du
     from .config import load_config
     from .engine import train
@@ -68,6 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Export the run ``args.run`` to a segmenter checkpoint; print its path; exit code 0."""
     from .engine import export_run
 
     print(export_run(args.run, args.output, args.clip_x))
@@ -75,6 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m movseg_core.training {train,export,train-clip-x,tune-prompts}``; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ap = argparse.ArgumentParser(prog="python -m movseg_core.training")
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -43,6 +43,7 @@ class ClipXTrainer:
         return clip_x_loss(self.x_visual(x.to(self.device)), target)
 
     def step(self, rgb: torch.Tensor, x: torch.Tensor) -> float:
+        """One AdamW step on a batch of RGB / X crops ``B x 3 x S x S``; returns the loss."""
         loss = self.loss(rgb, x)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()

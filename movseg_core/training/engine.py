@@ -40,6 +40,7 @@ LOSS_KEYS = ("loss", "loss_ce", "loss_mask", "loss_dice")
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random generators with ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -141,6 +142,7 @@ class Trainer:
 
     # ---- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: step, model config and weights, optimiser, scheduler, scaler, RNG states."""
         return {
             "step": self.step,
             "model_config": self.model.cfg.to_dict(),
@@ -213,6 +215,7 @@ class Trainer:
         return dict(zip(LOSS_KEYS, vals.tolist()))
 
     def evaluate(self) -> dict[str, float]:
+        """Validation mIoU of the current model (:func:`~movseg_core.training.evaluate.evaluate`)."""
         return evaluate(self.model, self._val_batches(), self.text, len(self.class_names), self.device)
 
     def _csv(self, name: str, row: dict[str, Any]) -> None:

@@ -51,12 +51,14 @@ class MaskPromptCLIP(nn.Module):
         return F.normalize(self.vision.encode(images, prompt_masked_out), dim=-1)
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the mask prompt and keep threshold to ``path`` (parents created); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"mask_prompt": self.prompt.detach().cpu(), "keep_threshold": self.keep_threshold}, path)
         return path
 
     def load(self, path: str | os.PathLike) -> None:
+        """Load a mask prompt saved by :meth:`save`; raises ValueError if its shape does not match."""
         st = torch.load(path, map_location="cpu", weights_only=True)
         if "mask_prompt" not in st or st["mask_prompt"].shape != self.prompt.shape:
             raise ValueError(f"{path}: not mask prompts of shape {tuple(self.prompt.shape)}")

@@ -21,6 +21,7 @@ from .config import ClipSpec, DataConfig, _build
 
 @dataclass
 class Stage2Config:
+    """Stage-2 run settings (the YAML keys in the module docstring)."""
     clip: ClipSpec = field(default_factory=ClipSpec)
     data: DataConfig = field(default_factory=DataConfig)
     x_modality: str = "normals"
@@ -42,6 +43,7 @@ class Stage2Config:
 
 
 def load_stage2_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Stage2Config:
+    """Read a stage-2 YAML at ``path``, apply dotted ``overrides`` and validate -> :class:`Stage2Config`."""
     d = yaml.safe_load(Path(path).read_text()) or {}
     return _build(Stage2Config, apply_overrides(d, overrides), "stage-2")
 

@@ -99,6 +99,7 @@ class TinyClipTrainConfig:
 
 
 def scene_seed(seed: int, i: int) -> int:
+    """RNG seed of synthetic scene ``i`` of a corpus generated with ``seed``."""
     return seed * 1_000_003 + i
 
 
@@ -470,6 +471,7 @@ def train(cfg: TinyClipTrainConfig, out: Path, work_dir: Path, minutes: float = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train the tiny synthetic CLIP from the command line; exit code 0 when done, 3 when the time box stopped it."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="test/fixtures/synth_clip.pt", help="checkpoint path (a .json beside it)")
     p.add_argument("--seed", type=int, default=0)
