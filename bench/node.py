@@ -43,8 +43,10 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fa
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODELS = {
-    "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}, "dense": {"short_side": 224}},
-    "vitb16": {"clip": {"model_name": "ViT-B-16", "pretrained": "random", "device": "cpu"}, "dense": {"short_side": 448}},
+    "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
+             "dense": {"short_side": 224}},
+    "vitb16": {"clip": {"model_name": "ViT-B-16", "pretrained": "random", "device": "cpu"},
+               "dense": {"short_side": 448}},
 }
 
 
@@ -114,7 +116,8 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
             # a ViT-B/16 frame takes ~2.4 s on CPU)
             t0 = time.time()
             player = subprocess.run([sys.executable, "-m", "movseg_ros.cli", "play", "--rate", str(rate),
-                                     "--seconds", str(seconds), "--wait", "10"], cwd=REPO, capture_output=True, text=True)
+                                     "--seconds", str(seconds), "--wait", "10"],
+                                    cwd=REPO, capture_output=True, text=True)
             t_end = time.time()
             time.sleep(2.0)  # the last frame in flight
             rss_end = rss_mb(node.pid)
@@ -132,11 +135,14 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
     log_text = Path(node_log.name).read_text()
     stats = [ln for ln in log_text.splitlines() if "stats:" in ln and "median ms" in ln]
     return {
-        "model": name, "freshness_budget": budget, "frames_sent": sent, "frames_labelled": len(recv), "drops": sent - len(recv),
-        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1), "latency_ms_p90": round(float(np.percentile(lat, 90)), 1),
+        "model": name, "freshness_budget": budget, "frames_sent": sent, "frames_labelled": len(recv),
+        "drops": sent - len(recv),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+        "latency_ms_p90": round(float(np.percentile(lat, 90)), 1),
         "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
         "inference_ms_p50": round(float(np.median(inf)), 1),
-        "overhead_ms_p50": round(float(np.median(over)), 1), "overhead_ms_p99": round(float(np.percentile(over, 99)), 1),
+        "overhead_ms_p50": round(float(np.median(over)), 1),
+        "overhead_ms_p99": round(float(np.percentile(over, 99)), 1),
         "rate_hz": round(len(recv) / publishing_s, 2),
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
         "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
@@ -209,11 +215,13 @@ def main() -> int:
             r = run_model(name, args.seconds, args.rate, Path(tmp), budget)
             r["node_share_ms_p50"] = round(r["overhead_ms_p50"] - floor["floor_ms_p50"], 1)
             per_model[f"{name}@{budget:g}"] = r
-            print(f"{name} (freshness_budget {budget:g}): sent {r['frames_sent']} labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
+            print(f"{name} (freshness_budget {budget:g}): sent {r['frames_sent']} "
+                  f"labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
                   f"latency p50/p90/p99 {r['latency_ms_p50']}/{r['latency_ms_p90']}/{r['latency_ms_p99']} ms, "
                   f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms "
                   f"(beyond the DDS floor: {r['node_share_ms_p50']} ms), "
-                  f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB ({r['rss_growth_pct']:+.1f}%), exit {r['node_exit_code']}")
+                  f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB ({r['rss_growth_pct']:+.1f}%), "
+                  f"exit {r['node_exit_code']}")
             print(f"    node stage medians (last log line): {r['node_stage_ms_last']}")
     last = per_model[list(per_model)[-1]]
     out = {k: last[k] for k in ("latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops",

@@ -166,10 +166,12 @@ def render_scene(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
             if rng.random() < 0.5:
                 hits.append(_cylinder(r, at(x, hh, z), up, s * 0.7, hh))
             else:  # lying on the floor
-                hits.append(_cylinder(r, at(x, s * 0.7, z), np.cos(yaw * 3) * right + np.sin(yaw * 3) * fwd, s * 0.7, hh))
+                axis = np.cos(yaw * 3) * right + np.sin(yaw * 3) * fwd
+                hits.append(_cylinder(r, at(x, s * 0.7, z), axis, s * 0.7, hh))
         elif kind == "planes":
             n = Rw @ _rot(rng.uniform(-1.2, 1.2), rng.uniform(-1.0, 0.3)) @ np.array([0, 0, -1.0])
-            hits.append(_box(r, at(x, s + 0.3, z), Rw @ _rot(np.arctan2(n[0], -n[2]), 0.4), np.array([s * 1.5, s, 0.01])))
+            hits.append(_box(r, at(x, s + 0.3, z), Rw @ _rot(np.arctan2(n[0], -n[2]), 0.4),
+                             np.array([s * 1.5, s, 0.01])))
     t = np.stack([h.t for h in hits])
     idx = t.argmin(0)
     z = t[idx, np.arange(t.shape[1])]
@@ -346,7 +348,8 @@ def main() -> None:
     kinds = ["planes", "boxes", "spheres", "cylinders", "corner"]
     import cv2
 
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()}  cv2 {cv2.__version__} threads={cv2.getNumThreads()}"
+    print(f"torch {torch.__version__} threads={torch.get_num_threads()}  "
+          f"cv2 {cv2.__version__} threads={cv2.getNumThreads()}"
           f"  cpus={os.cpu_count()}  frames={frames}  repeats={repeats}")
 
     secs = prepare_cpu_normals(NormalsConfig())
@@ -398,7 +401,8 @@ def main() -> None:
 
     summary: dict[str, dict[str, float]] = {}
     load = os.getloadavg()[0]
-    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} {'ms':>8s} {'cpu_ms':>8s} {'min_ms':>8s}")
+    print(f"\n{'method':24s} {'median':>7s} {'mean':>7s} {'<11.25':>7s} {'<22.5':>7s} {'<30':>7s} {'cover':>7s} "
+          f"{'ms':>8s} {'cpu_ms':>8s} {'min_ms':>8s}")
     for name in methods:
         e = np.concatenate(errs[name])
         s = {

@@ -46,7 +46,8 @@ from movseg_core.objects import Objects, ObjectsConfig, extract_objects, prepare
 from movseg_core.proposals import ProposalConfig, propose  # noqa: E402
 
 NUM_CLASSES = len(CLASS_NAMES) + 1
-STUFF = frozenset(i + 1 for i, n in enumerate(CLASS_NAMES) if n.casefold() in {q.casefold() for q in ObjectsConfig().stuff_queries})
+STUFF = frozenset(i + 1 for i, n in enumerate(CLASS_NAMES)
+                  if n.casefold() in {q.casefold() for q in ObjectsConfig().stuff_queries})
 
 
 def truth(s: SyntheticSample) -> tuple[np.ndarray, dict[int, int], dict[int, Box3D]]:
@@ -159,7 +160,8 @@ def main() -> int:
     clip = res["clip_rgbd"]
     out = {"pq_oracle_rgb": round(res["oracle_rgb"]["pq"], 4), "pq_oracle_rgbd": round(res["oracle_rgbd"]["pq"], 4),
            "pq_clip_rgbd": round(clip["pq"], 4),
-           "centroid_err_cm_p50": round(float(np.median(clip["centroid_err_m"])) * 100, 2) if clip["centroid_err_m"] else None,
+           "centroid_err_cm_p50": (round(float(np.median(clip["centroid_err_m"])) * 100, 2)
+                                   if clip["centroid_err_m"] else None),
            "box3d_iou_p50": round(float(np.median(clip["box3d_iou"])), 4) if clip["box3d_iou"] else None,
            "ms": round(ms_p50, 2)}
     print(json.dumps(out))

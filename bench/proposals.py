@@ -189,7 +189,8 @@ def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats:
                     t = time.perf_counter()
                     fn(*args, c)
                     times.setdefault(f"{name}_{mode}", []).append((time.perf_counter() - t) * 1000)
-    return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)} for k, v in times.items()}
+    return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)}
+            for k, v in times.items()}
 
 
 def depth_edge_report(sets: dict[str, list[Item]], jump_rel: float = 0.04) -> None:
@@ -247,7 +248,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     if args.depth_edges:
         depth_edge_report(sets)
-    print(f"{'set':>18} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} {'ms':>6} {'min':>6}  frames")
+    print(f"{'set':>18} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} "
+          f"{'ms':>6} {'min':>6}  frames")
     result: dict[str, dict] = {}
     for name, items in sets.items():
         entry: dict = {"at": {}}

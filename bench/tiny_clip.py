@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     un = zero_shot_accuracy(clip, held, a.per_pair)
     print(f"zero-shot ({len(seen)} seen pairs x {a.per_pair}, 50-way, chance 2%): pair {zs.acc:.3f}  "
           f"shape {zs.shape_acc:.3f}  colour {zs.colour_acc:.3f}")
-    print(f"held-out pairs {held} x {a.per_pair}: pair {un.acc:.3f}  shape {un.shape_acc:.3f}  colour {un.colour_acc:.3f}")
+    print(f"held-out pairs {held} x {a.per_pair}: pair {un.acc:.3f}  "
+          f"shape {un.shape_acc:.3f}  colour {un.colour_acc:.3f}")
     scenes = eval_scenes(a.scenes)
     out: dict = {}
     by_mode: dict[str, float] = {}

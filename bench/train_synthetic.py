@@ -157,7 +157,8 @@ def main() -> int:
                   f"(shapes {r['shape_miou']:.3f})  {r['sec_per_step']:.3f} s/step, {r['train_s']:.0f} s", flush=True)
     minutes = (time.perf_counter() - t0) / 60
     torch.set_num_threads(2)
-    full = {} if args.no_full_size else full_size_step(480 if not args.quick else 240, 640 if not args.quick else 320, 1)
+    full = {} if args.no_full_size else full_size_step(480 if not args.quick else 240,
+                                                       640 if not args.quick else 320, 1)
     for k, v in full.items():
         print(f"{k}: {v}")
     rgb_s = [r["shape_oracle_miou"] for r in results["none"]]

@@ -106,7 +106,8 @@ class ObjectsConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"objects.{name} must be >= 1, got {getattr(self, name)}")
         if self.min_valid_depth < 4:
-            raise ValueError(f"objects.min_valid_depth must be >= 4 (a 3D box needs points), got {self.min_valid_depth}")
+            raise ValueError(f"objects.min_valid_depth must be >= 4 (a 3D box needs points), "
+                             f"got {self.min_valid_depth}")
 
 
 @dataclass
@@ -537,7 +538,8 @@ def _check(segments, seg_labels, seg_conf, names, depth, K, normals):  # noqa: A
     if depth is not None:
         depth = np.asarray(depth)
         if depth.shape != (h, w) or not np.issubdtype(depth.dtype, np.floating):
-            raise ValueError(f"depth must be HxW float metres matching segments {(h, w)}, got {depth.dtype} {depth.shape}")
+            raise ValueError(f"depth must be HxW float metres matching segments {(h, w)}, "
+                             f"got {depth.dtype} {depth.shape}")
         depth = np.ascontiguousarray(depth, np.float32)
         bad = ~np.isfinite(depth)
         if bad.any():  # NaN / inf -> 0 (invalid); the kernels treat depth <= 0 as invalid themselves

@@ -90,7 +90,8 @@ class ProposalConfig:
 
 def _check_inputs(rgb, depth, normals, valid) -> tuple[int, int]:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb: expected HxWx3 uint8, got {getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
+        raise ValueError(f"rgb: expected HxWx3 uint8, "
+                         f"got {getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
     h, w = rgb.shape[:2]
     for name, arr, shape in (("depth", depth, (h, w)), ("normals", normals, (h, w, 3)), ("valid", valid, (h, w))):
         if arr is None:

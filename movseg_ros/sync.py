@@ -48,7 +48,7 @@ class ApproximateTimeSync:
                 queue.clear()
 
     def add(self, index: int, msg: Any) -> None:
-        """Queue ``msg`` on input ``index``; call ``callback`` with a matched tuple if one completes (outside the lock)."""
+        """Queue ``msg`` on input ``index``; if that completes a match, call ``callback`` (outside the lock)."""
         t = stamp_seconds(msg)
         with self._lock:
             queue = self.queues[index]

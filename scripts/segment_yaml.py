@@ -14,12 +14,14 @@ from movseg_core.segmenter import SegmenterConfig
 from movseg_ros.params import ANY_NODE, NODE_PARAMETERS, SEGMENTER_PREFIX, flatten_dataclass
 
 SECTION_DOCS = {
-    "clip": "CLIP model: open_clip name + pretrained tag (downloaded and cached) or a checkpoint path (movseg_core/clip.py ClipConfig)",
+    "clip": ("CLIP model: open_clip name + pretrained tag (downloaded and cached) or a checkpoint path "
+             "(movseg_core/clip.py ClipConfig)"),
     "dense": "dense CLIP features (movseg_core/clip.py DenseConfig)",
     "proposals": "training-free RGB-D proposals (movseg_core/proposals.py ProposalConfig)",
     "classify": "proposal classification, CLIP-X, unknown rejection (movseg_core/classify.py ClassifyConfig)",
     "normals": "surface normals from depth (movseg_core/geometry/normals.py NormalsConfig)",
-    "objects": "instances, 2D/3D boxes and scores per query; stuff_queries: one region per class (movseg_core/objects.py ObjectsConfig)",
+    "objects": ("instances, 2D/3D boxes and scores per query; stuff_queries: one region per class "
+                "(movseg_core/objects.py ObjectsConfig)"),
 }
 
 

@@ -37,7 +37,8 @@ class RosProcess:
 
     def __init__(self, args: list[str], name: str, env: dict | None = None):
         self.name = name
-        self.log_path = Path(os.environ.get("MOVSEG_TEST_LOGS", "/tmp")) / f"movseg-test-{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path = (Path(os.environ.get("MOVSEG_TEST_LOGS", "/tmp"))
+                         / f"movseg-test-{name}-{os.getpid()}-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})}, cwd=str(REPO), start_new_session=True)

@@ -7,7 +7,8 @@ from conftest import PYTHON, REPO
 
 
 def test_help_documents_the_exit_codes():
-    r = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "--help"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "--help"], capture_output=True, text=True, timeout=120,
+                       cwd=REPO)
     assert r.returncode == 0
     for line in ("0  done", "1  refused or failed", "2  bad arguments or input", "3  the node is absent"):
         assert line in r.stdout

@@ -9,7 +9,8 @@ from movseg_core.config import apply_overrides, set_dotted
 def test_dotted_keys_create_sections_and_replace_values():
     tree = {"clip": {"model_name": "ViT-B-16"}}
     apply_overrides(tree, {"clip.pretrained": "random", "dense.short_side": 224, "steps": 5})
-    assert tree == {"clip": {"model_name": "ViT-B-16", "pretrained": "random"}, "dense": {"short_side": 224}, "steps": 5}
+    assert tree == {"clip": {"model_name": "ViT-B-16", "pretrained": "random"}, "dense": {"short_side": 224},
+                    "steps": 5}
 
 
 def test_a_value_cannot_be_used_as_a_section():
@@ -37,12 +38,14 @@ def test_build_config_builds_nested_dataclasses_with_overrides():
     assert build_config(TrainConfig, cfg) is cfg
     seg = build_config(SegmenterConfig, SegmenterConfig(), {"dense.short_side": 224})
     assert seg.dense.short_side == 224 and seg.clip == SegmenterConfig().clip
-    assert type(build_config(SegmenterConfig, {"classify": {"threshold": 0}}).classify.threshold) is float  # int -> float
+    # int -> float
+    assert type(build_config(SegmenterConfig, {"classify": {"threshold": 0}}).classify.threshold) is float
 
 
 @pytest.mark.parametrize("tree, overrides, words", [
     ({"data": {"n_trian": 8}}, None, "unknown key 'data.n_trian' in training config; valid in data: cache, height, "),
-    ({}, {"stpes": 5}, "unknown key 'stpes' in training config; valid in the top level: amp, backbone_lr_mult, batch_size, "),
+    ({}, {"stpes": 5},
+     "unknown key 'stpes' in training config; valid in the top level: amp, backbone_lr_mult, batch_size, "),
     ({"data": 5}, None, "training config: data must be a section (mapping) of DataConfig keys, got int 5"),
     ({"steps": "many"}, None, "training config: steps must be int, got str 'many'"),
     ({"lr": "fast"}, None, "training config: lr must be float, got str 'fast'"),
@@ -65,10 +68,13 @@ def test_every_config_loader_uses_the_builder(tmp_path):
     from movseg_core.training.stage2 import load_stage2_config
 
     (tmp_path / "t.yaml").write_text("steps: 5\ndata: {n_trian: 8}\n")
-    for load, words in ((lambda: config_from_dict({"clip": {"nope": 1}}), "unknown key 'clip.nope' in segmenter config"),
+    for load, words in ((lambda: config_from_dict({"clip": {"nope": 1}}),
+                         "unknown key 'clip.nope' in segmenter config"),
                         (lambda: load_config(tmp_path / "t.yaml"), "unknown key 'data.n_trian' in training config"),
-                        (lambda: load_stage2_config(tmp_path / "t.yaml"), "unknown key 'data.n_trian' in stage-2 config"),
-                        (lambda: MaskFormerConfig.from_dict({"hiden_dim": 3}), "unknown key 'hiden_dim' in model config"),
+                        (lambda: load_stage2_config(tmp_path / "t.yaml"),
+                         "unknown key 'data.n_trian' in stage-2 config"),
+                        (lambda: MaskFormerConfig.from_dict({"hiden_dim": 3}),
+                         "unknown key 'hiden_dim' in model config"),
                         (lambda: create_model({"preset": "movseg-tiny", "hiden_dim": 3}), "unknown key 'hiden_dim'")):
         with pytest.raises(ValueError, match=re.escape(words)):
             load()

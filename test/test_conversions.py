@@ -87,7 +87,8 @@ def test_node_accepts_mono16_depth():
         dtype = np.float32 if enc == "32FC1" else np.uint16
         depth = array_to_image(np.ones((4, 6), dtype), enc)
         assert MovsegNode._check(state, rgb, depth, make_camera_info(K, 4, 6)) is None, enc
-    refused = MovsegNode._check(state, rgb, array_to_image(np.ones((4, 6), np.uint8), "mono8"), make_camera_info(K, 4, 6))
+    refused = MovsegNode._check(state, rgb, array_to_image(np.ones((4, 6), np.uint8), "mono8"),
+                                make_camera_info(K, 4, 6))
     assert refused is not None and refused[0] == "input" and "mono16" in refused[1]
 
 
@@ -121,13 +122,16 @@ def test_one_codec_for_rclpy_and_rosbags_messages():
         bag_msg = array_to_image(arr, enc, header, types)
         assert np.array_equal(image_to_array(bag_msg), arr)  # decoded straight from the rosbags object
         rclpy_msg = deserialize_message(bytes(ts.serialize_cdr(bag_msg, "sensor_msgs/msg/Image")), Image)
-        assert np.array_equal(image_to_array(rclpy_msg), arr) and stamp_ns(rclpy_msg.header) == 1_700_000_000_123_456_789
-        from_rclpy = ts.deserialize_cdr(serialize_message(array_to_image(arr, enc, rclpy_msg.header)), "sensor_msgs/msg/Image")
+        assert np.array_equal(image_to_array(rclpy_msg), arr)
+        assert stamp_ns(rclpy_msg.header) == 1_700_000_000_123_456_789
+        from_rclpy = ts.deserialize_cdr(serialize_message(array_to_image(arr, enc, rclpy_msg.header)),
+                                        "sensor_msgs/msg/Image")
         assert np.array_equal(image_to_array(from_rclpy), arr) and from_rclpy.step == bag_msg.step
     info = make_camera_info(K, 480, 640, header, types)
     for msg in (info, deserialize_message(bytes(ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo")), CameraInfo)):
         K2, hw = camera_info_to_K(msg)
         assert np.array_equal(K2, K) and hw == (480, 640)
-    padded = types["Image"](header=header, height=2, width=3, encoding="16UC1", is_bigendian=1, step=10, data=np.concatenate(
-        [np.concatenate([r.astype(">u2").view(np.uint8), np.zeros(4, np.uint8)]) for r in depth]))
+    padded = types["Image"](header=header, height=2, width=3, encoding="16UC1", is_bigendian=1, step=10,
+                            data=np.concatenate([np.concatenate([r.astype(">u2").view(np.uint8), np.zeros(4, np.uint8)])
+                                                 for r in depth]))
     assert np.array_equal(depth_to_raw(padded)[0], depth)  # step padding and big-endian, rosbags side

@@ -470,7 +470,8 @@ def test_decode_depth_numpy_fast_path_equals_the_tensor_path():
     mm = rng.integers(0, 6000, (48, 64)).astype(np.uint16)
     metres = np.where(rng.random((48, 64)) < 0.1, np.nan, rng.random((48, 64)) * 5).astype(np.float32)
     metres[0, :3] = (np.inf, -1.0, 0.0)
-    for raw, enc, as_tensor in ((mm, "16UC1", torch.from_numpy(mm.astype(np.int32))), (metres, "32FC1", torch.from_numpy(metres))):
+    for raw, enc, as_tensor in ((mm, "16UC1", torch.from_numpy(mm.astype(np.int32))),
+                                (metres, "32FC1", torch.from_numpy(metres))):
         for rng_m in (None, (0.5, 3.0)):
             d_np, v_np = decode_depth(raw, enc, rng_m)
             d_t, v_t = decode_depth(as_tensor, enc, rng_m)

@@ -224,7 +224,8 @@ def test_node_key_matching_agrees_with_rclpy(tmp_path, key, namespace):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump({key: {"ros__parameters": {"probe": 7}}}))
     ctx = rclpy.context.Context()
-    rclpy.init(args=["x", "--ros-args", "--params-file", str(path)] + (["-r", f"__ns:={namespace}"] if namespace else []),
+    rclpy.init(args=["x", "--ros-args", "--params-file", str(path)]
+               + (["-r", f"__ns:={namespace}"] if namespace else []),
                context=ctx)
     node = Node("movseg", context=ctx, automatically_declare_parameters_from_overrides=True)
     try:

@@ -117,7 +117,7 @@ def test_boundary_f1_mirror_invariant(seed):
 def test_boundary_f1_seam():
     """A boundary inside a thin unlabelled seam between two objects matches (NYUv2 seams)."""
     gt = np.ones((20, 20), np.uint16); gt[:, 11:] = 2; gt[:, 9:11] = 0      # A A | 0 0 | B B
-    for cut in (9, 10, 11):                                                 # object change on either seam side or inside
+    for cut in (9, 10, 11):  # object change on either seam side or inside
         pred = np.ones_like(gt); pred[:, cut:] = 2
         assert boundary_f1(pred, gt) == 1.0, cut
         assert boundary_f1(np.flip(pred, 1), np.flip(gt, 1)) == 1.0, cut

@@ -63,7 +63,8 @@ def test_x_backbone_is_initialised_from_rgb_weights():
     rgb_sd, x_sd = model.rgb_backbone.state_dict(), model.x_backbone.state_dict()
     assert rgb_sd.keys() == x_sd.keys()
     assert all(torch.equal(rgb_sd[k], x_sd[k]) for k in rgb_sd)
-    assert all(p1.data_ptr() != p2.data_ptr() for p1, p2 in zip(model.rgb_backbone.parameters(), model.x_backbone.parameters()))
+    assert all(p1.data_ptr() != p2.data_ptr()
+               for p1, p2 in zip(model.rgb_backbone.parameters(), model.x_backbone.parameters()))
 
 
 def test_rgb_only_model_and_input_errors(inputs):

@@ -198,7 +198,8 @@ def test_bad_input_is_dropped_logged_and_counted_and_the_node_keeps_running(runn
     bad = {
         "input": [  # unsupported encoding; zero K
             send(_image(depth_mm, "mono16", now), _image(depth_mm, "16UC1", now), info),
-            send(_image(f.rgb, "rgb8", now), _image(depth_mm, "16UC1", now), make_camera_info(np.zeros((3, 3)), 480, 640)),
+            send(_image(f.rgb, "rgb8", now), _image(depth_mm, "16UC1", now),
+                 make_camera_info(np.zeros((3, 3)), 480, 640)),
         ],
         "size": [send(_image(f.rgb, "rgb8", now), _image(depth_mm[:, :500].copy(), "16UC1", now), info)],
     }
@@ -225,7 +226,8 @@ def test_bad_input_is_dropped_logged_and_counted_and_the_node_keeps_running(runn
     assert "unusable K" in log
     assert "frame dropped (size" in log and "aspect differs" in log
     assert "resized (nearest)" in log
-    assert c.wait(lambda: "drop_input=2" in proc.output() and "drop_size=1" in proc.output(), 5), "stats line missing counters"
+    assert c.wait(lambda: "drop_input=2" in proc.output() and "drop_size=1" in proc.output(), 5), \
+        "stats line missing counters"
     assert good in c.labels
 
 

@@ -11,7 +11,8 @@ def test_movseg_core_never_imports_rclpy():
         "import importlib, pkgutil, sys, movseg_core\n"
         "mods = [m.name for m in pkgutil.walk_packages(movseg_core.__path__, 'movseg_core.')]\n"
         "[importlib.import_module(m) for m in mods]\n"
-        "print(len(mods), sorted(k for k in sys.modules if k.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs')))\n"
+        "print(len(mods), sorted(k for k in sys.modules\n"
+        "                        if k.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -38,7 +38,8 @@ def test_file_entries_apply_in_order_nested_or_dotted_then_overrides(tmp_path):
 
 @pytest.mark.parametrize("doc, overrides, words", [
     ({"movseg": {"ros__parameters": {"log_period_s": 2.0}}}, {}, "sets nothing for the node /robot1/movseg"),
-    ({"/**": {"ros__parameters": {"depth": {"max_mm": 4.0}}}}, {}, "unknown node parameter 'depth.max_mm'; valid under depth: max_m, min_m"),
+    ({"/**": {"ros__parameters": {"depth": {"max_mm": 4.0}}}}, {},
+     "unknown node parameter 'depth.max_mm'; valid under depth: max_m, min_m"),
     ({"/**": {"ros__parameters": {"depth": {"max_m": 4}}}}, {}, "depth.max_m: 4 is a int, the node declares a float"),
     ({"/**": {"ros__parameters": {}}}, {"segmenter.clip.colour": "x"},
      "unknown node parameter 'segmenter.clip.colour'; valid under segmenter.clip: cache_dir, device, model_name"),

@@ -8,7 +8,8 @@ from movseg_ros.sync import ApproximateTimeSync, JumpBack, clear_queues
 
 def msg(t: float, tag: str = ""):
     sec = int(t)
-    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=int(round((t - sec) * 1e9)))), tag=tag)
+    stamp = SimpleNamespace(sec=sec, nanosec=int(round((t - sec) * 1e9)))
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp), tag=tag)
 
 
 def collect(n=3, queue=5, slop=0.01):

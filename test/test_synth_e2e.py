@@ -66,7 +66,8 @@ def test_node_labels_the_cube_cube_over_dds(synth_node, scenes):
 @pytest.fixture(scope="module")
 def synth_bag(tmp_path_factory, scenes):
     out = tmp_path_factory.mktemp("synthbag") / "synth.bag"
-    frames = [RGBDFrame(f"{i:04d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8)) for i, s in enumerate(scenes.values())]
+    frames = [RGBDFrame(f"{i:04d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8))
+              for i, s in enumerate(scenes.values())]
     B.write_bag(frames, out, progress=False)
     prompts = out.parent / "prompts.yaml"
     prompts.write_text(yaml.safe_dump({"classes": list(CLASS_NAMES), "prompts": {n: n for n in CLASS_NAMES}},

@@ -86,4 +86,5 @@ def test_corpus_cache_is_keyed_by_everything_that_shapes_the_corpus(tmp_path):
         assert all(np.array_equal(a.rgb, b.rgb) and np.array_equal(a.instance, b.instance) for a, b in zip(got, fresh))
         assert [(o.colour, o.shape) for s in got for o in s.spec.objects] == \
                [(o.colour, o.shape) for s in fresh for o in s.spec.objects]
-    assert not any(np.array_equal(a.rgb, b.rgb) for a, b in zip(first, render_corpus(other_scene, None, progress=False)))
+    other = render_corpus(other_scene, None, progress=False)
+    assert not any(np.array_equal(a.rgb, b.rgb) for a, b in zip(first, other))

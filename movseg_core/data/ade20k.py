@@ -48,11 +48,12 @@ class ADE20K(ImageLabelFolder):
         sub = _SPLITS[split]
         self.img_dir, self.ann_dir = self.root / "images" / sub, self.root / "annotations" / sub
         if not self.img_dir.is_dir() or not self.ann_dir.is_dir():
-            raise ValueError(f"{self.root}: expected images/{sub}/ and annotations/{sub}/ (ADEChallengeData2016 layout)")
+            raise ValueError(f"{self.root}: expected images/{sub}/ and annotations/{sub}/ "
+                             "(ADEChallengeData2016 layout)")
         self._index(size, x_dir)
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-        """ADE20K-150 annotation HxW (0 = ignore, 1..150) -> label HxW uint8; raises on a size mismatch or ids above 150."""
+        """ADE20K-150 annotation HxW (0 = ignore, 1..150) -> label HxW uint8; raises on bad size or ids > 150."""
         if raw.ndim != 2 or raw.shape != image_hw:
             raise ValueError(f"{name}: annotation {raw.shape} does not match image {image_hw}")
         if int(raw.max()) > 150:

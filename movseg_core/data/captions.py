@@ -91,7 +91,8 @@ def scene_caption(objects: Sequence[ObjectSpec], spec, rng: np.random.Generator)
     """A caption naming ``objects`` (in random order) and usually the floor, e.g.
     "a red cube and a blue sphere on a wooden floor". Empty ``objects`` -> a room caption."""
     if not objects:
-        return rng.choice([f"a {floor_phrase(spec)}", f"a {wall_phrase(spec)}", f"an empty room with a {floor_phrase(spec)}"])
+        return rng.choice([f"a {floor_phrase(spec)}", f"a {wall_phrase(spec)}",
+                           f"an empty room with a {floor_phrase(spec)}"])
     order = rng.permutation(len(objects))
     phrases = [f"a {object_phrase(objects[i], rng)}" for i in order]
     if len(phrases) == 1:

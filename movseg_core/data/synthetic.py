@@ -297,7 +297,8 @@ def _add_clones(spec: SceneSpec, cfg: SceneConfig, rng: np.random.Generator, hfo
             continue
         if any(np.hypot(x - o.position[0], z - o.position[1]) < src.size + o.size + gap - 1e-9 for o in spec.objects):
             continue
-        if any(w is not None and abs(x - w) < src.size + 0.05 for w in spec.side_walls) or z > spec.back_wall_z - src.size:
+        if (any(w is not None and abs(x - w) < src.size + 0.05 for w in spec.side_walls)
+                or z > spec.back_wall_z - src.size):
             continue
         spec.objects.append(replace(src, position=(float(x), float(z)), yaw=float(rng.uniform(0, np.pi / 2))))
         placed += 1
@@ -584,7 +585,8 @@ def _pattern(material: str, q: np.ndarray, base: np.ndarray, scale: float, seed:
         row = np.floor(q[:, 1] / 0.12)
         col = np.floor((q[:, 0] + q[:, 2] + (row % 2) * 0.12) / 0.24)
         mortar = (np.abs(q[:, 1] / 0.12 - np.round(q[:, 1] / 0.12)) < 0.08) | (
-            np.abs((q[:, 0] + q[:, 2] + (row % 2) * 0.12) / 0.24 - np.round((q[:, 0] + q[:, 2] + (row % 2) * 0.12) / 0.24))
+            np.abs((q[:, 0] + q[:, 2] + (row % 2) * 0.12) / 0.24
+                   - np.round((q[:, 0] + q[:, 2] + (row % 2) * 0.12) / 0.24))
             < 0.04
         )
         shade = 0.85 + 0.3 * _hash_noise(np.stack([row, col, row * 0], 1), 1.0, seed)

@@ -102,7 +102,8 @@ class EvalAccumulator:
         """The metrics.json content (NaN written as null). ValueError when nothing was scored."""
         if self.frames_scored == 0 or self.cm.sum() == 0:
             raise ValueError(f"no frame was scored ({self.frames_sent} sent, {len(self.unscored)} unscored"
-                             f"{': ' + next(iter(self.unscored.values())) if self.unscored else ''}); no report written")
+                             f"{': ' + next(iter(self.unscored.values())) if self.unscored else ''}); "
+                             "no report written")
         iou = per_class_iou(self.cm)
         gt_pixels = self.cm.sum(1)
         return {

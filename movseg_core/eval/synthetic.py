@@ -52,7 +52,8 @@ def zero_shot_accuracy(clip, pairs: Sequence[tuple[str, str]], per_pair: int, se
     for pi, (colour, shape) in enumerate(pairs):
         imgs = [single_object_image(seed + pi * 1000 + k, shape, colour, size=size)[0] for k in range(per_pair)]
         x = torch.cat([clip.to_tensor(im) for im in imgs])
-        x = F.interpolate(x, size=clip.image_size, mode="bilinear", align_corners=False) if x.shape[-2:] != clip.image_size else x
+        if x.shape[-2:] != clip.image_size:
+            x = F.interpolate(x, size=clip.image_size, mode="bilinear", align_corners=False)
         pred = (clip.encode_images(x) @ text.t()).argmax(1).tolist()
         for p in pred:
             pc, ps = cands[p]

@@ -13,5 +13,6 @@ from .proposer import Proposals, TrainedProposer
 
 __all__ = [
     "CHECKPOINT_FORMAT", "FUSION_MODES", "Fusion", "MODEL_CONFIGS", "MaskFormerConfig", "RGBXMaskFormer",
-    "Proposals", "TrainedProposer", "MODEL_X_MODALITIES", "create_model", "export_checkpoint", "load_checkpoint", "semantic_inference",
+    "Proposals", "TrainedProposer", "MODEL_X_MODALITIES", "create_model", "export_checkpoint", "load_checkpoint",
+    "semantic_inference",
 ]

@@ -45,7 +45,8 @@ def export_checkpoint(model: RGBXMaskFormer, path: str | os.PathLike, class_name
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[RGBXMaskFormer, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike,
+                    device: str | torch.device = "cpu") -> tuple[RGBXMaskFormer, dict[str, Any]]:
     """Load an exported checkpoint -> (model in eval mode on ``device``, payload without the state dict).
 
     Raises ValueError for a file that is not an exported proposal checkpoint, FileNotFoundError if missing.
@@ -60,6 +61,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     model = RGBXMaskFormer(cfg)
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: state dict does not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(f"{path}: state dict does not match its config "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(device).eval(), meta

@@ -132,7 +132,8 @@ class RGBXMaskFormer(nn.Module):
     def _norm(self, img: torch.Tensor) -> torch.Tensor:
         return (img - self.pixel_mean) / self.pixel_std
 
-    def _heads(self, q: torch.Tensor, mask_features: torch.Tensor, text: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def _heads(self, q: torch.Tensor, mask_features: torch.Tensor,
+               text: torch.Tensor | None) -> dict[str, torch.Tensor]:
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(q), mask_features)
         emb = F.normalize(self.proposal_embed(q), dim=-1)
         out = {"pred_masks": masks, "pred_embeddings": emb}
@@ -145,7 +146,8 @@ class RGBXMaskFormer(nn.Module):
         (last column = no object)."""
         if text.ndim != 2 or text.shape[1] != emb.shape[-1]:
             raise ValueError(f"class embeddings must be C x {emb.shape[-1]}, got {tuple(text.shape)}")
-        cls = torch.cat([F.normalize(text.to(emb.dtype), dim=-1), F.normalize(self.void_embedding, dim=0)[None].to(emb.dtype)])
+        cls = torch.cat([F.normalize(text.to(emb.dtype), dim=-1),
+                         F.normalize(self.void_embedding, dim=0)[None].to(emb.dtype)])
         return self.logit_scale.clamp(max=4.6052).exp() * emb @ cls.t()
 
     def forward(self, rgb: torch.Tensor, x: torch.Tensor | None = None,

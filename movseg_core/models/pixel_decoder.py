@@ -33,7 +33,7 @@ class FPNPixelDecoder(nn.Module):
         self.memory_proj = nn.Identity()
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features fine -> coarse -> (``mask_features`` ``B x mask_dim x h0 x w0``, memory ``B x conv_dim x hL x wL``)."""
+        """Features fine -> coarse -> (mask features ``B x mask_dim x h0 x w0``, memory ``B x conv_dim x hL x wL``)."""
         y = self.top(feats[-1])
         memory = y
         for f, lat, out in zip(feats[-2::-1], self.lateral[::-1], self.output[::-1]):

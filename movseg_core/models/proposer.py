@@ -64,7 +64,7 @@ class TrainedProposer:
     @torch.no_grad()
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarray | None = None,
                 valid: np.ndarray | None = None) -> Proposals:
-        """One frame (rgb HxWx3 uint8; depth HxW m, normals HxWx3, valid HxW as the model's X needs) -> :class:`Proposals`."""
+        """One frame (rgb HxWx3 uint8; depth HxW m / normals HxWx3 / valid HxW as X needs) -> :class:`Proposals`."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"rgb must be HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]

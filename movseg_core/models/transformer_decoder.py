@@ -36,7 +36,7 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, q: torch.Tensor, qpos: torch.Tensor, mem: torch.Tensor, mpos: torch.Tensor) -> torch.Tensor:
-        """Queries ``B x Q x C`` (+ pos ``qpos``), memory ``B x HW x C`` (+ pos ``mpos``) -> updated queries ``B x Q x C``."""
+        """Queries ``B x Q x C`` (+ pos ``qpos``), memory ``B x HW x C`` (+ pos ``mpos``) -> queries ``B x Q x C``."""
         a = q + qpos
         q = self.norm1(q + self.drop(self.self_attn(a, a, q, need_weights=False)[0]))
         q = self.norm2(q + self.drop(self.cross_attn(q + qpos, mem + mpos, mem, need_weights=False)[0]))

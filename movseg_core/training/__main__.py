@@ -1,5 +1,6 @@
 """``python -m movseg_core.training train CONFIG.yaml [--set key=value ...]`` and
-``... export RUN_DIR_OR_CKPT OUTPUT.pt``, ``... train-clip-x STAGE2.yaml``, ``... tune-prompts STAGE2.yaml`` (also ``torchrun --nproc_per_node N -m movseg_core.training train ...``).
+``... export RUN_DIR_OR_CKPT OUTPUT.pt``, ``... train-clip-x STAGE2.yaml``, ``... tune-prompts STAGE2.yaml``
+(also ``torchrun --nproc_per_node N -m movseg_core.training train ...``).
 
 The same arguments back ``movseg train`` / ``movseg export`` (movseg_ros.train_cli)."""
 from __future__ import annotations

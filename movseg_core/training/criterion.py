@@ -18,7 +18,8 @@ from .distributed import all_reduce_mean
 from .matcher import HungarianMatcher
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
     """Per-mask focal loss ``M x P`` -> ``M`` (mean over pixels). RetinaNet's definition."""
     p = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")

@@ -61,7 +61,8 @@ def crop_pairs(records: Sequence[Any], x_images: Sequence[np.ndarray] | None, si
     return out
 
 
-def random_batches(n: int, batch_size: int, steps: int, seed: int, desc: str, progress: bool = True) -> Iterator[torch.Tensor]:
+def random_batches(n: int, batch_size: int, steps: int, seed: int, desc: str,
+                   progress: bool = True) -> Iterator[torch.Tensor]:
     """``steps`` batches of random indices into ``range(n)`` (deterministic from ``seed``), with a tqdm bar."""
     g = torch.Generator().manual_seed(seed)
     it: Any = range(steps)

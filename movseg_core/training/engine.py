@@ -189,7 +189,8 @@ class Trainer:
 
     def _val_batches(self):
         b = max(1, self.per_rank_batch)
-        return DataLoader(self.val_set, batch_size=b, shuffle=False, collate_fn=collate, num_workers=self.cfg.num_workers)
+        return DataLoader(self.val_set, batch_size=b, shuffle=False, collate_fn=collate,
+                          num_workers=self.cfg.num_workers)
 
     # ---- loop ----------------------------------------------------------------------------------
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -255,7 +256,8 @@ class Trainer:
                 res.steps.append(self.step)
                 res.losses.append(vals["loss"])
                 if main and (self.step % max(1, cfg.log_every) == 0 or self.step == cfg.steps):
-                    self._csv("metrics.csv", {"step": self.step, "epoch": epoch, **{k: f"{v:.6g}" for k, v in vals.items()},
+                    self._csv("metrics.csv", {"step": self.step, "epoch": epoch,
+                                              **{k: f"{v:.6g}" for k, v in vals.items()},
                                               "lr": f"{self.sched.get_last_lr()[-1]:.6g}", "sec_per_step": f"{dt:.4f}"})
                 if bar is not None:
                     bar.update(1)

@@ -19,8 +19,8 @@ Loss: symmetric InfoNCE between image and caption embeddings (captions that are 
 count as positives of each other), plus ``dense_weight`` x a patch-text InfoNCE on the scene crops:
 each 6x6 patch token (through the last block in ``dense_mode``, the same function the segmenter's
 dense features use) against the phrases of the batch ("red cube", "wooden floor", "brick wall"),
-the target being the pixel shares of the instances in the patch (object patches weighted up). The dense term is what lets a
-4-layer ViT trained in minutes give usable per-patch features; a large CLIP gets them from scale.
+the target being the pixel shares of the instances in the patch (object patches weighted up). The dense term is what
+lets a 4-layer ViT trained in minutes give usable per-patch features; a large CLIP gets them from scale.
 
 Regenerate the committed fixture (about 15 minutes on 2 CPU cores)::
 
@@ -153,7 +153,8 @@ def render_corpus(cfg: TinyClipTrainConfig, cache: Path | None = None, progress:
     out = [render_scene(s, scfg) for s in tqdm(specs, desc="render scenes", unit="scene", disable=not progress)]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, rgb=np.stack([s.rgb for s in out]), instance=np.stack([s.instance.astype(np.uint8) for s in out]),
+        np.savez(cache, rgb=np.stack([s.rgb for s in out]),
+                 instance=np.stack([s.instance.astype(np.uint8) for s in out]),
                  first_object_id=np.array([s.first_object_id for s in out]), key=np.array(key))
     return out
 
@@ -309,7 +310,8 @@ def init_tiny_clip(seed: int) -> torch.nn.Module:
     return open_clip.create_model(MODEL_NAME, pretrained=None, device="cpu", precision="fp32")
 
 
-def image_forward(model: torch.nn.Module, x: torch.Tensor, dense_mode: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def image_forward(model: torch.nn.Module, x: torch.Tensor,
+                  dense_mode: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pooled embeddings ``B x D`` and (when ``dense_mode``) patch embeddings ``B x N x D``.
 
     Both go through :class:`movseg_core.clip.OpenClipVision`, the adapter the segmenter's dense
@@ -384,13 +386,15 @@ def _optimizer(model: torch.nn.Module, cfg: TinyClipTrainConfig) -> torch.optim.
 
 def save_fixture(model: torch.nn.Module, out: Path, cfg: TinyClipTrainConfig, info: dict) -> None:
     """Write the fp16 open_clip state dict to ``out`` and its config/provenance to ``out``.json."""
-    sd = {k: (v.half() if v.is_floating_point() and k != "logit_scale" else v).clone() for k, v in model.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() and k != "logit_scale" else v).clone()
+          for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, out)
     meta = {
         "model_name": MODEL_NAME,
         "model_cfg": TINY_MODEL_CONFIGS[MODEL_NAME],
-        "regenerate": REGEN_COMMAND if cfg.seed == 0 else f"python -m movseg_core.training.tiny_clip --out {out} --seed {cfg.seed}",
+        "regenerate": (REGEN_COMMAND if cfg.seed == 0
+                       else f"python -m movseg_core.training.tiny_clip --out {out} --seed {cfg.seed}"),
         "train": {k: v for k, v in asdict(cfg).items() if k != "threads"},
         "held_out_pairs": [list(p) for p in cfg.held_out],
         "note": "synthetic-scene stand-in for tests only; not a real CLIP",
@@ -480,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dense-weight", type=float, default=TinyClipTrainConfig.dense_weight)
     p.add_argument("--dense-mode", default=TinyClipTrainConfig.dense_mode)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--minutes", type=float, default=0.0, help="time box: save state and stop after this long (0 = none)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="time box: save state and stop after this long (0 = none)")
     p.add_argument("--work-dir", default="/tmp/movseg_tiny_clip", help="corpus cache and resumable state")
     p.add_argument("--fresh", action="store_true", help="ignore a saved state")
     p.add_argument("--no-progress", action="store_true")
