@@ -29,8 +29,17 @@ import numpy as np
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import decode_depth, depth_m_to_mm
 from movseg_ros import topics
-from movseg_ros.conversions import (array_to_image, camera_info_to_K, color_to_rgb, depth_to_raw, image_to_array,
-                                    make_camera_info, make_header, message_types, stamp_ns)
+from movseg_ros.conversions import (
+    array_to_image,
+    camera_info_to_K,
+    color_to_rgb,
+    depth_to_raw,
+    image_to_array,
+    make_camera_info,
+    make_header,
+    message_types,
+    stamp_ns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,8 @@ class _Msgs:
 
 @dataclass
 class WriteSummary:
+    """What :func:`write_bag` wrote: the bag path and how many frames were written or skipped."""
+
     path: Path
     frames_written: int
     frames_skipped: list[str]
@@ -159,6 +170,8 @@ def write_bag(frames: Iterable[RGBDFrame], out: str | Path, cfg: BagWriteConfig 
 # --------------------------------------------------------------------------- reading
 @dataclass
 class BagInfo:
+    """What :func:`inspect_bag` found: topics with message type and count, and the frame count."""
+
     path: Path
     topics: dict[str, tuple[str, int]]  # topic -> (msgtype, count)
     frame_names: list[str]
@@ -262,7 +275,8 @@ def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
     """One frame from its messages, decoded as the node decodes them (:mod:`movseg_ros.conversions`)."""
     try:
         if parts["color"].encoding not in COLOR_ENCODINGS:
-            raise ValueError(f"colour: encoding {parts['color'].encoding!r} not supported, expected one of {COLOR_ENCODINGS}")
+            raise ValueError(f"colour: encoding {parts['color'].encoding!r} not supported, "
+                             f"expected one of {COLOR_ENCODINGS}")
         rgb = color_to_rgb(parts["color"])
         depth, _valid = decode_depth(*depth_to_raw(parts["depth"]))
         K, info_hw = camera_info_to_K(parts["info"])

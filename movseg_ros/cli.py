@@ -40,6 +40,7 @@ SUBCOMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `movseg` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="movseg", description="MOVSeg-ROS tools", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `movseg` subcommand; returns its exit code (see the epilog)."""
     # DDS stays on this machine unless the user chose otherwise (REP 2005 range variable).
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     parser = build_parser()

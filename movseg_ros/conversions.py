@@ -90,7 +90,8 @@ def array_to_image(arr: np.ndarray, encoding: str, header=None, types: dict | No
         raise ValueError(f"unsupported image encoding '{encoding}'")
     dtype, ch = ENCODINGS[encoding]
     arr = np.ascontiguousarray(arr)
-    if arr.dtype != dtype or (arr.ndim == 3 and arr.shape[2] != ch) or (arr.ndim == 2 and ch != 1) or arr.ndim not in (2, 3):
+    if (arr.dtype != dtype or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != ch)
+            or (arr.ndim == 2 and ch != 1)):
         raise ValueError(f"array {arr.dtype} {arr.shape} does not match encoding {encoding}")
     t = types or message_types()
     le = np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False))

@@ -51,6 +51,7 @@ EXIT_NO_ANSWER = 3
 
 # --------------------------------------------------------------------------- frames
 def is_bag(path: str | Path) -> bool:
+    """True for a rosbag2 directory (metadata.yaml) or a single .mcap / .db3 file."""
     p = Path(path)
     return (p.is_dir() and (p / "metadata.yaml").exists()) or p.suffix in (".mcap", ".db3")
 
@@ -90,6 +91,7 @@ def _limit(it: Iterator[RGBDFrame], n: int) -> Iterator[RGBDFrame]:
 
 # --------------------------------------------------------------------------- the node's settings
 def default_node_config() -> Path | None:
+    """The node's default parameters file (config/segment.yaml of the install), None if not found."""
     try:
         from movseg_ros.launch_config import default_config_path
 

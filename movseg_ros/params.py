@@ -193,8 +193,9 @@ class NodeParams:
 def node_params(values: Mapping[str, Any]) -> NodeParams:
     """Flat ``{declared parameter name: value}`` (a parameters file's, or the running node's) -> :class:`NodeParams`.
 
-    Names not given, or given as None (a parameter not set), take their defaults. Raises ValueError naming any undeclared name (the node would
-    ignore it silently) and any value of another type than the node declares (the node would refuse to start).
+    Names not given, or given as None (a parameter not set), take their defaults. Raises ValueError naming any
+    undeclared name (the node would ignore it silently) and any value of another type than the node declares
+    (the node would refuse to start).
     """
     defaults = declared_defaults()
     values = {k: v for k, v in values.items() if v is not None}

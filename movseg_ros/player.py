@@ -116,6 +116,7 @@ def play(frames: list[RGBDFrame], rate_hz: float, seconds: float | None, count: 
 
 
 def register(sub) -> None:
+    """Add `movseg play` to the `movseg` subcommands."""
     p = sub.add_parser("play", help="publish RGB-D frames from a NYUv2-layout folder as a camera would")
     p.add_argument("--folder", default=None, help="frames folder (default: bundled NYUv2 frames)")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")

@@ -25,7 +25,14 @@ from movseg_core.eval.prompts import PromptMap
 from movseg_core.eval.scoring import EvalAccumulator
 from movseg_ros import topics
 from movseg_ros.bag import BagTopics, inspect_bag, read_bag
-from movseg_ros.conversions import array_to_image, depth_to_image, image_to_array, make_camera_info, make_header, stamp_ns
+from movseg_ros.conversions import (
+    array_to_image,
+    depth_to_image,
+    image_to_array,
+    make_camera_info,
+    make_header,
+    stamp_ns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,8 @@ class _Replayer:
                     and all(s.get_publisher_count() > 0 for s in self.subs))
 
         if not self.spin_until(ready, c.discovery_timeout_s):
-            missing = [f"nobody subscribes to {p.topic_name}" for p in self.pubs.values() if p.get_subscription_count() == 0]
+            missing = [f"nobody subscribes to {p.topic_name}" for p in self.pubs.values()
+                       if p.get_subscription_count() == 0]
             missing += [f"nobody publishes {s.topic_name}" for s in self.subs if s.get_publisher_count() == 0]
             raise NodeNotAnswering(f"no movseg node found within {c.discovery_timeout_s:.0f} s ({'; '.join(missing)}). "
                                    "Start it first (`movseg run` or `ros2 launch movseg_ros segment.launch.py`), "
@@ -253,7 +261,8 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
         r.check()
     finally:
         r.close()
-    info = {"mode": f"replay over DDS into {cfg.node_name} ({'one frame at a time' if cfg.rate_hz == 0 else f'{cfg.rate_hz:g} Hz'})",
+    pace = "one frame at a time" if cfg.rate_hz == 0 else f"{cfg.rate_hz:g} Hz"
+    info = {"mode": f"replay over DDS into {cfg.node_name} ({pace})",
             "bag": str(bag), **(settings_info(node_settings.segmenter.clip.model_name,
                                               node_settings.segmenter.clip.pretrained,
                                               node_settings.depth_range) if node_settings else {}),
@@ -303,7 +312,8 @@ def _play(r: _Replayer, bag, cfg: ReplayConfig, total: int, limit: int, progress
             raise NodeNotAnswering(f"the node never answered: no labels for any of {r.acc.frames_sent} frames "
                                    f"within {timeout:.0f} s")
         for s, (name, *_rest) in sorted(r.inflight.items()):
-            r.acc.miss(name, "dropped by the node (no labels for this stamp)" if period else f"no labels within {timeout:.0f} s")
+            why = "dropped by the node (no labels for this stamp)" if period else f"no labels within {timeout:.0f} s"
+            r.acc.miss(name, why)
         r.inflight.clear()
     finally:
         bar.close()

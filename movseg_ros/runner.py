@@ -17,6 +17,7 @@ log = logging.getLogger("movseg.run")
 
 
 def register(sub) -> None:
+    """Add `movseg run` to the `movseg` subcommands."""
     p = sub.add_parser("run", help="start movseg_node with the launch file's arguments (no `ros2 launch` needed)")
     for name, (default, doc) in LAUNCH_ARGUMENTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=doc)

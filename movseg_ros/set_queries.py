@@ -43,6 +43,7 @@ def call_set_queries(client, queries: list[str], service_timeout_s: float = 30.0
 
 
 def register(sub) -> None:
+    """Add `movseg set-queries` to the `movseg` subcommands."""
     p = sub.add_parser("set-queries", help="set the node's vocabulary through the set_queries service")
     p.add_argument("queries", nargs="*", help="text queries, label ids 1..N in this order")
     p.add_argument("--service", default=topics.SET_QUERIES)

@@ -155,7 +155,8 @@ def main() -> int:
     print(f"[1/5] {args.scenes} held-out synthetic RGB-D scenes -> rosbag2; node with the trained synthetic CLIP")
     sbag, sprompts = synthetic_bag(out, args.scenes)
     sconfig = node_params_file(out / "synthetic_node.yaml", {
-        "queries": ["cube"], "log_period_s": 5.0, "segmenter": synth_segmenter_config(str(SYNTH_CLIP), crop_weight=1.0)})
+        "queries": ["cube"], "log_period_s": 5.0,
+        "segmenter": synth_segmenter_config(str(SYNTH_CLIP), crop_weight=1.0)})
     print("      typed queries (sent to /set_queries by the replay): "
           + ", ".join(yaml.safe_load(sprompts.read_text())["classes"]))
     synth = evaluate_with_node(sconfig, sbag, out / "report_synthetic", out / "synthetic_node.log", sprompts)

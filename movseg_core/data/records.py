@@ -21,7 +21,8 @@ class SegRecord(RGBDFrame):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.x is not None and self.x.shape[:2] != self.rgb.shape[:2]:
-            raise ValueError(f"sample {self.name}: x image {self.x.shape[:2]} differs in size from rgb {self.rgb.shape[:2]}")
+            raise ValueError(f"sample {self.name}: x image {self.x.shape[:2]} differs in size "
+                             f"from rgb {self.rgb.shape[:2]}")
 
 
 def default_K(height: int, width: int, hfov_deg: float = 60.0) -> np.ndarray:
@@ -54,7 +55,8 @@ def load_x_file(path: "str | os.PathLike[str]") -> tuple[np.ndarray | None, np.n
         return None, depth_mm_to_m(img)
     if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
-    raise ValueError(f"{p}: X file must be 8-bit RGB (an X image) or 16-bit 1-channel (depth mm), got {img.dtype} {img.shape}")
+    raise ValueError(f"{p}: X file must be 8-bit RGB (an X image) or 16-bit 1-channel (depth mm), "
+                     f"got {img.dtype} {img.shape}")
 
 
 def resize_record(rec: SegRecord, size: tuple[int, int] | None) -> SegRecord:
@@ -113,6 +115,7 @@ class ImageLabelFolder:
         self.size, self.x_dir = size, x_dir
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """The data set's raw label image -> HxW contiguous class ids (0 = unlabelled); each reader defines it."""
         raise NotImplementedError
 
     def __len__(self) -> int:

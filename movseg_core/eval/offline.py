@@ -65,7 +65,8 @@ def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, tota
         result = segmenter.segment(f.rgb, node_depth(f.depth, depth_range), f.K)
         wall_ms = (time.perf_counter() - t0) * 1000.0
         if result.vocabulary_version != vocab.version:
-            raise RuntimeError(f"vocabulary changed during evaluation (v{vocab.version} -> v{result.vocabulary_version})")
+            raise RuntimeError(f"vocabulary changed during evaluation "
+                               f"(v{vocab.version} -> v{result.vocabulary_version})")
         pred = prompts.to_class_ids(result.labels, result.names, result.ids)
         if pred.shape != f.label.shape:
             raise ValueError(f"frame {f.name}: labels {pred.shape} differ in size from ground truth {f.label.shape}")
@@ -95,7 +96,8 @@ def score_offline(frames: Iterable[RGBDFrame], prompts: PromptMap, segmenter_con
                    depth_range=depth_range)
     clip = seg.cfg.clip
     w = weights_warning(clip.pretrained)
-    info = {"mode": "offline (Segmenter in-process, no ROS)", **settings_info(clip.model_name, clip.pretrained, depth_range),
+    info = {"mode": "offline (Segmenter in-process, no ROS)",
+            **settings_info(clip.model_name, clip.pretrained, depth_range),
             "latency": "wall time of Segmenter.segment per frame",
             "segmenter time": "timings_ms['total'] reported by the segmenter"}
     return acc, info, [w] if w else []

@@ -62,7 +62,8 @@ def decode_depth(
         0, NaN, +-inf and negative values are invalid. numpy in -> numpy out; tensors keep their device.
     """
     if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"encoding: unsupported depth encoding {encoding!r}, expected one of {sorted(DEPTH_ENCODINGS)}")
+        raise ValueError(f"encoding: unsupported depth encoding {encoding!r}, "
+                         f"expected one of {sorted(DEPTH_ENCODINGS)}")
     if isinstance(raw, np.ndarray) and raw.dtype in (np.uint16, np.float32):
         return _decode_numpy(raw, encoding, valid_range)  # the node's per-frame path: ~8x faster than via torch
     t, was_numpy = to_tensor(raw, "raw")
@@ -96,7 +97,8 @@ def _check_range(valid_range: tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
-def _decode_numpy(raw: np.ndarray, encoding: str, valid_range: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+def _decode_numpy(raw: np.ndarray, encoding: str,
+                  valid_range: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decode_depth` for numpy uint16 / float32 input (same results, no tensor round trip)."""
     if raw.ndim == 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]

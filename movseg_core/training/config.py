@@ -98,6 +98,7 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be positive")
 
     def to_dict(self) -> dict[str, Any]:
+        """The nested plain dict of this config (what is saved beside checkpoints)."""
         return asdict(self)
 
 
