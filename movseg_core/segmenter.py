@@ -44,7 +44,7 @@ from movseg_core.config import build_config
 from movseg_core.geometry import (NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb,
                                   prepare_cpu_normals)
 from movseg_core.objects import Objects, ObjectsConfig, extract_objects, prepare_objects
-from movseg_core.proposals import ProposalConfig, propose
+from movseg_core.proposals import ProposalConfig, prepare_proposals, propose
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,8 @@ class Segmenter:
         self._version = 0
         secs = prepare_cpu_normals(cfg.normals)  # so the first frame is not the one that compiles
         log.info("normals kernels ready in %.1f s%s", secs, " (compiled: first run after install)" if secs > 5 else "")
+        if cfg.proposals.method != "trained":  # the training-free proposals' kernels, likewise
+            log.info("proposal kernels ready in %.1f s", prepare_proposals())
         if cfg.objects.enabled:
             log.info("objects kernels ready in %.1f s", prepare_objects())
         log.info("Segmenter ready: %s/%s on %s (fp16=%s), dense=%s@%d",

@@ -65,3 +65,27 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, names: list[str], alpha: float 
             cv2.putText(out, text, (15, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             y += th + 8
     return out
+
+
+def draw_objects(image: np.ndarray, objects, n_classes: int, stuff: bool = False) -> np.ndarray:
+    """Draw each object's 2D box and ``name score`` on a copy of HxWx3 uint8 RGB ``image``.
+
+    objects: :class:`movseg_core.objects.ObjectInstance` records (``box`` inclusive pixel bounds,
+    ``class_id`` 1..n_classes, ``name``, ``score``); box colour = the class's label colour, so a box
+    matches its overlay colour. Stuff regions (wall, floor: boxes of most of the image) are left out
+    unless ``stuff``.
+    """
+    out = image.copy()
+    pal = label_palette(max(int(n_classes), 1))
+    for o in objects:
+        if o.is_stuff and not stuff:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in o.box)
+        colour = tuple(int(v) for v in pal[min(max(int(o.class_id), 0), len(pal) - 1)])
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1)
+        text = f"{o.name} {o.score:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        ty = y0 - 3 if y0 - th - 5 >= 0 else min(y1 + th + 4, out.shape[0] - 2)  # above the box, else below
+        cv2.rectangle(out, (x0, ty - th - 2), (x0 + tw + 2, ty + 1), (0, 0, 0), -1)  # never over the box
+        cv2.putText(out, text, (x0 + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    return out

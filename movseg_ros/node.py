@@ -5,7 +5,10 @@ Subscribes (remappable, sensor-data QoS by default):
   camera/color/camera_info
 Publishes, each with the colour image's header (each switchable):
   ~/labels (mono16, 0 = unknown), ~/label_info (movseg_ros/LabelInfo), ~/overlay (rgb8 with legend),
-  ~/confidence (32FC1), ~/points (PointCloud2 x y z label confidence, off by default)
+  ~/confidence (32FC1), ~/points (PointCloud2 x y z label confidence instance, off by default),
+  ~/instances (mono16, 0 = none), ~/objects (movseg_ros/ObjectArray); where vision_msgs is installed
+  also ~/detections_2d, ~/detections_3d (vision_msgs Detection2DArray / Detection3DArray) and
+  ~/vision_label_info (vision_msgs/LabelInfo, transient-local, sent again on a vocabulary change)
 Vocabulary: parameter ``queries`` and service ``set_queries`` (movseg_ros/srv/SetQueries); both
 are validated at once (``Segmenter.check_queries``), then encoded by an encoding thread while frames
 keep being labelled with the old vocabulary; ``Segmenter.set_queries`` switches atomically (version
@@ -37,24 +40,26 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 
 from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
-from movseg_core.viz import overlay
+from movseg_core.viz import draw_objects, overlay
 from movseg_ros import topics
 from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
                                     depth_to_raw, unsupported_depth)
-from movseg_ros.msg import LabelInfo
+from movseg_ros.msg import LabelInfo, ObjectArray
+from movseg_ros.objects_msg import (detections_2d, detections_3d, instance_image, objects_to_msg, vision_label_info,
+                                    vision_msgs_available)
 from movseg_ros.params import (NODE_PARAMETERS, SEGMENTER_PREFIX, check_params_files, declared_defaults, field_types,
                                flatten_dataclass, node_params)
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
 from movseg_ros.topics import node_side
-
 
 
 def fresh_wait_s(age_s: float, period_s: float, cycle_s: float, budget: float) -> float:
@@ -129,7 +134,8 @@ class MovsegNode(Node):
         self._cycle_s = 0.0      # seconds the last frame took the worker
 
         pub = {k: bool(self.get_parameter(f"publish.{k}").value)
-               for k in ("labels", "label_info", "overlay", "confidence", "pointcloud")}
+               for k in ("labels", "label_info", "overlay", "confidence", "pointcloud", "instances", "objects",
+                         "detections", "vision_label_info")}
         out_qos = qos_by_name("reliable", depth=5)
         self.pub_labels = self.create_publisher(Image, node_side(topics.LABELS), out_qos) if pub["labels"] else None
         self.pub_info = self.create_publisher(LabelInfo, node_side(topics.LABEL_INFO), out_qos) if pub["label_info"] else None
@@ -139,6 +145,7 @@ class MovsegNode(Node):
         if pub["pointcloud"]:
             from sensor_msgs.msg import PointCloud2
             self.pub_points = self.create_publisher(PointCloud2, node_side(topics.POINTS), out_qos)
+        self._create_object_publishers(pub, out_qos)
 
         # its own reentrant group: while one request awaits its encoding, frames, parameter calls
         # and a second request (refused) still run on the executor
@@ -164,6 +171,36 @@ class MovsegNode(Node):
             f"out={self.resolve_topic_name('~/labels')}, service={self.resolve_service_name('set_queries')}")
 
     # ---------------------------------------------------------------- set-up
+    def _create_object_publishers(self, pub: dict[str, bool], out_qos) -> None:
+        """~/instances, ~/objects and, where vision_msgs is installed, ~/detections_2d, ~/detections_3d
+        and ~/vision_label_info (transient-local: a late subscriber gets the vocabulary in force)."""
+        self.pub_instances = self.pub_objects = self.pub_det2d = self.pub_det3d = self.pub_vision_info = None
+        self._vision_info_version = -1  # the vocabulary version last sent on ~/vision_label_info
+        wanted = [k for k in ("instances", "objects", "detections", "vision_label_info") if pub[k]]
+        if not self.params.segmenter.objects.enabled:
+            if wanted:
+                self.get_logger().warning(f"segmenter.objects.enabled is false: not publishing {wanted}")
+            return
+        if pub["instances"]:
+            self.pub_instances = self.create_publisher(Image, node_side(topics.INSTANCES), out_qos)
+        if pub["objects"]:
+            self.pub_objects = self.create_publisher(ObjectArray, node_side(topics.OBJECTS), out_qos)
+        if not (pub["detections"] or pub["vision_label_info"]):
+            return
+        if not vision_msgs_available():
+            self.get_logger().info("vision_msgs is not installed: not publishing ~/detections_2d, ~/detections_3d "
+                                   "and ~/vision_label_info (~/objects carries the same)")
+            return
+        from vision_msgs.msg import Detection2DArray, Detection3DArray
+        from vision_msgs.msg import LabelInfo as VisionLabelInfo
+        if pub["detections"]:
+            self.pub_det2d = self.create_publisher(Detection2DArray, node_side(topics.DETECTIONS_2D), out_qos)
+            self.pub_det3d = self.create_publisher(Detection3DArray, node_side(topics.DETECTIONS_3D), out_qos)
+        if pub["vision_label_info"]:
+            self.pub_vision_info = self.create_publisher(VisionLabelInfo, node_side(topics.VISION_LABEL_INFO),
+                                                         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                                    durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
     def _declare_parameters(self) -> None:
         for name, (default, doc) in NODE_PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=doc))
@@ -442,11 +479,27 @@ class MovsegNode(Node):
             self.pub_labels.publish(array_to_image(labels, "mono16", header))
         if self.pub_conf is not None:
             self.pub_conf.publish(array_to_image(np.asarray(result.confidence, dtype=np.float32), "32FC1", header))
+        objects = result.objects  # None when segmenter.objects.enabled is false
+        if objects is not None:  # with the labels: a client matches all of them by stamp
+            if self.pub_instances is not None:
+                self.pub_instances.publish(instance_image(header, result))
+            if self.pub_objects is not None:
+                self.pub_objects.publish(objects_to_msg(header, result))
+            if self.pub_vision_info is not None and result.vocabulary_version != self._vision_info_version:
+                self.pub_vision_info.publish(vision_label_info(header, result))
+                self._vision_info_version = result.vocabulary_version
+            if self.pub_det2d is not None:
+                self.pub_det2d.publish(detections_2d(header, result))
+                self.pub_det3d.publish(detections_3d(header, result))
         if self.pub_overlay is not None:
-            self.pub_overlay.publish(array_to_image(overlay(rgb, labels, list(result.names)), "rgb8", header))
+            image = overlay(rgb, labels, list(result.names))
+            if objects is not None:
+                image = draw_objects(image, objects.instances, len(result.names))
+            self.pub_overlay.publish(array_to_image(image, "rgb8", header))
         if self.pub_points is not None and depth_m is not None:
             from movseg_ros.pointcloud import labelled_cloud
-            self.pub_points.publish(labelled_cloud(header, depth_m, K, labels, result.confidence))
+            self.pub_points.publish(labelled_cloud(header, depth_m, K, labels, result.confidence,
+                                                   None if objects is None else objects.instance_map))
 
     def _log_stats(self) -> None:
         self._check_inputs_flowing()

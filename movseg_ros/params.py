@@ -48,7 +48,13 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "publish.label_info": (True, "publish ~/label_info (always with the labels it describes)"),
     "publish.overlay": (True, "publish ~/overlay (rgb8 with legend)"),
     "publish.confidence": (True, "publish ~/confidence (32FC1)"),
-    "publish.pointcloud": (False, "publish ~/points (PointCloud2 with label and confidence)"),
+    "publish.pointcloud": (False, "publish ~/points (PointCloud2 with label, confidence and instance)"),
+    "publish.instances": (True, "publish ~/instances (mono16 instance image, 0 = none; needs segmenter.objects.enabled)"),
+    "publish.objects": (True, "publish ~/objects (movseg_ros/ObjectArray; needs segmenter.objects.enabled)"),
+    "publish.detections": (True, "publish ~/detections_2d and ~/detections_3d (vision_msgs Detection2DArray / "
+                                 "Detection3DArray) where vision_msgs is installed"),
+    "publish.vision_label_info": (True, "publish ~/vision_label_info (vision_msgs/LabelInfo, transient-local, "
+                                        "on every vocabulary change) where vision_msgs is installed"),
     "log_period_s": (10.0, "seconds between statistics log lines"),
 }
 SEGMENTER_PREFIX = "segmenter"

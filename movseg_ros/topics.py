@@ -23,6 +23,11 @@ LABEL_INFO = f"{NODE}/label_info"
 OVERLAY = f"{NODE}/overlay"
 CONFIDENCE = f"{NODE}/confidence"
 POINTS = f"{NODE}/points"
+INSTANCES = f"{NODE}/instances"                  # mono16 instance image (0 = none)
+OBJECTS = f"{NODE}/objects"                      # movseg_ros/msg/ObjectArray
+DETECTIONS_2D = f"{NODE}/detections_2d"          # vision_msgs/Detection2DArray (where vision_msgs exists)
+DETECTIONS_3D = f"{NODE}/detections_3d"          # vision_msgs/Detection3DArray
+VISION_LABEL_INFO = f"{NODE}/vision_label_info"  # vision_msgs/LabelInfo, transient-local
 
 # ground truth stored beside a recorded stream (nyu2bag, movseg eval --bag)
 GT_LABELS = f"{NODE}/gt_labels"

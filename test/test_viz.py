@@ -30,3 +30,21 @@ def test_legend_is_drawn_and_sizes_must_match():
     assert (with_legend[:20, :60] != without[:20, :60]).any()
     with pytest.raises(ValueError, match="differ in size"):
         overlay(rgb, labels[:10], ["chair"])
+
+
+def test_draw_objects_outlines_things_in_their_class_colour_and_leaves_stuff_and_the_input_alone():
+    from movseg_core.objects import ObjectInstance
+    from movseg_core.viz import draw_objects
+
+    img = np.full((120, 160, 3), 100, np.uint8)
+    mug = ObjectInstance(1, 2, "mug", 0.8, False, (40, 50, 99, 89), 2400)
+    wall = ObjectInstance(2, 1, "wall", 0.9, True, (0, 0, 159, 119), 19200)
+    out = draw_objects(img, [mug, wall], n_classes=2)
+    colour = label_palette(2)[2]
+    assert (img == 100).all(), "the input image changed"
+    for x, y in ((40, 70), (99, 70), (70, 89), (41, 50)):  # the box's four sides
+        assert np.array_equal(out[y, x], colour), (x, y, out[y, x])
+    assert (out[60:80, 50:90] == 100).all(), "the box's inside is not drawn over"
+    assert (out[30:50, 40:100] != 100).any(), "no name above the box"
+    assert (out[119, :] == 100).all() and (out[:, 0] == 100).all(), "a stuff box was drawn"
+    assert (draw_objects(img, [wall], 2, stuff=True)[119, :] != 100).any()
