@@ -255,7 +255,7 @@ def test_set_queries_cli_calls_the_real_service(running_node):
     assert list(c.infos[k].names) == ["cup", "plate"]
     refused = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "set-queries", "cup", "cup"],
                              capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 1 and "refused" in refused.stdout
+    assert refused.returncode == 1 and "refused" in refused.stderr  # errors go to stderr (cli.py exit codes)
 
 
 def test_missing_camera_info_is_reported(running_node):
