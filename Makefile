@@ -57,7 +57,7 @@ bench: setup
 	@# open3d's wheel links libusb-1.0 (a Debian package); without it bench/normals.py skips Open3D and says so
 	@$(PY) -c "import open3d" 2>/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  apt-get install -y -q libusb-1.0-0 >/dev/null) || echo "note: open3d unavailable (needs libusb-1.0-0)"
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build install log

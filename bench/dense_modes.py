@@ -21,16 +21,13 @@ pretrained ViTs: its figures decide nothing alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -43,7 +40,6 @@ from movseg_core.eval.metrics import confusion_matrix, miou_from_confusion  # no
 from movseg_core.eval.synthetic import eval_scenes, segmenter_confusion, synth_segmenter_config  # noqa: E402
 from movseg_core.segmenter import Segmenter, config_from_dict  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CKPT = REPO / "test" / "fixtures" / "synth_clip.pt"
 
 
@@ -133,10 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {ms[r]:.0f} | {q[r][0]:.1f} | {q[r][1]:.1f} | {q[r][2]:.1f} |")
     total = time.perf_counter() - t0
     print(f"total {total:.0f} s, load average {os.getloadavg()[0]:.1f}")
-    print(json.dumps({"model": a.model, "scenes": a.scenes, "total_s": round(total, 1), "rows": [
+    return print_summary({"model": a.model, "scenes": a.scenes, "total_s": round(total, 1), "rows": [
         {"mode": r[0], "scope": r[1], "refine": r[2], "ms": round(ms[r], 1), "dense_miou": round(q[r][0], 2),
-         "pooled_rgb_miou": round(q[r][1], 2), "pooled_rgbd_miou": round(q[r][2], 2)} for r in rows]}))
-    return 0
+         "pooled_rgb_miou": round(q[r][1], 2), "pooled_rgbd_miou": round(q[r][2], 2)} for r in rows]})
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import re
 import signal
 import subprocess
@@ -35,12 +33,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+
 
 MODELS = {
     "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
@@ -229,8 +223,7 @@ def main() -> int:
     out["node_share_ms_p50"] = last["node_share_ms_p50"]
     out["dds_floor"] = floor
     out["per_model"] = per_model
-    print(json.dumps(out))
-    return 0
+    return print_summary(out)
 
 
 if __name__ == "__main__":

@@ -20,18 +20,16 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 from movseg_core.geometry import NormalsConfig, backproject, normals_from_depth, prepare_cpu_normals  # noqa: E402
 
 H, W = 480, 640
@@ -427,7 +425,7 @@ def main() -> None:
     print(f"(one 640x480 float32 multiply: {mul_start:.3f} ms at start, {mul_end:.3f} ms at end)")
     summary["machine"] = {"load1_start": round(load_start, 2), "load1_end": round(load, 2),
                           "mul_640x480_ms_start": round(mul_start, 4), "mul_640x480_ms_end": round(mul_end, 4)}
-    print(json.dumps(summary))
+    print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,12 @@ Last line: {"pq_oracle_rgb", "pq_oracle_rgbd", "pq_clip_rgbd", "centroid_err_cm_
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSample, generate, object_boxes  # noqa: E402
 from movseg_core.eval.oracle import oracle_labels  # noqa: E402
@@ -164,8 +160,7 @@ def main() -> int:
                                    if clip["centroid_err_m"] else None),
            "box3d_iou_p50": round(float(np.median(clip["box3d_iou"])), 4) if clip["box3d_iou"] else None,
            "ms": round(ms_p50, 2)}
-    print(json.dumps(out))
-    return 0
+    return print_summary(out)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -42,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.eval.metrics import boundary_f1, confusion_matrix, miou_from_confusion  # noqa: E402
+from movseg_core.eval.oracle import oracle_labels  # noqa: E402
 from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import ProposalConfig, propose  # noqa: E402
 
@@ -114,18 +114,6 @@ def synthetic_set(seeds: range) -> list[Item]:
         depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=s)
         out.append(_with_geometry(f"synthetic{s}", smp.rgb, depth, smp.K, smp.label, len(CLASS_NAMES)))
     return out
-
-
-def oracle_labels(segments: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
-    """Each segment -> majority ground-truth class of its labelled pixels (0 if none labelled)."""
-    s = segments.ravel()
-    g = gt.ravel().astype(np.int64)
-    keep = g > 0
-    votes = np.zeros((int(s.max()) + 1, num_classes + 1), dtype=np.int64)
-    np.add.at(votes, (s[keep], g[keep]), 1)
-    best = votes.argmax(1)
-    best[votes.max(1) == 0] = 0
-    return best[segments]
 
 
 def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
@@ -281,8 +269,7 @@ def main() -> int:
         print("interleaved ms per frame (min / median):",
               ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
     print(f"load average (1 min) at start {load:.2f}; parameters chosen on: {TUNED_ON}")
-    print(json.dumps(out))
-    return 0
+    return print_summary(out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Last line: {"ours_ms", "baseline_ms", "speedup", "proposals", "stages_ms", ...} 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -21,9 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -155,8 +152,7 @@ def main() -> int:
         "threads": torch.get_num_threads(),
         "load_average": round(os.getloadavg()[0], 2),
     }
-    print(json.dumps(out))
-    return 0
+    return print_summary(out)
 
 
 if __name__ == "__main__":

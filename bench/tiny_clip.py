@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -47,7 +43,6 @@ from movseg_core.eval.synthetic import (
 )
 from movseg_core.segmenter import Segmenter, config_from_dict  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CKPT = REPO / "test" / "fixtures" / "synth_clip.pt"
 
 
@@ -116,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "ckpt": str(ckpt),
         "bench_seconds": round(time.perf_counter() - t0, 1),
     }
-    print(json.dumps(res))
-    return 0
+    return print_summary(res)
 
 
 if __name__ == "__main__":

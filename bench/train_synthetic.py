@@ -17,18 +17,13 @@ proposals: geometry separates shapes), with the other figures under their own ke
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -180,8 +175,7 @@ def main() -> int:
         "steps": args.steps, "quick": args.quick,
         **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in full.items()},
     }
-    print(json.dumps(summary))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from movseg_ros.env import local_ros_env  # noqa: E402
+
+local_ros_env()
 
 
 SYNTH_CLIP = REPO / "test" / "fixtures" / "synth_clip.pt"

@@ -7,10 +7,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # Set before any test imports rclpy or open_clip (conftest is imported first).
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
-os.environ["HF_HUB_OFFLINE"] = "1"
+from movseg_ros.env import local_ros_env  # noqa: E402
+
+local_ros_env(force_hub_offline=True)
 
 import atexit
 import signal

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -39,18 +38,13 @@ class ADE20K(ImageLabelFolder):
 
     dataset = "ADE20K"
     class_names = ADE150_CLASSES
+    splits = _SPLITS
 
-    def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
-                 x_dir: str | Path | None = None):
-        self.root = Path(root)
-        if split not in _SPLITS:
-            raise ValueError(f"ADE20K split {split!r} not in {sorted(_SPLITS)}")
-        sub = _SPLITS[split]
+    def _find_dirs(self, sub: str) -> None:
         self.img_dir, self.ann_dir = self.root / "images" / sub, self.root / "annotations" / sub
         if not self.img_dir.is_dir() or not self.ann_dir.is_dir():
             raise ValueError(f"{self.root}: expected images/{sub}/ and annotations/{sub}/ "
                              "(ADEChallengeData2016 layout)")
-        self._index(size, x_dir)
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """ADE20K-150 annotation HxW (0 = ignore, 1..150) -> label HxW uint8; raises on bad size or ids > 150."""

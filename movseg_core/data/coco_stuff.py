@@ -8,7 +8,6 @@ Labels become 1..171 (:data:`COCO_STUFF_171_CLASSES` order), 0 = unlabeled / unu
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -59,13 +58,9 @@ class CocoStuff(ImageLabelFolder):
 
     dataset = "COCO-Stuff"
     class_names = COCO_STUFF_171_CLASSES
+    splits = _SPLITS
 
-    def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
-                 x_dir: str | Path | None = None):
-        self.root = Path(root)
-        if split not in _SPLITS:
-            raise ValueError(f"COCO-Stuff split {split!r} not in {sorted(_SPLITS)}")
-        sub = _SPLITS[split]
+    def _find_dirs(self, sub: str) -> None:
         self.img_dir = self.root / sub
         d2, raw = self.root / "stuffthingmaps_detectron2" / sub, self.root / "stuffthingmaps" / sub
         if d2.is_dir():
@@ -78,7 +73,6 @@ class CocoStuff(ImageLabelFolder):
             raise ValueError(f"{self.root}: expected stuffthingmaps/{sub}/ or stuffthingmaps_detectron2/{sub}/")
         if not self.img_dir.is_dir():
             raise ValueError(f"{self.root}: expected {sub}/ with the COCO images")
-        self._index(size, x_dir)
 
     def convert_label(self, name: str, raw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """COCO-Stuff stuffthingmap HxW uint8 -> label HxW through the id lookup table ``self.lut``."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .nyuv2 import NYU40_CLASSES, NYUv2Folder
-from .records import SegRecord, attach_x, resize_record
+from .records import SegRecord, attach_x, resize_record, split_folder
 
 _SPLITS = {"train": "train", "test": "test", "val": "test", "all": "all"}
 
@@ -26,9 +26,7 @@ class NYUv2Train:
     def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
                  x_dir: str | Path | None = None):
         self.root = Path(root)
-        if split not in _SPLITS:
-            raise ValueError(f"NYUv2 split {split!r} not in {sorted(_SPLITS)}")
-        sp = _SPLITS[split]
+        sp = split_folder("NYUv2", _SPLITS, split)
         mat = self.root / "nyu_depth_v2_labeled.mat"
         splits = self.root / "splits.mat"
         if mat.is_file():

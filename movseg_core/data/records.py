@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,16 @@ class SegRecord(RGBDFrame):
         if self.x is not None and self.x.shape[:2] != self.rgb.shape[:2]:
             raise ValueError(f"sample {self.name}: x image {self.x.shape[:2]} differs in size "
                              f"from rgb {self.rgb.shape[:2]}")
+
+
+def split_folder(dataset: str, splits: dict[str, str], split: str) -> str:
+    """The published folder name of ``split`` (``splits`` maps each accepted name or alias to it).
+
+    Raises ValueError naming ``dataset`` and the accepted splits for any other ``split``.
+    """
+    if split not in splits:
+        raise ValueError(f"{dataset} split {split!r} not in {sorted(splits)}")
+    return splits[split]
 
 
 def default_K(height: int, width: int, hfov_deg: float = 60.0) -> np.ndarray:
@@ -101,12 +112,25 @@ def attach_x(rec: SegRecord, x_dir: "str | os.PathLike[str] | None", hfov_deg: f
 class ImageLabelFolder:
     """Images ``img_dir/<name>.jpg`` paired with label maps ``ann_dir/<name>.png`` (COCO, ADE20K).
 
-    Subclasses set ``dataset``, ``class_names`` and ``img_dir``/``ann_dir`` (then call
-    :meth:`_index`) and turn a raw label map into class ids 0..C in :meth:`convert_label`.
+    One split of ``root``; size: (H, W) to resize to, or None; x_dir: per-image X files. Subclasses
+    set ``dataset``, ``class_names`` and ``splits`` (accepted split name -> published folder name),
+    set ``img_dir``/``ann_dir`` for a split folder in :meth:`_find_dirs` and turn a raw label map
+    into class ids 0..C in :meth:`convert_label`.
     """
 
     dataset = "dataset"
     class_names: tuple[str, ...] = ()
+    splits: dict[str, str] = {}
+
+    def __init__(self, root: str | Path, split: str = "train", size: tuple[int, int] | None = None,
+                 x_dir: str | Path | None = None):
+        self.root = Path(root)
+        self._find_dirs(split_folder(self.dataset, self.splits, split))
+        self._index(size, x_dir)
+
+    def _find_dirs(self, sub: str) -> None:
+        """Set ``img_dir`` and ``ann_dir`` for the split folder ``sub``; ValueError when they are missing."""
+        raise NotImplementedError
 
     def _index(self, size: tuple[int, int] | None, x_dir: "str | os.PathLike[str] | None") -> None:
         self.names = sorted(p.stem for p in self.img_dir.glob("*.jpg") if (self.ann_dir / f"{p.stem}.png").is_file())
