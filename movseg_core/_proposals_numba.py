@@ -109,6 +109,16 @@ def _find(st, a):  # noqa: ANN001, ANN202
     return r
 
 
+@njit(cache=True, inline="always")
+def _union(st, a, b):  # noqa: ANN001, ANN202
+    """Join the sets of roots ``a`` != ``b`` in ``st`` (union by size); returns the joined set's root."""
+    if st[a, 1] < st[b, 1]:
+        a, b = b, a
+    st[b, 0] = a
+    st[a, 1] += st[b, 1]
+    return a
+
+
 @njit(cache=True)
 def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
     """Felzenszwalb-Huttenlocher segmentation of a pixel graph: n_pixels int32 dense labels (in
@@ -148,10 +158,7 @@ def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
             continue
         wt = sw[j]
         if wt <= thr[a] and wt <= thr[b]:
-            if st[a, 1] < st[b, 1]:
-                a, b = b, a
-            st[b, 0] = a
-            st[a, 1] += st[b, 1]
+            a = _union(st, a, b)
             thr[a] = wt + k / st[a, 1]
         else:
             rejected[nr] = j
@@ -161,10 +168,7 @@ def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
         a = _find(st, su[j])
         b = _find(st, sv[j])
         if a != b and (st[a, 1] < min_size or st[b, 1] < min_size):
-            if st[a, 1] < st[b, 1]:
-                a, b = b, a
-            st[b, 0] = a
-            st[a, 1] += st[b, 1]
+            _union(st, a, b)
     labels = np.empty(n_pixels, np.int32)
     remap = np.full(n_pixels, -1, np.int32)
     r = 0

@@ -33,6 +33,16 @@ def rays(h: int = H, w: int = W, k: np.ndarray = K) -> np.ndarray:
     return np.stack(((u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)), -1)
 
 
+def ray_sphere(r: np.ndarray, c: np.ndarray, rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where rays ``r`` (HxWx3, z = 1) first meet the sphere (centre ``c``, radius ``rad``, metres).
+
+    Returns ``(t, hit)``: HxW depth (z, metres; meaningless where the ray misses) and HxW bool hit.
+    """
+    a, b = (r * r).sum(-1), r @ c
+    disc = b * b - a * (c @ c - rad * rad)
+    return (b - np.sqrt(np.maximum(disc, 0))) / a, disc > 0
+
+
 def plane_depth(n: np.ndarray, dist: float) -> np.ndarray:
     """Depth of the plane {P : n.P = -dist} (n unit, facing the camera)."""
     return (-dist / (rays() @ n)).astype(np.float32)
@@ -158,14 +168,13 @@ def test_exact_plane_normals_are_exact_and_face_camera():
 def test_exact_sphere_normals_error_near_zero():
     c, rad = np.array([0.05, -0.02, 1.2]), 0.35
     r = rays()
-    a, b = (r * r).sum(-1), r @ c
-    disc = b * b - a * (c @ c - rad * rad)
-    t = np.where(disc > 0, (b - np.sqrt(np.maximum(disc, 0))) / a, 3.0)  # wall at 3 m behind
+    t, hit = ray_sphere(r, c, rad)
+    t = np.where(hit, t, 3.0)  # wall at 3 m behind
     depth = t.astype(np.float32)
-    n_true = np.where((disc > 0)[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
+    n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
     n, valid = normals_from_depth(depth, K, cfg=NormalsConfig(radii=(3, 1)))
-    on_sphere = valid & (disc > 0)
-    assert on_sphere.sum() > 0.9 * (disc > 0).sum()
+    on_sphere = valid & hit
+    assert on_sphere.sum() > 0.9 * hit.sum()
     # away from the silhouette (incidence < 50 deg) the local plane fit is near exact; towards the
     # rim the window's curvature bias grows (documented in docs/geometry.md)
     incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
@@ -256,9 +265,8 @@ def _noisy_scene(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n_wall = unit([0.3, -0.2, -1.0])
     depth = -2.5 / (r @ n_wall)
     c, rad = np.array([-0.2, 0.05, 1.3]), 0.3
-    a, b = (r * r).sum(-1), r @ c
-    disc = b * b - a * (c @ c - rad * rad)
-    t = np.where(disc > 0, (b - np.sqrt(np.maximum(disc, 0))) / a, np.inf)
+    t, hit = ray_sphere(r, c, rad)
+    t = np.where(hit, t, np.inf)
     depth = np.minimum(depth, t)
     box = (r[..., 0] > 0.15) & (r[..., 0] < 0.35) & (r[..., 1] > -0.1) & (r[..., 1] < 0.2)
     depth = np.where(box, 1.1 + 0.3 * r[..., 0], depth)
@@ -346,15 +354,14 @@ def test_cells_interpolate_smoothly_on_curved_surfaces():
     """2x2 cells share window sums but not normals: a sphere's normals stay near exact at cell=2."""
     c, rad = np.array([0.05, -0.02, 1.2]), 0.35
     r = rays()
-    a, b = (r * r).sum(-1), r @ c
-    disc = b * b - a * (c @ c - rad * rad)
-    t = np.where(disc > 0, (b - np.sqrt(np.maximum(disc, 0))) / a, 3.0).astype(np.float32)
-    n_true = np.where((disc > 0)[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
+    t, hit = ray_sphere(r, c, rad)
+    t = np.where(hit, t, 3.0).astype(np.float32)
+    n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
     incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
     errs = {}
     for cell in (1, 2):
         n, valid = normals_from_depth(t, K, cfg=NormalsConfig(radii=(2,), cell=cell))
-        inner = valid & (disc > 0) & (incidence < 50)
+        inner = valid & hit & (incidence < 50)
         errs[cell] = np.median(angle_deg(n[inner], n_true[inner]))
     assert errs[2] < 0.2 and errs[2] < 2 * errs[1] + 0.05
 

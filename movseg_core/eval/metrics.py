@@ -14,15 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def paired_maps(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred, gt)`` as numpy arrays; ValueError when a prediction and its ground truth differ in shape."""
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
+    return pred, gt
+
+
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int | None = 0) -> np.ndarray:
     """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
 
     pred, gt: HxW integer label maps of the same shape with ids in 0..num_classes-1.
     """
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
+    pred, gt = paired_maps(pred, gt)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     for name, a in (("prediction", pred), ("ground truth", gt)):

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .metrics import paired_maps
+
 AP_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 
 
@@ -61,10 +63,7 @@ class Overlaps:
 def overlaps(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> Overlaps:
     """Pairwise overlaps of instance maps ``pred`` and ``gt`` (HxW ints, 0 = none); void: HxW bool
     (gt == 0 is void as well). IoU = inter / (pred area - pred void + gt area - inter)."""
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
+    pred, gt = paired_maps(pred, gt)
     p = pred.ravel().astype(np.int64)
     g = gt.ravel().astype(np.int64)
     if (p.size and p.min() < 0) or (g.size and g.min() < 0):

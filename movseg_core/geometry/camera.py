@@ -42,6 +42,21 @@ def check_intrinsics(K: ArrayLike, image_hw: tuple[int, int] | None = None) -> n
     return K
 
 
+def checked_depth(depth: ArrayLike, K: ArrayLike | None = None, valid: ArrayLike | None = None
+                  ) -> tuple[torch.Tensor, bool, np.ndarray | None, torch.Tensor]:
+    """The checked inputs of a depth-geometry function, checked in this order.
+
+    Returns ``(d, was_numpy, Kn, ok)``: ``d`` the depth as an HxW float32 tensor (metres) and whether
+    it came as numpy; ``Kn`` the checked 3x3 K for d's size (None when ``K`` is None); ``ok`` HxW bool,
+    finite positive depth and ``valid`` (HxW bool) when given.
+    """
+    d, was_numpy = to_tensor(depth, "depth")
+    d = check_depth_map(d)
+    Kn = None if K is None else check_intrinsics(K, tuple(d.shape))
+    ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
+    return d, was_numpy, Kn, ok
+
+
 def pixel_rays(h: int, w: int, K: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised ray coordinates ``x = (u - cx) / fx`` (1xW) and ``y = (v - cy) / fy`` (Hx1), float32."""
     u = torch.arange(w, device=device, dtype=torch.float32)
@@ -63,10 +78,7 @@ def backproject(depth: ArrayLike, K: ArrayLike, valid: ArrayLike | None = None) 
         HxWx3 float32 points ``(X, Y, Z)`` in metres in the optical frame (x right, y down, z forward);
         0 at invalid pixels. numpy in -> numpy out.
     """
-    d, was_numpy = to_tensor(depth, "depth")
-    d = check_depth_map(d)
-    Kn = check_intrinsics(K, tuple(d.shape))
-    ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
+    d, was_numpy, Kn, ok = checked_depth(depth, K, valid)
     z = torch.where(ok, d, torch.zeros((), device=d.device))
     x, y = pixel_rays(d.shape[0], d.shape[1], Kn, d.device)
     pts = torch.stack((z * x, z * y, z), dim=-1)

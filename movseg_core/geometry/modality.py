@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import torch
 
-from ._tensor import ArrayLike, check_depth_map, depth_validity, like_input, to_tensor
-from .camera import backproject, check_intrinsics
+from ._tensor import ArrayLike, like_input, to_tensor
+from .camera import backproject, checked_depth
 from .normals import NormalsConfig, normals_from_depth
 
 #: The X modalities (images of depth geometry) CLIP-X and the RGB+X proposal network take.
@@ -55,9 +55,7 @@ def depth_to_rgb(
     gives the grey level ``255 * (1 - t)`` (near bright) in all three channels, the usual input of
     an X-backbone. Invalid pixels are black.
     """
-    d, was_numpy = to_tensor(depth, "depth")
-    d = check_depth_map(d)
-    ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
+    d, was_numpy, _, ok = checked_depth(depth, valid=valid)
     if not bool(ok.any()):
         raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
     if colormap not in ("turbo", None):
@@ -134,10 +132,7 @@ def hha(
     ``normals`` (HxWx3 camera-frame unit normals) are computed with :func:`normals_from_depth`
     when not given.
     """
-    d, was_numpy = to_tensor(depth, "depth")
-    d = check_depth_map(d)
-    Kn = check_intrinsics(K, tuple(d.shape))
-    ok = depth_validity(d, None if valid is None else to_tensor(valid, "valid", d.device)[0])
+    d, was_numpy, Kn, ok = checked_depth(depth, K, valid)
     if not bool(ok.any()):
         raise ValueError("depth: no valid pixel (all zero, NaN, inf or masked out)")
     z = torch.where(ok, d, torch.zeros((), device=d.device))
