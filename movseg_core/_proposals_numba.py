@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from movseg_core._union_find import set_ids
+
 _BINS_PER_UNIT = 16.0
 _NBINS = 16384  # weights above 1024 Lab units share the last bin
 
@@ -169,16 +171,7 @@ def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
         b = _find(st, sv[j])
         if a != b and (st[a, 1] < min_size or st[b, 1] < min_size):
             _union(st, a, b)
-    labels = np.empty(n_pixels, np.int32)
-    remap = np.full(n_pixels, -1, np.int32)
-    r = 0
-    for p in range(n_pixels):
-        a = _find(st, p)
-        if remap[a] < 0:
-            remap[a] = r
-            r += 1
-        labels[p] = remap[a]
-    return labels, r
+    return set_ids(st[:, 0], n_pixels)
 
 
 @njit(cache=True)
@@ -339,16 +332,7 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
                 slot[eb[e] if ea[e] == a else ea[e]] = -1
                 cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
                                 merge_contrast)
-    remap = np.full(R, -1, np.int32)
-    s = 0
-    for r in range(R):
-        q = r
-        while parent[q] != q:
-            q = parent[q]
-        if remap[q] < 0:
-            remap[q] = s
-            s += 1
-        remap[r] = remap[q]
+    remap, s = set_ids(parent, R)
     out = np.empty((h, w), np.int32)
     for y in range(h):
         for x in range(w):

@@ -51,6 +51,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
+from movseg_core._union_find import find, set_ids
 from movseg_core.geometry import check_intrinsics
 
 #: Indoor "stuff": amorphous regions, one instance per class.
@@ -162,14 +163,6 @@ class Objects:
 
 
 @njit(cache=True, inline="always")
-def _find(parent, i):  # noqa: ANN001, ANN202
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-@njit(cache=True, inline="always")
 def _is_jump(za, zb, jump):  # noqa: ANN001, ANN202
     return za > 0 and zb > 0 and abs(za - zb) > jump * min(za, zb)
 
@@ -203,7 +196,7 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
                 if y > 0 and seg[y - 1, x] == s:
                     above = unit[y - 1, x]
                     if above != last_above and not (has_depth and _is_jump(depth[y - 1, x], depth[y, x], jump)):
-                        ra, rb = _find(parent, above), _find(parent, r)
+                        ra, rb = find(parent, above), find(parent, r)
                         if ra != rb:
                             parent[max(ra, rb)] = min(ra, rb)
                         last_above = above
@@ -212,14 +205,7 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
                     break
                 x += 1
     # resolve runs to roots, number the roots in raster order (a root is its set's first run)
-    rid = np.full(n_runs, -1, np.int32)
-    n = 0
-    for r in range(n_runs):
-        root = _find(parent, r)
-        if rid[root] < 0:
-            rid[root] = n
-            n += 1
-        rid[r] = rid[root]
+    rid, n = set_ids(parent, n_runs)
     return unit, rid, n
 
 
