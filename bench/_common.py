@@ -2,7 +2,8 @@
 
 Importing this module (``from _common import ...``: a script's own folder is first on ``sys.path``)
 puts the repository first on ``sys.path`` and calls :func:`movseg_ros.env.local_ros_env` (DDS on
-loopback, no model hub), so do it before importing numpy/torch/open_clip or the project.
+loopback, no model hub), so import it before open_clip, rclpy or the project (ruff sorts it among
+the third-party imports; numpy, torch, tqdm and yaml read none of these variables).
 """
 from __future__ import annotations
 

@@ -27,11 +27,10 @@ import time
 import warnings
 from pathlib import Path
 
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.clip import DENSE_MODES, DenseConfig  # noqa: E402
 from movseg_core.data.nyuv2 import NYU40_CLASSES, NYUv2Folder, default_nyuv2_dir  # noqa: E402

@@ -32,9 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
-
 
 MODELS = {
     "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},

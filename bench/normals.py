@@ -28,8 +28,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-
 from _common import print_summary  # noqa: E402  (sets the environment up first)
+
 from movseg_core.geometry import NormalsConfig, backproject, normals_from_depth, prepare_cpu_normals  # noqa: E402
 
 H, W = 480, 640

@@ -30,7 +30,6 @@ import os
 import time
 
 import numpy as np
-
 from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSample, generate, object_boxes  # noqa: E402

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402

@@ -20,10 +20,9 @@ import time
 import warnings
 from pathlib import Path
 
-from _common import print_summary  # noqa: E402  (sets the environment up first)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 from tqdm import tqdm  # noqa: E402
 
 from movseg_core.classify import crop_embeddings, paint, score_segments  # noqa: E402

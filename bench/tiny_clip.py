@@ -23,9 +23,8 @@ import logging
 import time
 from pathlib import Path
 
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
-
 import torch  # noqa: E402
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 from tqdm import tqdm  # noqa: E402
 
 from movseg_core.clip import DENSE_MODES  # noqa: E402

@@ -23,10 +23,9 @@ import time
 import warnings
 from pathlib import Path
 
-from _common import print_summary  # noqa: E402  (sets the environment up first)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_IDS, SHAPES  # noqa: E402
 from movseg_core.training.config import TrainConfig  # noqa: E402

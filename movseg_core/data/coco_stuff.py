@@ -8,7 +8,6 @@ Labels become 1..171 (:data:`COCO_STUFF_171_CLASSES` order), 0 = unlabeled / unu
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from .records import ImageLabelFolder
