@@ -49,13 +49,33 @@ from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
 from movseg_core.viz import draw_objects, overlay
 from movseg_ros import topics
-from movseg_ros.conversions import (COLOR_ENCODINGS, DEPTH_ENCODINGS, array_to_image, camera_info_to_K, color_to_rgb,
-                                    depth_to_raw, unsupported_depth)
+from movseg_ros.conversions import (
+    COLOR_ENCODINGS,
+    DEPTH_ENCODINGS,
+    array_to_image,
+    camera_info_to_K,
+    color_to_rgb,
+    depth_to_raw,
+    unsupported_depth,
+)
 from movseg_ros.msg import LabelInfo, ObjectArray
-from movseg_ros.objects_msg import (detections_2d, detections_3d, instance_image, objects_to_msg, vision_label_info,
-                                    vision_msgs_available)
-from movseg_ros.params import (NODE_PARAMETERS, SEGMENTER_PREFIX, check_params_files, declared_defaults, field_types,
-                               flatten_dataclass, node_params)
+from movseg_ros.objects_msg import (
+    detections_2d,
+    detections_3d,
+    instance_image,
+    objects_to_msg,
+    vision_label_info,
+    vision_msgs_available,
+)
+from movseg_ros.params import (
+    NODE_PARAMETERS,
+    SEGMENTER_PREFIX,
+    check_params_files,
+    declared_defaults,
+    field_types,
+    flatten_dataclass,
+    node_params,
+)
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
@@ -98,6 +118,8 @@ def _descriptor(name: str, annotation: typing.Any, doc: str = "") -> ParameterDe
 
 
 class MovsegNode(Node):
+    """The movseg node: synchronised RGB-D in, labels, label-info, overlay, confidence, points and objects out."""
+
     def __init__(self, argv: typing.Sequence[str] = (), **kwargs):
         super().__init__(topics.NODE_NAME, **kwargs)
         # a --params-file in argv that names no entry for this node (e.g. 'movseg:' under a namespace) is an error
@@ -137,14 +159,18 @@ class MovsegNode(Node):
                for k in ("labels", "label_info", "overlay", "confidence", "pointcloud", "instances", "objects",
                          "detections", "vision_label_info")}
         out_qos = qos_by_name("reliable", depth=5)
-        self.pub_labels = self.create_publisher(Image, node_side(topics.LABELS), out_qos) if pub["labels"] else None
-        self.pub_info = self.create_publisher(LabelInfo, node_side(topics.LABEL_INFO), out_qos) if pub["label_info"] else None
-        self.pub_overlay = self.create_publisher(Image, node_side(topics.OVERLAY), out_qos) if pub["overlay"] else None
-        self.pub_conf = self.create_publisher(Image, node_side(topics.CONFIDENCE), out_qos) if pub["confidence"] else None
+
+        def publisher(on: bool, msg_type, topic: str):
+            return self.create_publisher(msg_type, node_side(topic), out_qos) if on else None
+
+        self.pub_labels = publisher(pub["labels"], Image, topics.LABELS)
+        self.pub_info = publisher(pub["label_info"], LabelInfo, topics.LABEL_INFO)
+        self.pub_overlay = publisher(pub["overlay"], Image, topics.OVERLAY)
+        self.pub_conf = publisher(pub["confidence"], Image, topics.CONFIDENCE)
         self.pub_points = None
         if pub["pointcloud"]:
             from sensor_msgs.msg import PointCloud2
-            self.pub_points = self.create_publisher(PointCloud2, node_side(topics.POINTS), out_qos)
+            self.pub_points = publisher(True, PointCloud2, topics.POINTS)
         self._create_object_publishers(pub, out_qos)
 
         # its own reentrant group: while one request awaits its encoding, frames, parameter calls
@@ -167,7 +193,8 @@ class MovsegNode(Node):
         self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: device={self.segmenter.device}, sync={how}, in={self.resolve_topic_name(node_side(topics.COLOR))}, "
+            f"ready: device={self.segmenter.device}, sync={how}, "
+            f"in={self.resolve_topic_name(node_side(topics.COLOR))}, "
             f"out={self.resolve_topic_name('~/labels')}, service={self.resolve_service_name('set_queries')}")
 
     # ---------------------------------------------------------------- set-up
@@ -237,7 +264,8 @@ class MovsegNode(Node):
                 except ValueError as exc:
                     return self._refuse("queries parameter", str(exc))
             elif p.name.startswith(SEGMENTER_PREFIX + ".") or p.name in NODE_PARAMETERS:
-                return SetParametersResult(successful=False, reason=f"{p.name} is read-only at run time; restart the node")
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name} is read-only at run time; restart the node")
         if new_queries is not None:
             busy = self._begin_change(new_queries)
             if busy is not None:

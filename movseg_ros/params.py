@@ -49,7 +49,8 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "publish.overlay": (True, "publish ~/overlay (rgb8 with legend)"),
     "publish.confidence": (True, "publish ~/confidence (32FC1)"),
     "publish.pointcloud": (False, "publish ~/points (PointCloud2 with label, confidence and instance)"),
-    "publish.instances": (True, "publish ~/instances (mono16 instance image, 0 = none; needs segmenter.objects.enabled)"),
+    "publish.instances": (True, "publish ~/instances (mono16 instance image, 0 = none; "
+                                "needs segmenter.objects.enabled)"),
     "publish.objects": (True, "publish ~/objects (movseg_ros/ObjectArray; needs segmenter.objects.enabled)"),
     "publish.detections": (True, "publish ~/detections_2d and ~/detections_3d (vision_msgs Detection2DArray / "
                                  "Detection3DArray) where vision_msgs is installed"),

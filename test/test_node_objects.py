@@ -66,7 +66,8 @@ def test_cube_objects_match_labels_by_stamp_and_the_instance_image_pixel_for_pix
 
         labels, info, msg, inst = c.labels[k], c.infos[k], got["objects"][k], got["instances"][k]
         # matched by stamp with the label image, same frame, same vocabulary
-        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == k and msg.header.frame_id == "camera_color_optical_frame"
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == k
+        assert msg.header.frame_id == "camera_color_optical_frame"
         assert msg.vocabulary_version == info.vocabulary_version and list(info.names) == QUERIES
         assert inst.shape == labels.shape and inst.dtype == np.uint16
         # the instance image and the ObjectArray agree pixel for pixel
