@@ -14,9 +14,9 @@ For every mode of :data:`movseg_core.clip.DENSE_MODES`, without and with the pro
 The synthetic CLIP is tiny and its features lack the pathologies these methods fix in large
 pretrained ViTs: its figures decide nothing alone.
 
-    python bench/dense_modes.py [--scenes 16] [--repeats 1] [--quick]
+    python bench/dense_modes.py [--scenes 8] [--repeats 1] [--quick]
 
---quick: tiny random ViT instead of ViT-B/16 for speed and 4 scenes (CI size). Last line: JSON.
+--quick: tiny random ViT at short side 224 instead of ViT-B/16 for speed, 2 scenes (CI size). Last line: JSON.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from movseg_core.clip import DENSE_MODES, DenseConfig  # noqa: E402
 from movseg_core.data.nyuv2 import NYU40_CLASSES, NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.data.synthetic import CLASS_NAMES  # noqa: E402
 from movseg_core.eval.metrics import confusion_matrix, miou_from_confusion  # noqa: E402
-from movseg_core.eval.synthetic import eval_scenes, segmenter_confusion, synth_segmenter_config  # noqa: E402
+from movseg_core.eval.synthetic import eval_scenes, synth_segmenter_config  # noqa: E402
 from movseg_core.segmenter import Segmenter, config_from_dict  # noqa: E402
 
 DEFAULT_CKPT = REPO / "test" / "fixtures" / "synth_clip.pt"
@@ -87,15 +87,15 @@ def quality(ckpt: str, rows, n_scenes: int) -> dict:
         clip = seg.clip
         seg.set_queries(list(CLASS_NAMES))
         text = seg.vocabulary.embeddings
-        cm_dense = np.zeros((k, k), np.int64)
-        for s in scenes:
-            segments = seg.segment(s.rgb, s.depth, s.K).segments
-            feats = clip.dense_features(s.rgb, seg.cfg.dense, segments=segments, text=text)
+        cm_dense, rgb, rgbd = (np.zeros((k, k), np.int64) for _ in range(3))
+        for s in scenes:  # as segmenter_confusion, sharing the RGB-D run with the dense figure
+            res = seg.segment(s.rgb, s.depth, s.K)
+            rgbd += confusion_matrix(res.labels, s.label, k)
+            rgb += confusion_matrix(seg.segment(s.rgb).labels, s.label, k)
+            feats = clip.dense_features(s.rgb, seg.cfg.dense, segments=res.segments, text=text)
             logits = torch.einsum("dhw,qd->qhw", feats, text)
             logits = F.interpolate(logits[None], size=s.rgb.shape[:2], mode="bilinear", align_corners=False)[0]
             cm_dense += confusion_matrix((logits.argmax(0) + 1).numpy().astype(np.uint16), s.label, k)
-        rgb = segmenter_confusion(seg, scenes, use_depth=False)
-        rgbd = segmenter_confusion(seg, scenes, use_depth=True)
         out[(mode, scope, refine)] = tuple(100 * miou_from_confusion(c) for c in (cm_dense, rgb, rgbd))
         print(f"  quality {mode:<18} scope={scope:<9} refine={refine:<4} dense {out[(mode, scope, refine)][0]:5.1f} "
               f"pooled RGB {out[(mode, scope, refine)][1]:5.1f} RGB-D {out[(mode, scope, refine)][2]:5.1f}", flush=True)
@@ -105,15 +105,15 @@ def quality(ckpt: str, rows, n_scenes: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", default=str(DEFAULT_CKPT))
-    ap.add_argument("--scenes", type=int, default=16, help="held-out synthetic scenes")
+    ap.add_argument("--scenes", type=int, default=8, help="held-out synthetic scenes")
     ap.add_argument("--repeats", type=int, default=1, help="timed dense passes per row (min is reported)")
     ap.add_argument("--model", default="ViT-B-16", help="architecture for the speed column (random weights)")
     ap.add_argument("--short-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="tiny random ViT for speed, 4 scenes")
+    ap.add_argument("--quick", action="store_true", help="tiny random ViT at short side 224 for speed, 2 scenes")
     a = ap.parse_args(argv)
     if a.quick:
-        a.model, a.scenes = "movseg-tiny-vit", 4
+        a.model, a.scenes, a.short_side = "movseg-tiny-vit", 2, 224
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     rows = variants(DenseConfig().mode)

@@ -680,9 +680,10 @@ def cross_attention(blocks: Sequence[torch.nn.Module], inputs: Sequence[torch.Te
     return acc / len(blocks)
 
 
-def _path_valid(labels: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+def _path_valid(labels: torch.Tensor, pairs: torch.Tensor | None = None, chunk: int = 65536) -> torch.Tensor:
     """``gh x gw`` labels -> ``N x N`` bool: every patch on the straight grid line from i to j (steps =
-    Chebyshev distance, points rounded half up) has i's label."""
+    Chebyshev distance, points rounded half up) has i's label; only ``pairs`` (``N x N`` bool, default
+    all) are checked, the others are False."""
     gh, gw = labels.shape
     n = gh * gw
     dev = labels.device
@@ -690,17 +691,18 @@ def _path_valid(labels: torch.Tensor, chunk: int = 128) -> torch.Tensor:
     pts = torch.stack([ys.flatten(), xs.flatten()], -1).float()
     lab = labels.flatten()
     steps_all = torch.cdist(pts, pts, p=float("inf")).round()
-    smax = int(steps_all.max().item())
+    out = torch.zeros(n, n, dtype=torch.bool, device=dev)
+    ii, jj = (pairs if pairs is not None else torch.ones(n, n, dtype=torch.bool, device=dev)).nonzero(as_tuple=True)
+    if ii.numel() == 0:
+        return out
+    smax = int(steps_all[ii, jj].max().item())
     s = torch.arange(smax + 1, device=dev, dtype=torch.float32)
-    out = torch.empty(n, n, dtype=torch.bool, device=dev)
-    for i0 in range(0, n, chunk):
-        i1 = min(n, i0 + chunk)
-        st = steps_all[i0:i1]                                    # c x N
-        t = (s[None, None] / st.clamp(min=1)[..., None]).clamp(max=1.0)  # c x N x S
-        a, e = pts[i0:i1, None, None], pts[None, :, None]
-        pos = torch.floor(a + (e - a) * t[..., None] + 0.5).long()       # c x N x S x 2
-        vals = lab[pos[..., 0] * gw + pos[..., 1]]
-        out[i0:i1] = (vals == lab[i0:i1, None, None]).all(-1)
+    for c0 in range(0, ii.numel(), chunk):
+        i, j = ii[c0:c0 + chunk], jj[c0:c0 + chunk]
+        t = (s[None] / steps_all[i, j].clamp(min=1)[:, None]).clamp(max=1.0)       # P x S
+        a, e = pts[i][:, None], pts[j][:, None]
+        pos = torch.floor(a + (e - a) * t[..., None] + 0.5).long()               # P x S x 2
+        out[i, j] = (lab[pos[..., 0] * gw + pos[..., 1]] == lab[i][:, None]).all(-1)
     return out
 
 
@@ -734,7 +736,7 @@ def sfr_attention(labels: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
         lab = labels[i].flatten()
         m = (lab[:, None] == lab[None, :]).float()
         m.fill_diagonal_(1.0)
-        m = torch.where(_path_valid(labels[i]), m, m * decay)
+        m = torch.where(_path_valid(labels[i], lab[:, None] == lab[None, :]), m, m * decay)
         m = F.relu(F.conv1d(m[:, None], g, padding=ks // 2)[:, 0, :n])
         m = m / (m.sum(-1, keepdim=True) + 1e-8)
         out[i, 1:, 1:] = m
@@ -811,12 +813,14 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, iters: int = 10, dilations: S
     kappa = -torch.stack(diffs, 2) / (1e-8 + 0.1 * std[:, :, None])
     aff = torch.softmax(kappa.mean(1), 1)                   # B x P x H x W
     m = masks
+    h, w = m.shape[-2:]
     for _ in range(iters):
         acc = torch.zeros_like(m)
         idx = 0
         for d in dilations:
+            pad = F.pad(m, [d, d, d, d], mode="replicate")  # once per dilation: the 8 shifts are views
             for dy, dx in _RING:
-                acc = acc + aff[:, idx:idx + 1].to(m.dtype) * _shift(m, d, dy, dx)
+                acc.addcmul_(aff[:, idx:idx + 1].to(m.dtype), pad[..., d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w])
                 idx += 1
         m = acc
     return m
