@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import open_clip
 import torch
 import torch.nn.functional as F
-
-import open_clip
 
 from movseg_core.config import resolve_device
 
@@ -188,7 +187,8 @@ class ClipConfig:
 class DenseConfig:
     """Dense feature extraction.
 
-    mode: one of :data:`DENSE_MODES`.
+    mode: one of :data:`DENSE_MODES`; default ``scclip``, the best published CLIP-only method
+        implemented here (docs/segmenter.md "Dense modes").
     short_side: the image is resized so its short side is this many pixels (then snapped to the
         patch grid); 448 for ViT-B/16 gives a 28-patch short side.
     window: sliding-window side in pixels (multiple of the patch size); 0 = whole image in one pass.
@@ -210,7 +210,7 @@ class DenseConfig:
         resclip_pamr: PAMR (10 iterations, dilations 8 and 16) on the feedback map, as ResCLIP's code does.
     """
 
-    mode: str = "clearclip"
+    mode: str = "scclip"
     short_side: int = 448
     window: int = 0
     stride: int = 0
@@ -244,7 +244,8 @@ class DenseConfig:
         self.pamr_dilations = [int(d) for d in self.pamr_dilations]
         if self.pamr_iters < 1 or self.pamr_short_side < 8 or not self.pamr_dilations or min(self.pamr_dilations) < 1:
             raise ValueError("dense pamr_iters >= 1, pamr_short_side >= 8 and pamr_dilations >= 1 required")
-        if not (0 <= self.resclip_rcs_lambda <= 1 and 0 <= self.resclip_sfr_lambda <= 1 and 0 <= self.resclip_threshold < 1):
+        lambdas = (self.resclip_rcs_lambda, self.resclip_sfr_lambda)
+        if not (all(0 <= v <= 1 for v in lambdas) and 0 <= self.resclip_threshold < 1):
             raise ValueError("dense resclip lambdas must be in [0, 1] and resclip_threshold in [0, 1)")
 
 
@@ -483,7 +484,7 @@ def _qkv(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def _attend(block: torch.nn.Module, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``out_proj`` of the attention-weighted values: a ``B x heads x N x N``, v ``B x heads x N x d`` -> ``B x N x C``."""
+    """``out_proj`` of attention-weighted values: a ``B x heads x N x N``, v ``B x heads x N x d`` -> ``B x N x C``."""
     b, h, n, hd = v.shape
     return block.attn.out_proj((a.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, h * hd))
 
@@ -820,7 +821,8 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, iters: int = 10, dilations: S
         for d in dilations:
             pad = F.pad(m, [d, d, d, d], mode="replicate")  # once per dilation: the 8 shifts are views
             for dy, dx in _RING:
-                acc.addcmul_(aff[:, idx:idx + 1].to(m.dtype), pad[..., d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w])
+                y0, x0 = d + dy * d, d + dx * d
+                acc.addcmul_(aff[:, idx:idx + 1].to(m.dtype), pad[..., y0:y0 + h, x0:x0 + w])
                 idx += 1
         m = acc
     return m
@@ -880,6 +882,7 @@ class OpenClipVision:
 
     @property
     def output_dim(self) -> int:
+        """Width D of the joint embedding space."""
         return int(self.visual.output_dim)
 
     def pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
@@ -952,7 +955,8 @@ class OpenClipVision:
         return self.pool(self.last_block(self.trunk(t)))
 
     def dense(self, images: torch.Tensor, mode: str, naclip_sigma: float = 5.0, *, cfg: DenseConfig | None = None,
-              scope: torch.Tensor | None = None, text: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+              scope: torch.Tensor | None = None,
+              text: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         """Patch embeddings ``B x N x D`` (not normalised) with the last stage in ``mode``, and the grid.
 
         cfg: the mode's parameters (default :class:`DenseConfig` with this mode and sigma).
@@ -1049,10 +1053,12 @@ class ClipModel:
 
     @property
     def embed_dim(self) -> int:
+        """Width D of the joint embedding space."""
         return int(self.model.visual.output_dim)
 
     @property
     def use_fp16(self) -> bool:
+        """fp16 autocast for the image side (CUDA with precision auto or fp16)."""
         return self.device.type == "cuda" and self.cfg.precision in ("auto", "fp16")
 
     def _autocast(self):
@@ -1117,7 +1123,8 @@ class ClipModel:
         if cfg.scope == "proposals":
             if segments is None:
                 raise ValueError("dense.scope 'proposals' needs the frame's proposals (segments=HxW ids)")
-            seg = torch.as_tensor(np.asarray(segments) if not torch.is_tensor(segments) else segments, device=self.device)
+            seg = segments if torch.is_tensor(segments) else torch.from_numpy(np.asarray(segments))
+            seg = seg.to(self.device)
             if tuple(seg.shape) != tuple(x.shape[-2:]):
                 raise ValueError(f"segments {tuple(seg.shape)} do not match the image {tuple(x.shape[-2:])}")
             scope = patch_majority(seg.long(), (h_in // p, w_in // p))

@@ -154,7 +154,8 @@ def _pamr_ref(img, m, iters, dils):
     ring = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
     clampy = lambda y: min(max(y, 0), H - 1)  # noqa: E731 (replicated border)
     clampx = lambda x: min(max(x, 0), W - 1)  # noqa: E731
-    nbrs = [[[(clampy(y + dy * d), clampx(x + dx * d)) for d in dils for dy, dx in ring] for x in range(W)] for y in range(H)]
+    nbrs = [[[(clampy(y + dy * d), clampx(x + dx * d)) for d in dils for dy, dx in ring] for x in range(W)]
+            for y in range(H)]
     aff = torch.zeros(H, W, len(dils) * 8, dtype=torch.float64)
     for y in range(H):
         for x in range(W):
@@ -254,7 +255,8 @@ def _scclip_ref(block, x, f_pre, f_post, multi, outl, beta, res_cls, labels=None
     def att(t, cls):
         q, k, v = _qkv64(block, t)
         s, hd = (C // HEADS) ** -0.5, C // HEADS
-        mats = [(_softmax_rows(mm, ar) + _softmax_rows(s * k[:, h * hd:(h + 1) * hd] @ k[:, h * hd:(h + 1) * hd].T, ar)) / 2
+        kh = [k[:, h * hd:(h + 1) * hd] for h in range(HEADS)]
+        mats = [(_softmax_rows(mm, ar) + _softmax_rows(s * kh[h] @ kh[h].T, ar)) / 2
                 for h in range(HEADS)]
         return _heads_out(block, mats, v) + res_cls * cls
 
@@ -276,7 +278,8 @@ def test_scclip_equals_the_papers_steps_on_a_fixed_block(scoped, multilevel):
     with torch.no_grad():
         ours = scclip_last_block(block, x, f_pre, f_post, multi if multilevel else None, GRID, beta=0.1, res_cls=0.3,
                                  allow=allow, outliers=torch.tensor([outl]))[0, 1:].double()
-    ref = _scclip_ref(block, x, f_pre, f_post, multi if multilevel else None, outl, 0.1, 0.3, LABELS if scoped else None)
+    ref = _scclip_ref(block, x, f_pre, f_post, multi if multilevel else None, outl, 0.1, 0.3,
+                      LABELS if scoped else None)
     assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
 
 
