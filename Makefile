@@ -12,7 +12,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_shm.xml
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench clean interfaces
+.PHONY: setup lint test demo bench clean interfaces
 
 setup: $(VENV)/.stamp-interfaces $(VENV)/.stamp-editable
 
@@ -46,7 +46,11 @@ $(VENV)/.stamp-editable: $(VENV)/.stamp-deps setup.py pyproject.toml
 
 interfaces: $(VENV)/.stamp-interfaces
 
-test: setup
+# ruff (pyproject.toml [tool.ruff]): pyflakes, import order, docstrings on public names, 120 columns
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	ROS_DOMAIN_ID=$$(( ($$$$ % 200) + 10 )) $(PY) -m pytest -q test
 
 demo: setup

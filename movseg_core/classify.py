@@ -126,7 +126,8 @@ def expand_box(box: Sequence[int], margin: float, height: int, width: int) -> tu
     return x0, y0, x1, y1
 
 
-def masked_crop(image: torch.Tensor, mask: torch.Tensor, box: Sequence[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_crop(image: torch.Tensor, mask: torch.Tensor, box: Sequence[int],
+                size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The one masked crop of stage 2, used by inference (:func:`crop_embeddings`) and by training
     (:mod:`movseg_core.training.crops`: CLIP-X pairs, mask prompt tuning).
 
@@ -232,8 +233,10 @@ def frozenseg_ensemble(p_head: torch.Tensor, p_clip: torch.Tensor, seen: torch.T
     p_head, p_clip: S x N probabilities; seen: N bool.
     """
     if p_head.shape != p_clip.shape or seen.shape != p_head.shape[-1:]:
-        raise ValueError(f"shape mismatch: head {tuple(p_head.shape)} clip {tuple(p_clip.shape)} seen {tuple(seen.shape)}")
-    a = torch.where(seen.to(p_head.device), torch.tensor(clip_exponent_seen), torch.tensor(clip_exponent_unseen)).to(p_head)
+        raise ValueError(f"shape mismatch: head {tuple(p_head.shape)} clip {tuple(p_clip.shape)} "
+                         f"seen {tuple(seen.shape)}")
+    a = torch.where(seen.to(p_head.device), torch.tensor(clip_exponent_seen),
+                    torch.tensor(clip_exponent_unseen)).to(p_head)
     eps = 1e-8
     p = torch.exp((1 - a) * torch.log(p_head.clamp(min=eps)) + a * torch.log(p_clip.clamp(min=eps)))
     return p / p.sum(-1, keepdim=True)

@@ -41,8 +41,14 @@ from movseg_core.classify import (
 )
 from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
 from movseg_core.config import build_config
-from movseg_core.geometry import (NormalsConfig, depth_to_rgb, hha, normals_from_depth, normals_to_rgb,
-                                  prepare_cpu_normals)
+from movseg_core.geometry import (
+    NormalsConfig,
+    depth_to_rgb,
+    hha,
+    normals_from_depth,
+    normals_to_rgb,
+    prepare_cpu_normals,
+)
 from movseg_core.objects import Objects, ObjectsConfig, extract_objects, prepare_objects
 from movseg_core.proposals import ProposalConfig, prepare_proposals, propose
 
@@ -164,7 +170,8 @@ class Segmenter:
         self.clip = clip if clip is not None else ClipModel(cfg.clip)
         self.device = self.clip.device
         c = cfg.classify
-        self.x_visual = load_visual_weights(self.clip, c.x_checkpoint) if (c.x_fusion_weight > 0 and c.x_checkpoint) else None
+        uses_x = c.x_fusion_weight > 0 and c.x_checkpoint
+        self.x_visual = load_visual_weights(self.clip, c.x_checkpoint) if uses_x else None
         bg = validate_queries(c.background_prompts, 1000, cfg.max_query_chars) if c.background_prompts else []
         self._check_token_lengths(bg)
         self.background = self.clip.text_embeddings(bg) if bg else None

@@ -261,7 +261,8 @@ def test_public_api_is_exported_lazily():
     code = ("import sys, movseg_core; assert 'torch' not in sys.modules, 'import movseg_core pulled in torch'; "
             "from movseg_core import Segmenter, SegmenterConfig, SegmentationResult; "
             "import movseg_core.segmenter as m; "
-            "assert (Segmenter, SegmenterConfig, SegmentationResult) == (m.Segmenter, m.SegmenterConfig, m.SegmentationResult); "
+            "assert (Segmenter, SegmenterConfig, SegmentationResult) == "
+            "(m.Segmenter, m.SegmenterConfig, m.SegmentationResult); "
             "assert set(movseg_core.__all__) >= {'Segmenter', 'SegmenterConfig', 'SegmentationResult'}; "
             "assert 'rclpy' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
