@@ -51,7 +51,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup lint
-	ROS_DOMAIN_ID=$$(( ($$$$ % 200) + 10 )) $(PY) -m pytest -q test
+	ROS_DOMAIN_ID=$$(( ($$$$ % 200) + 10 )) $(PY) -m pytest -q --durations=15 test
 
 demo: setup
 	$(PY) scripts/demo.py
