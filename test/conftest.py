@@ -120,6 +120,31 @@ def rclpy_node():
     rclpy.shutdown(context=ctx)
 
 
+def random_clip(model_name: str = "movseg-tiny-vit", seed: int | None = None, **kw):
+    """An open_clip model with random weights on the CPU (``seed``: ``torch.manual_seed`` first); the
+    RuntimeWarnings of random initialisation are silenced. ``kw``: more :class:`ClipConfig` fields."""
+    import warnings
+
+    import torch
+
+    from movseg_core.clip import ClipConfig, create_clip
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return create_clip(ClipConfig(model_name=model_name, pretrained="random", device="cpu", **kw))
+
+
+def layer_norm64(t, ln):
+    """Reference LayerNorm in float64: ``t`` (..., C) torch tensor, ``ln`` a torch ``nn.LayerNorm``."""
+    import torch
+
+    mu = t.mean(-1, keepdim=True)
+    var = ((t - mu) ** 2).mean(-1, keepdim=True)
+    return (t - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
+
+
 def spin_until(node, predicate, timeout: float, step: float = 0.05) -> bool:
     """Spin ``node`` until ``predicate()`` is true or ``timeout`` seconds pass."""
     from rclpy.executors import SingleThreadedExecutor

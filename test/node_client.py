@@ -11,6 +11,14 @@ import numpy as np
 from conftest import PYTHON, RosProcess
 
 
+def params_file(path, **params):
+    """Write ``params`` as the ``movseg`` node's ROS 2 parameters file at ``path`` (YAML); returns ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
+    return path
+
+
 def camera_frame(sample, name: str = "synthetic"):
     """A synthetic scene (rgb, depth, K) as a camera sends it: depth in whole millimetres."""
     from movseg_core.data.frame import RGBDFrame

@@ -1,8 +1,6 @@
 """movseg_core.classify: pooling, scoring, unknown rejection, crops, ensembles (real tiny CLIP)."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -22,15 +20,13 @@ from movseg_core.classify import (
     segment_boxes,
     segment_patch_weights,
 )
-from movseg_core.clip import ClipConfig, create_clip
+
+from conftest import random_clip
 
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return create_clip(ClipConfig(model_name="movseg-tiny-vit", pretrained="random", device="cpu"))
+    return random_clip(seed=0)
 
 
 def test_patch_weights_are_area_fractions():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import open_clip
@@ -27,19 +26,14 @@ from movseg_core.clip import (
     window_origins,
 )
 
+from conftest import layer_norm64, random_clip
+
 TINY = "movseg-tiny-vit"
-
-
-def _random_clip(name: str = TINY, **kw) -> ClipModel:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return create_clip(ClipConfig(model_name=name, pretrained="random", device="cpu", **kw))
 
 
 @pytest.fixture(scope="module")
 def clip() -> ClipModel:
-    torch.manual_seed(0)
-    return _random_clip()
+    return random_clip(TINY, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +195,7 @@ def test_dense_config_validation():
 
 def test_load_visual_weights(tmp_path, clip):
     torch.manual_seed(3)
-    other = _random_clip()
+    other = random_clip()
     path = tmp_path / "x_visual.pt"
     torch.save({f"visual.{k}": v for k, v in other.model.visual.state_dict().items()}, path)
     visual = load_visual_weights(clip, path)
@@ -209,7 +203,7 @@ def test_load_visual_weights(tmp_path, clip):
     assert not torch.equal(visual.proj, clip.model.visual.proj)
     with pytest.raises(WeightsUnavailableError):
         load_visual_weights(clip, tmp_path / "missing.pt")
-    wrong = _random_clip("movseg-tiny-vit-p8")
+    wrong = random_clip("movseg-tiny-vit-p8")
     torch.save(wrong.model.visual.state_dict(), tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="not a visual-tower state dict"):
         load_visual_weights(clip, tmp_path / "wrong.pt")
@@ -234,7 +228,7 @@ def test_open_clip_adapter_refuses_other_block_types_with_a_clear_message():
     from movseg_core.training.prompt_tuning import MaskPromptCLIP
     from movseg_core.training.tiny_clip import image_forward
 
-    good = _random_clip()
+    good = random_clip()
     model = copy.deepcopy(good.model)
     blk = model.visual.transformer.resblocks[-1]
     blk.attn = _OwnAttention(64, 2)
@@ -271,11 +265,6 @@ def _paper_last_block(block, x: torch.Tensor, mode: str, grid: tuple[int, int], 
     W, b = block.attn.in_proj_weight.double(), block.attn.in_proj_bias.double()
     Wo, bo = block.attn.out_proj.weight.double(), block.attn.out_proj.bias.double()
 
-    def layer_norm(t, ln):
-        mu = t.mean(-1, keepdim=True)
-        var = ((t - mu) ** 2).mean(-1, keepdim=True)
-        return (t - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
-
     def ffn(t):
         h = t @ block.mlp.c_fc.weight.double().T + block.mlp.c_fc.bias.double()
         h = 0.5 * h * (1.0 + torch.erf(h / 2 ** 0.5))  # exact GELU
@@ -283,7 +272,7 @@ def _paper_last_block(block, x: torch.Tensor, mode: str, grid: tuple[int, int], 
 
     g1 = block.ls_1.gamma.double() if hasattr(block.ls_1, "gamma") else 1.0
     g2 = block.ls_2.gamma.double() if hasattr(block.ls_2, "gamma") else 1.0
-    h = layer_norm(d, block.ln_1)
+    h = layer_norm64(d, block.ln_1)
     q, k, v = h @ W[:c].T + b[:c], h @ W[c:2 * c].T + b[c:2 * c], h @ W[2 * c:].T + b[2 * c:]
     coords = [(None, None)] + [divmod(i, grid[1]) for i in range(grid[0] * grid[1])]
     omega = torch.zeros(n, n, dtype=torch.float64)
@@ -308,7 +297,7 @@ def _paper_last_block(block, x: torch.Tensor, mode: str, grid: tuple[int, int], 
     o = torch.cat(outs, -1) @ Wo.T + bo
     if mode in ("maskclip", "sclip"):  # residual and FFN kept
         y = d + g1 * o
-        return (y + g2 * ffn(layer_norm(y, block.ln_2)))[None]
+        return (y + g2 * ffn(layer_norm64(y, block.ln_2)))[None]
     return o[None]                     # ClearCLIP / NACLIP: no residual, no FFN
 
 

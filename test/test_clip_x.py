@@ -1,27 +1,24 @@
 """CLIP-X adaptation and OVSeg mask prompt tuning on a tiny random CLIP and synthetic crops."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 from movseg_core.classify import crop_embeddings, expand_box, masked_crop, segment_boxes
-from movseg_core.clip import ClipConfig, create_clip, load_visual_weights
+from movseg_core.clip import load_visual_weights
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, generate
 from movseg_core.training.clip_x import clip_x_loss, train_clip_x
 from movseg_core.training.crops import CROP_MARGIN, crop_pairs
 from movseg_core.training.data import x_image
 from movseg_core.training.prompt_tuning import MaskPromptCLIP, tune_prompts
 
+from conftest import random_clip
+
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return create_clip(ClipConfig(model_name="movseg-tiny-vit", pretrained="random", device="cpu"))
+    return random_clip(seed=0)
 
 
 @pytest.fixture(scope="module")

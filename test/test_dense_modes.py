@@ -4,7 +4,6 @@ a fixed tiny block; random-weight results deterministic."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -15,9 +14,7 @@ from movseg_core.clip import (
     DENSE_REFINES,
     DENSE_SCOPES,
     TEMPLATE_SETS,
-    ClipConfig,
     DenseConfig,
-    create_clip,
     cross_attention,
     dense_last_block,
     lof_outliers,
@@ -30,6 +27,8 @@ from movseg_core.clip import (
     scope_allow,
     sfr_attention,
 )
+
+from conftest import layer_norm64, random_clip
 
 C, HEADS, GRID = 8, 2, (2, 3)
 N = GRID[0] * GRID[1]
@@ -46,16 +45,10 @@ def _block(seed: int = 0):
     return block
 
 
-def _ln(t, ln):
-    mu = t.mean(-1, keepdim=True)
-    var = ((t - mu) ** 2).mean(-1, keepdim=True)
-    return (t - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
-
-
 def _qkv64(block, d):
     """q, k, v (tokens x C, float64) of one image's tokens d, from explicit weight slices."""
     W, b = block.attn.in_proj_weight.double(), block.attn.in_proj_bias.double()
-    h = _ln(d, block.ln_1)
+    h = layer_norm64(d, block.ln_1)
     return h @ W[:C].T + b[:C], h @ W[C:2 * C].T + b[C:2 * C], h @ W[2 * C:].T + b[2 * C:]
 
 
@@ -129,7 +122,7 @@ def test_scoped_last_block_equals_attention_restricted_to_each_proposal(mode):
     if mode in ("sclip", "vanilla"):
         g1, g2 = block.ls_1.gamma.double(), block.ls_2.gamma.double()
         y = d + g1 * o
-        h1 = _ln(y, block.ln_2) @ block.mlp.c_fc.weight.double().T + block.mlp.c_fc.bias.double()
+        h1 = layer_norm64(y, block.ln_2) @ block.mlp.c_fc.weight.double().T + block.mlp.c_fc.bias.double()
         h1 = 0.5 * h1 * (1 + torch.erf(h1 / 2 ** 0.5))
         o = y + g2 * (h1 @ block.mlp.c_proj.weight.double().T + block.mlp.c_proj.bias.double())
     assert torch.allclose(ours, o, atol=1e-5), (ours - o).abs().max()
@@ -373,10 +366,7 @@ def test_resclip_equals_rcs_and_sfr_formulas_on_a_fixed_block(base, scoped):
 
 # ---- end to end: every mode, scope and refinement; determinism -------------------------------------
 def _tiny(seed=0):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        torch.manual_seed(seed)
-        return create_clip(ClipConfig(model_name="movseg-tiny-vit-p8", pretrained="random", device="cpu"))
+    return random_clip("movseg-tiny-vit-p8", seed=seed)
 
 
 def test_every_mode_scope_and_refine_is_deterministic_with_random_weights():

@@ -13,27 +13,21 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
 from movseg_core.geometry import depth_m_to_mm
 
 from conftest import PYTHON, REPO
-from node_client import camera_frame, serve_node
+from node_client import camera_frame, params_file, serve_node
 
 QUERIES = ["wall", "floor", "chair", "table"]
 SYNTH_CLIP = REPO / "test" / "fixtures" / "synth_clip.pt"
-
-
-def _params_file(path, **params):
-    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
-    return path
 
 
 @pytest.fixture(scope="module")
 def node_config(tmp_path_factory):
     from movseg_core.eval.synthetic import synth_segmenter_config
 
-    return _params_file(tmp_path_factory.mktemp("node") / "params.yaml", queries=QUERIES, log_period_s=1.0,
+    return params_file(tmp_path_factory.mktemp("node") / "params.yaml", queries=QUERIES, log_period_s=1.0,
                         publish={"pointcloud": True}, segmenter=synth_segmenter_config(str(SYNTH_CLIP)))
 
 

@@ -8,18 +8,12 @@ import signal
 import time
 
 import pytest
-import yaml
 
 from conftest import PYTHON
-from node_client import serve_node
+from node_client import params_file, serve_node
 
 QUERIES = ["wall", "floor", "chair", "table"]
 TINY = {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"}}
-
-
-def _params_file(path, **params):
-    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
-    return path
 
 
 def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes):
@@ -27,7 +21,7 @@ def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes)
     on a dead context."""
     from node_client import Client
 
-    cfg = _params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0,
+    cfg = params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0,
                        segmenter={**TINY, "dense": {"short_side": 448}})  # slow frames: easy to stop mid-frame
     proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "node-sigint")
     c = Client()
@@ -52,7 +46,7 @@ def test_a_setup_that_fails_leaves_no_node_running(tmp_path, monkeypatch):
     """Bug 13: the sample frames missing made Client() raise after the node had started; the node
     kept running after pytest exited. serve_node must stop it whatever fails."""
     monkeypatch.setenv("MOVSEG_NYUV2_DIR", str(tmp_path / "no-such-folder"))
-    cfg = _params_file(tmp_path / "leak-check.yaml", queries=QUERIES, segmenter={**TINY, "dense": {"short_side": 112}})
+    cfg = params_file(tmp_path / "leak-check.yaml", queries=QUERIES, segmenter={**TINY, "dense": {"short_side": 112}})
 
     def ours() -> list[int]:
         pids = []

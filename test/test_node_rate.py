@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import yaml
 
-from node_client import serve_node
+from node_client import params_file, serve_node
 
 QUERIES = ["wall", "floor", "chair", "table"]
 
@@ -18,12 +17,10 @@ def test_max_rate_limits_labelled_frames_under_a_30hz_stream(tmp_path):
     The model must be clearly faster than the limit, else an ignored max_rate looks the same: on a
     loaded 2-core machine the tiny model took ~0.5 s a frame, and at max_rate 2 a node ignoring
     max_rate passed but for luck (starts 0.45-0.89 s apart)."""
-    path = tmp_path / "rate.yaml"
-    params = {"queries": QUERIES, "max_rate": 1.0, "log_period_s": 1.0,
-              "publish": {"overlay": False, "confidence": False},
-              "segmenter": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
-                            "dense": {"short_side": 112}}}
-    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
+    path = params_file(tmp_path / "rate.yaml", queries=QUERIES, max_rate=1.0, log_period_s=1.0,
+                       publish={"overlay": False, "confidence": False},
+                       segmenter={"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},
+                                  "dense": {"short_side": 112}})
     with serve_node(path, "rate-node") as (proc, c):
         time.sleep(1.1)  # past the warm-up frame's rate window
         start = len(c.order)

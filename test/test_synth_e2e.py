@@ -21,7 +21,7 @@ from movseg_ros import bag as B
 from movseg_ros.cli import main as eval_main
 
 from conftest import PYTHON, REPO
-from node_client import camera_frame, serve_node
+from node_client import camera_frame, params_file, serve_node
 
 FIXTURE = REPO / "test" / "fixtures" / "synth_clip.pt"
 SHAPES_IN_BAG = ("cube", "sphere", "cylinder", "torus")
@@ -34,12 +34,9 @@ def scenes():
 
 @pytest.fixture(scope="module")
 def synth_params(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth") / "params.yaml"
-    params = {"queries": list(CLASS_NAMES), "log_period_s": 1.0,
-              "publish": {"overlay": False, "confidence": False, "pointcloud": False},
-              "segmenter": synth_segmenter_config(str(FIXTURE))}
-    path.write_text(yaml.safe_dump({"movseg": {"ros__parameters": params}}))
-    return path
+    return params_file(tmp_path_factory.mktemp("synth") / "params.yaml", queries=list(CLASS_NAMES), log_period_s=1.0,
+                       publish={"overlay": False, "confidence": False, "pointcloud": False},
+                       segmenter=synth_segmenter_config(str(FIXTURE)))
 
 
 @pytest.fixture(scope="module")

@@ -82,19 +82,30 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train``, ``export``, ``train-clip-x`` and ``tune-prompts`` sub-commands (here and in the
+    ``movseg`` CLI); each sets ``func(args) -> exit code``."""
+    for name, help_text, add_arguments, run in (
+        ("train", "train the RGB+X MaskFormer proposal generator from a YAML config", add_train_arguments, run_train),
+        ("export", "export a training run to a checkpoint the segmenter/node load", add_export_arguments, run_export),
+        ("train-clip-x", "stage 2: adapt a copy of CLIP's visual tower to the X modality", add_stage2_arguments,
+         run_clip_x),
+        ("tune-prompts", "OVSeg mask prompt tuning on mask-category pairs (CLIP frozen)", add_stage2_arguments,
+         run_prompt_tuning),
+    ):
+        p = subparsers.add_parser(name, help=help_text)
+        add_arguments(p)
+        p.set_defaults(func=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m movseg_core.training {train,export,train-clip-x,tune-prompts}``; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ap = argparse.ArgumentParser(prog="python -m movseg_core.training")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    add_train_arguments(sub.add_parser("train", help="train the RGB+X proposal generator"))
-    add_export_arguments(sub.add_parser("export", help="export a run to a segmenter checkpoint"))
-    add_stage2_arguments(sub.add_parser("train-clip-x", help="adapt CLIP's visual tower to the X modality"))
-    add_stage2_arguments(sub.add_parser("tune-prompts", help="OVSeg mask prompt tuning (CLIP frozen)"))
+    add_commands(ap.add_subparsers(dest="cmd", required=True))
     args = ap.parse_args(argv)
-    run = {"train": run_train, "export": run_export, "train-clip-x": run_clip_x, "tune-prompts": run_prompt_tuning}
     try:
-        return run[args.cmd](args)
+        return args.func(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
