@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -324,17 +323,14 @@ def open_source(src: str | Path, split: str = "all", splits: str | Path | None =
 
 def _run_nyu2bag(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        ds = open_source(args.src, args.split, args.splits, args.class_mapping, args.raw_depth)
-        frames = (ds[i] for i in range(min(len(ds), args.limit or len(ds))))
-        total = min(len(ds), args.limit or len(ds))
-        if args.overwrite and Path(args.out).exists():
-            shutil.rmtree(args.out)
-        cfg = BagWriteConfig(rate_hz=args.rate, storage=args.storage, frame_id=args.frame_id)
-        summary = write_bag(frames, args.out, cfg, total=total)
-    except ValueError as e:
-        print(f"movseg nyu2bag: error: {e}", file=sys.stderr)
-        return 2
+    # bad input (ValueError) ends in movseg_ros.cli.main: message on stderr, exit code 2
+    ds = open_source(args.src, args.split, args.splits, args.class_mapping, args.raw_depth)
+    frames = (ds[i] for i in range(min(len(ds), args.limit or len(ds))))
+    total = min(len(ds), args.limit or len(ds))
+    if args.overwrite and Path(args.out).exists():
+        shutil.rmtree(args.out)
+    cfg = BagWriteConfig(rate_hz=args.rate, storage=args.storage, frame_id=args.frame_id)
+    summary = write_bag(frames, args.out, cfg, total=total)
     print(f"wrote {summary.path} ({args.storage}): {summary.frames_written} frames at {args.rate} Hz"
           f"{f', skipped {len(summary.frames_skipped)} without depth' if summary.frames_skipped else ''}")
     return 0

@@ -38,15 +38,12 @@ from movseg_core.eval.scoring import EvalAccumulator
 from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import topics
 from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
-from movseg_ros.replay import NodeNotAnswering, ReplayConfig, replay
+from movseg_ros.replay import ReplayConfig, replay
 
 if TYPE_CHECKING:
     from movseg_ros.params import NodeParams
 
 log = logging.getLogger(__name__)
-
-EXIT_BAD_INPUT = 2
-EXIT_NO_ANSWER = 3
 
 
 # --------------------------------------------------------------------------- frames
@@ -128,33 +125,27 @@ def _headline(m: dict[str, Any]) -> str:
 def _run_eval(args: argparse.Namespace) -> int:
     from movseg_core.eval.report import write_report
 
-    try:
-        prompts = load_prompt_map(args.prompts)
-        if args.bag:
-            cfg = ReplayConfig(rate_hz=args.rate, labels_topic=args.labels_topic,
-                               label_info_topic=args.label_info_topic, service=args.service,
-                               node_name=args.node, discovery_timeout_s=args.discovery_timeout,
-                               first_answer_timeout_s=args.first_timeout, answer_timeout_s=args.timeout,
-                               keep_stamps=args.keep_stamps)
-            acc, info, warns = replay(args.bag, prompts, cfg, limit=args.limit, keep_samples=args.overlays)
-            title = f"MOVSeg replay evaluation: {Path(args.bag).name}"
-        else:
-            from movseg_ros.params import load_node_params
+    # bad input (ValueError) and a silent node (NodeNotAnswering) end in movseg_ros.cli.main: message, exit code
+    prompts = load_prompt_map(args.prompts)
+    if args.bag:
+        cfg = ReplayConfig(rate_hz=args.rate, labels_topic=args.labels_topic,
+                           label_info_topic=args.label_info_topic, service=args.service,
+                           node_name=args.node, discovery_timeout_s=args.discovery_timeout,
+                           first_answer_timeout_s=args.first_timeout, answer_timeout_s=args.timeout,
+                           keep_stamps=args.keep_stamps)
+        acc, info, warns = replay(args.bag, prompts, cfg, limit=args.limit, keep_samples=args.overlays)
+        title = f"MOVSeg replay evaluation: {Path(args.bag).name}"
+    else:
+        from movseg_ros.params import load_node_params
 
-            params = load_node_params(args.config or default_node_config(), parse_overrides(args.set),
-                                      node_fqn=args.node)
-            acc, info, warns = offline(args.offline, prompts, params, split=args.split, splits=args.splits,
-                                       class_mapping=args.class_mapping, limit=args.limit,
-                                       keep_samples=args.overlays)
-            title = f"MOVSeg offline evaluation: {Path(args.offline).name}"
-        info["prompts"] = str(args.prompts or "config/nyu40_prompts.yaml")
-        metrics = write_report(acc, args.out, title=title, info=info, warnings=warns)
-    except NodeNotAnswering as e:
-        print(f"movseg eval: error: {e}", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    except ValueError as e:
-        print(f"movseg eval: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        params = load_node_params(args.config or default_node_config(), parse_overrides(args.set),
+                                  node_fqn=args.node)
+        acc, info, warns = offline(args.offline, prompts, params, split=args.split, splits=args.splits,
+                                   class_mapping=args.class_mapping, limit=args.limit,
+                                   keep_samples=args.overlays)
+        title = f"MOVSeg offline evaluation: {Path(args.offline).name}"
+    info["prompts"] = str(args.prompts or "config/nyu40_prompts.yaml")
+    metrics = write_report(acc, args.out, title=title, info=info, warnings=warns)
     print(f"report: {Path(args.out) / 'report.md'}")
     print(_headline(metrics))
     for w in warns:
