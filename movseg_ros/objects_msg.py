@@ -28,6 +28,13 @@ def object_to_msg(o: ObjectInstance):
     return m
 
 
+def _objects(result: SegmentationResult):
+    """The result's objects; ValueError when it carries none (``objects.enabled`` false)."""
+    if result.objects is None:
+        raise ValueError("the segmentation result has no objects (segmenter objects.enabled is false)")
+    return result.objects
+
+
 def objects_to_msg(header, result: SegmentationResult):
     """``ObjectArray`` for a segmentation result (its vocabulary version; objects in id order).
 
@@ -35,20 +42,17 @@ def objects_to_msg(header, result: SegmentationResult):
     """
     from movseg_ros.msg import ObjectArray
 
-    if result.objects is None:
-        raise ValueError("the segmentation result has no objects (segmenter objects.enabled is false)")
+    objects = _objects(result)
     msg = ObjectArray()
     msg.header = header
     msg.vocabulary_version = int(result.vocabulary_version)
-    msg.objects = [object_to_msg(o) for o in result.objects.instances]
+    msg.objects = [object_to_msg(o) for o in objects.instances]
     return msg
 
 
 def instance_image(header, result: SegmentationResult):
     """The instance map as a ``mono16`` ``sensor_msgs/Image`` (0 = none, i = ``objects[i-1]``)."""
-    if result.objects is None:
-        raise ValueError("the segmentation result has no objects (segmenter objects.enabled is false)")
-    return array_to_image(result.objects.instance_map, "mono16", header)
+    return array_to_image(_objects(result).instance_map, "mono16", header)
 
 
 # ------------------------------------------------------------------ vision_msgs (where installed)
@@ -81,10 +85,8 @@ def detections_2d(header, result: SegmentationResult):
     -> size = max - min + 1), ``id`` = the instance id as a string."""
     from vision_msgs.msg import Detection2D, Detection2DArray
 
-    if result.objects is None:
-        raise ValueError("the segmentation result has no objects (segmenter objects.enabled is false)")
     out = Detection2DArray(header=header)
-    for o in result.objects.instances:
+    for o in _objects(result).instances:
         x0, y0, x1, y1 = (float(v) for v in o.box)
         d = Detection2D(header=header, id=str(o.id))
         d.results = [_hypothesis(o)]
@@ -100,10 +102,8 @@ def detections_3d(header, result: SegmentationResult):
     hypothesis pose holds the same centre. Objects without 3D are left out (never a made-up box)."""
     from vision_msgs.msg import Detection3D, Detection3DArray
 
-    if result.objects is None:
-        raise ValueError("the segmentation result has no objects (segmenter objects.enabled is false)")
     out = Detection3DArray(header=header)
-    for o in result.objects.instances:
+    for o in _objects(result).instances:
         if not o.has_3d:
             continue
         d = Detection3D(header=header, id=str(o.id))
