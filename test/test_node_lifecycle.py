@@ -22,7 +22,7 @@ def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes)
     from node_client import Client
 
     cfg = params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0,
-                       segmenter={**TINY, "dense": {"short_side": 448}})  # slow frames: easy to stop mid-frame
+                       segmenter={**TINY, "dense": {"short_side": 896}})  # ~1 s frames: SIGINT lands mid-frame
     proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "node-sigint")
     c = Client()
     try:
@@ -34,7 +34,9 @@ def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes)
         inference_s = c.infos[k].inference_ms / 1000.0
         k = c.publish_and_wait(1, 60)
         c.publish(2)
-        time.sleep(min(0.3 * c.infos[k].inference_ms / 1000.0, 0.5))  # the worker is inside this frame now
+        # the worker is inside this frame now; the node's main loop sees a signal within 0.2 s (its
+        # spin_once timeout), so the frame must outlast sleep + 0.2 s: 896-px frames take ~1 s here
+        time.sleep(min(0.3 * c.infos[k].inference_ms / 1000.0, 1.0))
         rc = proc.stop(signal.SIGINT, timeout=60)
     finally:
         c.close()
