@@ -30,17 +30,22 @@ from .metrics import paired_maps
 AP_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 
 
-def _classes(cls: Mapping[int, int] | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
-    """Class per instance id 0..n-1 as an int64 array (0 where unknown)."""
-    out = np.zeros(n, np.int64)
-    if isinstance(cls, Mapping):
-        for k, v in cls.items():
+def _per_id(values: Mapping | Sequence | np.ndarray, n: int, dtype, fill) -> np.ndarray:
+    """A value per instance id 0..n-1 (``fill`` where not given) from a mapping id -> value or a sequence."""
+    out = np.full(n, fill, dtype)
+    if isinstance(values, Mapping):
+        for k, v in values.items():
             if 0 <= int(k) < n:
-                out[int(k)] = int(v)
+                out[int(k)] = v
     else:
-        a = np.asarray(cls, np.int64).ravel()
+        a = np.asarray(values, dtype).ravel()
         out[:min(n, a.size)] = a[:n]
     return out
+
+
+def _classes(cls: Mapping[int, int] | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """Class per instance id 0..n-1 as an int64 array (0 where unknown)."""
+    return _per_id(cls, n, np.int64, 0)
 
 
 @dataclass
@@ -246,15 +251,8 @@ class PanopticEvaluator:
 
 
 def _scores(scores, n: int) -> np.ndarray:
-    out = np.ones(n)
-    if isinstance(scores, Mapping):
-        for k, v in scores.items():
-            if 0 <= int(k) < n:
-                out[int(k)] = float(v)
-    else:
-        a = np.asarray(scores, np.float64).ravel()
-        out[:min(n, a.size)] = a[:n]
-    return out
+    """Score per instance id 0..n-1 as float64 (1 where not given)."""
+    return _per_id(scores, n, np.float64, 1.0)
 
 
 def average_precision(hits: np.ndarray, n_gt: int) -> float:
