@@ -27,18 +27,8 @@ import numpy as np
 
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import decode_depth, depth_m_to_mm
+from movseg_ros import conversions as conv
 from movseg_ros import topics
-from movseg_ros.conversions import (
-    array_to_image,
-    camera_info_to_K,
-    color_to_rgb,
-    depth_to_raw,
-    image_to_array,
-    make_camera_info,
-    make_header,
-    message_types,
-    stamp_ns,
-)
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +73,15 @@ class _Msgs:
         from rosbags.typesys import Stores, get_typestore
 
         self.ts = get_typestore(Stores.ROS2_KILTED)
-        self.types = message_types(self.ts)
+        self.types = conv.message_types(self.ts)
         self.Image, self.Info = self.types["Image"], self.types["CameraInfo"]
 
     def image(self, arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> bytes:
-        msg = array_to_image(arr, encoding, make_header(stamp_ns, frame_id, self.types), self.types)
+        msg = conv.array_to_image(arr, encoding, conv.make_header(stamp_ns, frame_id, self.types), self.types)
         return bytes(self.ts.serialize_cdr(msg, self.Image.__msgtype__))
 
     def camera_info(self, K: np.ndarray, h: int, w: int, stamp_ns: int, frame_id: str) -> bytes:
-        msg = make_camera_info(K, h, w, make_header(stamp_ns, frame_id, self.types), self.types)
+        msg = conv.make_camera_info(K, h, w, conv.make_header(stamp_ns, frame_id, self.types), self.types)
         return bytes(self.ts.serialize_cdr(msg, self.Info.__msgtype__))
 
 
@@ -244,7 +234,7 @@ def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool
         conns = [c for c in reader.connections if c.topic in wanted]
         for conn, _t, raw in reader.messages(connections=conns):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
-            s = stamp_ns(msg.header)
+            s = conv.stamp_ns(msg.header)
             parts = pending.setdefault(s, {})
             kind = wanted[conn.topic]
             parts[kind] = msg
@@ -276,15 +266,15 @@ def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
         if parts["color"].encoding not in COLOR_ENCODINGS:
             raise ValueError(f"colour: encoding {parts['color'].encoding!r} not supported, "
                              f"expected one of {COLOR_ENCODINGS}")
-        rgb = color_to_rgb(parts["color"])
-        depth, _valid = decode_depth(*depth_to_raw(parts["depth"]))
-        K, info_hw = camera_info_to_K(parts["info"])
+        rgb = conv.color_to_rgb(parts["color"])
+        depth, _valid = decode_depth(*conv.depth_to_raw(parts["depth"]))
+        K, info_hw = conv.camera_info_to_K(parts["info"])
         label = None
         if "gt" in parts:
             if parts["gt"].encoding not in LABEL_ENCODINGS:
                 raise ValueError(f"ground-truth labels: encoding {parts['gt'].encoding!r} not supported, "
                                  f"expected one of {LABEL_ENCODINGS}")
-            label = image_to_array(parts["gt"]).astype(np.uint16)
+            label = conv.image_to_array(parts["gt"]).astype(np.uint16)
     except ValueError as e:
         raise ValueError(f"{path}: {e} (stamp {s})") from e
     h, w = rgb.shape[:2]

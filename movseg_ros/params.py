@@ -21,7 +21,7 @@ import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from movseg_core.config import apply_overrides
 from movseg_core.segmenter import SegmenterConfig, config_from_dict
@@ -87,18 +87,29 @@ def unflatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
     return apply_overrides({}, {k[len(prefix) + 1:]: v for k, v in values.items() if k.startswith(prefix + ".")})
 
 
+def _dotted_leaves(items: Iterable[tuple[Any, Any]], children: Callable[[Any], Iterable | None],
+                   prefix: str = "") -> dict[str, Any]:
+    """Flatten a tree to ``{"a.b.c": leaf}``; ``children(value)``: a branch's (key, value) pairs, None for a leaf."""
+    out: dict[str, Any] = {}
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        sub = children(value)
+        if sub is None:
+            out[name] = value
+        else:
+            out.update(_dotted_leaves(sub, children, name))
+    return out
+
+
+def _typed_fields(cls: type) -> list[tuple[str, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
 def field_types(cls: type, prefix: str) -> dict[str, Any]:
     """Dotted name -> annotated type of every leaf field of a dataclass class."""
-    out: dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}.{f.name}" if prefix else f.name
-        t = hints[f.name]
-        if dataclasses.is_dataclass(t):
-            out.update(field_types(t, name))
-        else:
-            out[name] = t
-    return out
+    return _dotted_leaves(_typed_fields(cls), lambda t: _typed_fields(t) if dataclasses.is_dataclass(t) else None,
+                          prefix)
 
 
 # --------------------------------------------------------------------------- parameters files
@@ -112,15 +123,8 @@ def node_key_matches(key: str, node_fqn: str) -> bool:
         return False
 
 
-def _flatten_tree(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        name = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(_flatten_tree(v, name))
-        else:
-            out[name] = v
-    return out
+def _flatten_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    return _dotted_leaves(tree.items(), lambda v: v.items() if isinstance(v, dict) else None)
 
 
 def read_params_file(path: str | Path, node_fqn: str) -> dict[str, Any]:

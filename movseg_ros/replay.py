@@ -157,24 +157,27 @@ class _Replayer:
 
     # ---- answers
     def _on_labels(self, msg) -> None:
+        self._take(msg, "labels", self._label_array)
 
+    def _on_info(self, msg) -> None:
+        self._take(msg, "info", lambda m: m)
+
+    def _label_array(self, msg) -> np.ndarray:
+        if msg.encoding not in ("mono16", "16UC1"):
+            raise ValueError(f"{self.cfg.labels_topic} has encoding {msg.encoding!r}, expected mono16")
+        return image_to_array(msg)
+
+    def _take(self, msg, part: str, convert) -> None:
+        """Keep ``convert(msg)`` as ``part`` of the answer for a frame in flight; score once both parts are here.
+        A conversion error is fatal to the run (the node publishes something we cannot score)."""
         s = stamp_ns(msg.header)
         if s not in self.inflight:
             return
         try:
-            if msg.encoding not in ("mono16", "16UC1"):
-                raise ValueError(f"{self.cfg.labels_topic} has encoding {msg.encoding!r}, expected mono16")
-            self.got.setdefault(s, {})["labels"] = image_to_array(msg)
+            self.got.setdefault(s, {})[part] = convert(msg)
         except ValueError as e:
             self.fatal = str(e)
             return
-        self._score(s)
-
-    def _on_info(self, msg) -> None:
-        s = stamp_ns(msg.header)
-        if s not in self.inflight:
-            return
-        self.got.setdefault(s, {})["info"] = msg
         self._score(s)
 
     def _score(self, s: int) -> None:

@@ -54,6 +54,13 @@ def sphere_scene() -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarra
     return c, rad, r, hit, np.where(hit, t, 3.0)
 
 
+def sphere_truth(c: np.ndarray, rad: float, r: np.ndarray, hit: np.ndarray, t: np.ndarray):
+    """Exact normals of :func:`sphere_scene` (HxWx3, the wall's (0, 0, -1) off the sphere) and the ray's
+    incidence angle on them (HxW degrees)."""
+    n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
+    return n_true, angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
+
+
 def plane_depth(n: np.ndarray, dist: float) -> np.ndarray:
     """Depth of the plane {P : n.P = -dist} (n unit, facing the camera)."""
     return (-dist / (rays() @ n)).astype(np.float32)
@@ -179,13 +186,12 @@ def test_exact_plane_normals_are_exact_and_face_camera():
 def test_exact_sphere_normals_error_near_zero():
     c, rad, r, hit, t = sphere_scene()
     depth = t.astype(np.float32)
-    n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
+    n_true, incidence = sphere_truth(c, rad, r, hit, t)
     n, valid = normals_from_depth(depth, K, cfg=NormalsConfig(radii=(3, 1)))
     on_sphere = valid & hit
     assert on_sphere.sum() > 0.9 * hit.sum()
     # away from the silhouette (incidence < 50 deg) the local plane fit is near exact; towards the
     # rim the window's curvature bias grows (documented in docs/geometry.md)
-    incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
     inner = on_sphere & (incidence < 50)
     err = angle_deg(n[inner], n_true[inner])
     assert np.median(err) < 0.3 and np.percentile(err, 90) < 0.5
@@ -362,8 +368,7 @@ def test_cells_interpolate_smoothly_on_curved_surfaces():
     """2x2 cells share window sums but not normals: a sphere's normals stay near exact at cell=2."""
     c, rad, r, hit, t = sphere_scene()
     t = t.astype(np.float32)
-    n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
-    incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
+    n_true, incidence = sphere_truth(c, rad, r, hit, t)
     errs = {}
     for cell in (1, 2):
         n, valid = normals_from_depth(t, K, cfg=NormalsConfig(radii=(2,), cell=cell))

@@ -11,6 +11,13 @@ from movseg_core.training.matcher import HungarianMatcher, pairwise_dice, pairwi
 BIG = 12.0
 
 
+def _match(logits, pred_masks, labels, tgt_masks) -> dict[int, int]:
+    """query index -> target index of the matcher's assignment for one image."""
+    (qi, ti), = HungarianMatcher()({"pred_logits": logits, "pred_masks": pred_masks[None]},
+                                  [{"labels": torch.tensor(labels), "masks": tgt_masks}])
+    return dict(zip(qi.tolist(), ti.tolist()))
+
+
 def _masks_from_boxes(boxes, h=8, w=8):
     m = torch.zeros(len(boxes), h, w)
     for i, (y0, y1, x0, x1) in enumerate(boxes):
@@ -23,18 +30,14 @@ def test_matches_queries_to_the_segments_they_cover():
     # query 0 predicts the quarter, query 1 garbage, query 2 the top half
     pred = (_masks_from_boxes([(4, 8, 0, 4), (0, 8, 6, 8), (0, 4, 0, 8)]) * 2 - 1) * BIG
     logits = torch.zeros(1, 3, 4)  # uniform class scores: masks decide
-    (qi, ti), = HungarianMatcher()({"pred_logits": logits, "pred_masks": pred[None]},
-                                  [{"labels": torch.tensor([0, 2]), "masks": tgt}])
-    assert dict(zip(qi.tolist(), ti.tolist())) == {0: 1, 2: 0}
+    assert _match(logits, pred, [0, 2], tgt) == {0: 1, 2: 0}
 
 
 def test_class_cost_breaks_ties_between_identical_masks():
     tgt = _masks_from_boxes([(0, 8, 0, 4), (0, 8, 4, 8)])
     pred = (_masks_from_boxes([(0, 8, 0, 8), (0, 8, 0, 8)]) * 2 - 1) * BIG  # both queries cover everything
     logits = torch.tensor([[[0.0, 9.0, 0.0], [9.0, 0.0, 0.0]]])  # query 0 says class 1, query 1 says class 0
-    (qi, ti), = HungarianMatcher()({"pred_logits": logits, "pred_masks": pred[None]},
-                                  [{"labels": torch.tensor([0, 1]), "masks": tgt}])
-    assert dict(zip(qi.tolist(), ti.tolist())) == {0: 1, 1: 0}
+    assert _match(logits, pred, [0, 1], tgt) == {0: 1, 1: 0}
 
 
 def test_empty_targets_and_lower_resolution_predictions():

@@ -10,14 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from movseg_core.eval.metrics import (
-    boundary_f1,
-    confusion_matrix,
-    frequency_weighted_iou,
-    miou_from_confusion,
-    per_class_iou,
-    pixel_accuracy,
-)
+from movseg_core.eval import metrics as metric  # module alias: the class below has a `metrics` method
 
 
 @dataclass
@@ -87,8 +80,8 @@ class EvalAccumulator:
         """Score one frame. pred, gt: HxW class ids of the same size (ValueError otherwise)."""
         if pred.shape != gt.shape:
             raise ValueError(f"frame {name}: prediction {pred.shape} and ground truth {gt.shape} differ in size")
-        self.cm += confusion_matrix(pred, gt, self.num_classes, ignore_index=0)
-        self.boundary_f1.append(boundary_f1(pred, gt))
+        self.cm += metric.confusion_matrix(pred, gt, self.num_classes, ignore_index=0)
+        self.boundary_f1.append(metric.boundary_f1(pred, gt))
         self.frames_scored += 1
         self.frame_names.append(name)
         if latency_ms is not None:
@@ -104,13 +97,13 @@ class EvalAccumulator:
             raise ValueError(f"no frame was scored ({self.frames_sent} sent, {len(self.unscored)} unscored"
                              f"{': ' + next(iter(self.unscored.values())) if self.unscored else ''}); "
                              "no report written")
-        iou = per_class_iou(self.cm)
+        iou = metric.per_class_iou(self.cm)
         gt_pixels = self.cm.sum(1)
         return {
-            "miou": _nan_to_none(miou_from_confusion(self.cm)),
+            "miou": _nan_to_none(metric.miou_from_confusion(self.cm)),
             "per_class_iou": {n: _nan_to_none(iou[i + 1]) for i, n in enumerate(self.class_names)},
-            "pixel_acc": _nan_to_none(pixel_accuracy(self.cm)),
-            "fwiou": _nan_to_none(frequency_weighted_iou(self.cm)),
+            "pixel_acc": _nan_to_none(metric.pixel_accuracy(self.cm)),
+            "fwiou": _nan_to_none(metric.frequency_weighted_iou(self.cm)),
             "boundary_f1": _nan_to_none(float(np.mean(self.boundary_f1))),
             "classes_present": int((gt_pixels[1:] > 0).sum()),
             "frames_scored": self.frames_scored,

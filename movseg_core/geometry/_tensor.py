@@ -26,12 +26,18 @@ def like_input(t: torch.Tensor, was_numpy: bool) -> ArrayLike:
     return t.detach().cpu().numpy() if was_numpy else t
 
 
+def squeeze_hw(image, name: str):
+    """An HxW or HxWx1 array or tensor as HxW (a view); ValueError naming ``name`` for any other shape."""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ValueError(f"{name}: expected shape HxW, got {tuple(image.shape)}")
+    return image
+
+
 def check_depth_map(depth: torch.Tensor, name: str = "depth") -> torch.Tensor:
     """Validate an HxW (or HxWx1) floating depth map and return it as HxW float32."""
-    if depth.ndim == 3 and depth.shape[-1] == 1:
-        depth = depth[..., 0]
-    if depth.ndim != 2:
-        raise ValueError(f"{name}: expected shape HxW, got {tuple(depth.shape)}")
+    depth = squeeze_hw(depth, name)
     if depth.shape[0] < 2 or depth.shape[1] < 2:
         raise ValueError(f"{name}: image too small {tuple(depth.shape)} (need at least 2x2)")
     if not depth.is_floating_point():

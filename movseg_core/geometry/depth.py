@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._tensor import ArrayLike, like_input, to_tensor
+from ._tensor import ArrayLike, like_input, squeeze_hw, to_tensor
 
 #: The depth encodings of ``sensor_msgs/Image`` the project accepts (node, bags, replay) -> unit.
 #: ``mono16`` is what many drivers publish for millimetre depth; REP 118 names ``16UC1``.
@@ -67,10 +67,7 @@ def decode_depth(
     if isinstance(raw, np.ndarray) and raw.dtype in (np.uint16, np.float32):
         return _decode_numpy(raw, encoding, valid_range)  # the node's per-frame path: ~8x faster than via torch
     t, was_numpy = to_tensor(raw, "raw")
-    if t.ndim == 3 and t.shape[-1] == 1:
-        t = t[..., 0]
-    if t.ndim != 2:
-        raise ValueError(f"raw: expected shape HxW, got {tuple(t.shape)}")
+    t = squeeze_hw(t, "raw")
     if encoding == "32FC1":
         if not t.is_floating_point():
             raise ValueError(f"raw: encoding 32FC1 needs floating-point metres, got dtype {t.dtype}")
@@ -100,10 +97,7 @@ def _check_range(valid_range: tuple[float, float]) -> tuple[float, float]:
 def _decode_numpy(raw: np.ndarray, encoding: str,
                   valid_range: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decode_depth` for numpy uint16 / float32 input (same results, no tensor round trip)."""
-    if raw.ndim == 3 and raw.shape[-1] == 1:
-        raw = raw[..., 0]
-    if raw.ndim != 2:
-        raise ValueError(f"raw: expected shape HxW, got {tuple(raw.shape)}")
+    raw = squeeze_hw(raw, "raw")
     if encoding == "32FC1":
         if raw.dtype != np.float32:
             raise ValueError(f"raw: encoding 32FC1 needs floating-point metres, got dtype {raw.dtype}")
