@@ -117,6 +117,9 @@ def _headline(m: dict[str, Any]) -> str:
     lat = m["latency_ms"]
     s = (f"mIoU {pct(m['miou'])}, pixel acc {pct(m['pixel_acc'])}, fwIoU {pct(m['fwiou'])}, "
          f"frames scored {m['frames_scored']}/{m['frames_sent']}")
+    if "panoptic" in m:
+        p = m["panoptic"]
+        s += f", PQ {pct(p['pq'])} (things {pct(p['pq_things'])}, stuff {pct(p['pq_stuff'])}), mask AP {pct(p['ap'])}"
     if lat["n"]:
         s += f", latency p50 {lat['p50']:.0f} ms p90 {lat['p90']:.0f} ms"
     return s

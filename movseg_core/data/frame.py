@@ -16,6 +16,8 @@ class RGBDFrame:
     K: 3x3 float64 pinhole intrinsics of ``rgb``; None only for training images without calibration.
     label: HxW integer class ids, 0 = unlabelled / ignore, or None (no ground truth).
     stamp_ns: capture time in nanoseconds (bags, cameras) or None.
+    instances: HxW uint16 ground-truth instance ids (0 = none; one id per object, its class is
+    ``label`` at its pixels), or None (no instance ground truth; e.g. the NYUv2 labeled .mat has it).
     Convert stored millimetres with :func:`movseg_core.geometry.depth_mm_to_m` / ``depth_m_to_mm``.
     """
 
@@ -25,6 +27,7 @@ class RGBDFrame:
     K: np.ndarray | None = None
     label: np.ndarray | None = None
     stamp_ns: int | None = None
+    instances: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         rgb = self.rgb
@@ -45,6 +48,11 @@ class RGBDFrame:
             if not (isinstance(lab, np.ndarray) and lab.shape == hw and np.issubdtype(lab.dtype, np.integer)):
                 raise ValueError(f"frame {self.name}: label must be {hw[0]}x{hw[1]} integer class ids like rgb, "
                                  f"got {_describe(lab)}")
+        if self.instances is not None:
+            ins = self.instances
+            if not (isinstance(ins, np.ndarray) and ins.shape == hw and ins.dtype == np.uint16):
+                raise ValueError(f"frame {self.name}: instances must be {hw[0]}x{hw[1]} uint16 ids like rgb, "
+                                 f"got {_describe(ins)}")
 
 
 def _describe(a) -> str:

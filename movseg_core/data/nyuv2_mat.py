@@ -2,7 +2,10 @@
 
 The file holds 1449 frames (h5py sees MATLAB's column-major arrays transposed):
 ``images`` (1449, 3, 640, 480) uint8, ``depths`` / ``rawDepths`` (1449, 640, 480) float32
-metres, ``labels`` (1449, 640, 480) uint16 ids of 894 classes (0 = unlabeled).
+metres, ``labels`` (1449, 640, 480) uint16 ids of 894 classes (0 = unlabeled), ``instances``
+(1449, 640, 480) uint8: per pixel the object's index *within its class*, so an object is the pair
+(label, instance) (the NYU toolbox's ``get_instance_masks``). When the file has ``instances`` each
+frame carries an instance map (:func:`instance_ids`).
 
 The 894 -> 40 class mapping of Gupta et al. (CVPR 2013) is NOT embedded here: it ships as
 ``classMapping40.mat`` (variable ``mapClass``, 1x894, values 1..40) in the public NYUv2
@@ -99,13 +102,30 @@ def folder_split_ids(root: str | Path, ids: Sequence[str], split: Split, splits_
     return [i for i in ids if by_file[i] == split]
 
 
+def instance_ids(labels: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """Instance map of one frame: HxW uint16, one id 1..N per (label, instance) pair with label > 0
+    (pairs numbered in (label, instance) order; two classes' instance 1 are two objects), 0 where
+    the label is 0 (unlabeled). labels: HxW raw (894-class) ids; instances: HxW per-class indices.
+    The NYU toolbox keeps a labelled pixel with instance 0 as an object of its own too."""
+    labels, instances = np.asarray(labels), np.asarray(instances)
+    if labels.shape != instances.shape:
+        raise ValueError(f"instances {instances.shape} differ in size from labels {labels.shape}")
+    key = labels.astype(np.int64) * (int(instances.max(initial=0)) + 1) + instances.astype(np.int64)
+    pairs, ids = np.unique(np.where(labels > 0, key, -1), return_inverse=True)
+    ids = ids.reshape(labels.shape) + (0 if pairs[0] == -1 else 1)  # -1 (unlabeled) -> 0, the rest 1..N
+    if ids.max(initial=0) > np.iinfo(np.uint16).max:
+        raise ValueError(f"{int(ids.max())} objects in one frame: more than a uint16 instance map holds")
+    return ids.astype(np.uint16)
+
+
 class NYUv2Mat:
     """Frames of ``nyu_depth_v2_labeled.mat`` with NYU40 labels, like :class:`NYUv2Folder`.
 
     class_mapping: path to classMapping40.mat (or a (895,) lookup from :func:`load_class_mapping`).
     split: ``all`` | ``train`` | ``test``; train/test need ``splits`` (path to splits.mat).
     raw_depth: read ``rawDepths`` (0 = missing) instead of the filled ``depths``.
-    Frames: rgb HxWx3 uint8, depth HxW float32 metres (0 where invalid), label HxW uint8 (0..40).
+    Frames: rgb HxWx3 uint8, depth HxW float32 metres (0 where invalid), label HxW uint8 (0..40),
+    instances HxW uint16 (:func:`instance_ids`) when the file has ``instances`` (``has_instances``), else None.
     """
 
     def __init__(
@@ -133,6 +153,7 @@ class NYUv2Mat:
             if key not in self._file:
                 raise ValueError(f"{self.path}: no dataset {key!r}; has {sorted(self._file.keys())}")
         self._depth_key = "rawDepths" if raw_depth else "depths"
+        self.has_instances = "instances" in self._file
         n = self._file["images"].shape[0]
         if split == "all":
             indices = list(range(1, n + 1))
@@ -160,7 +181,8 @@ class NYUv2Mat:
         if raw.max(initial=0) > 894:
             raise ValueError(f"{self.path}: frame {i + 1} has label ids above 894")
         label = np.ascontiguousarray(self.lut[raw.astype(np.int64)])
-        return RGBDFrame(self.ids[index], rgb, depth, self.K.copy(), label)
+        inst = instance_ids(raw, np.asarray(self._file["instances"][i]).T) if self.has_instances else None
+        return RGBDFrame(self.ids[index], rgb, depth, self.K.copy(), label, instances=inst)
 
     def __iter__(self) -> Iterator[RGBDFrame]:
         for i in range(len(self)):

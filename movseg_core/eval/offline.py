@@ -50,12 +50,17 @@ def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, tota
     depth_range: the node's valid depth range in metres (``NodeParams.depth_range``; None = no limit).
 
     latency_ms = wall time of ``segment``; inference_ms = the segmenter's own ``timings_ms['total']``.
+    Frames with ground-truth instances (``RGBDFrame.instances``) are also scored panoptically
+    (:meth:`EvalAccumulator.add_instances`) from ``result.objects``, with the classes whose query is in the
+    segmenter's ``objects.stuff_queries`` as stuff; without objects (``objects.enabled`` false) they are
+    counted in ``acc.instances_unscored``.
     Raises ValueError when a result's labels differ in size from the ground truth.
     """
     from tqdm import tqdm
 
     vocab = segmenter.set_queries(list(prompts.queries))
-    acc = EvalAccumulator(prompts.class_names, keep_samples=keep_samples)
+    acc = EvalAccumulator(prompts.class_names, keep_samples=keep_samples,
+                          stuff=prompts.stuff_classes(segmenter.cfg.objects.stuff_queries))
     for f in tqdm(frames, total=total, desc="eval (offline)", unit="frame", disable=not progress):
         acc.sent()
         if f.label is None:
@@ -70,8 +75,16 @@ def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, tota
         pred = prompts.to_class_ids(result.labels, result.names, result.ids)
         if pred.shape != f.label.shape:
             raise ValueError(f"frame {f.name}: labels {pred.shape} differ in size from ground truth {f.label.shape}")
-        acc.add(f.name, pred, np.asarray(f.label).astype(np.uint16), f.rgb, latency_ms=wall_ms,
-                inference_ms=(result.timings_ms or {}).get("total"))
+        gt = np.asarray(f.label).astype(np.uint16)
+        acc.add(f.name, pred, gt, f.rgb, latency_ms=wall_ms, inference_ms=(result.timings_ms or {}).get("total"))
+        if f.instances is not None:
+            if result.objects is None:
+                acc.instances_unscored += 1
+            else:
+                objs = result.objects.instances
+                cls = prompts.to_class_ids(np.array([o.class_id for o in objs], np.int64), result.names, result.ids)
+                acc.add_instances(f.name, result.objects.instance_map, {o.id: int(c) for o, c in zip(objs, cls)},
+                                  {o.id: o.score for o in objs}, f.instances, gt)
     log.info("offline evaluation: %d of %d frames scored", acc.frames_scored, acc.frames_sent)
     return acc
 
@@ -95,9 +108,15 @@ def score_offline(frames: Iterable[RGBDFrame], prompts: PromptMap, segmenter_con
     acc = evaluate(seg, frames, prompts, total=total, keep_samples=keep_samples, progress=progress,
                    depth_range=depth_range)
     clip = seg.cfg.clip
-    w = weights_warning(clip.pretrained)
+    w = [weights_warning(clip.pretrained)]
+    if acc.instances_unscored:
+        w.append(f"{acc.instances_unscored} frames have ground-truth instances, but segmenter.objects.enabled is "
+                 "false: no panoptic scores (PQ, mask AP) for them")
     info = {"mode": "offline (Segmenter in-process, no ROS)",
             **settings_info(clip.model_name, clip.pretrained, depth_range),
             "latency": "wall time of Segmenter.segment per frame",
             "segmenter time": "timings_ms['total'] reported by the segmenter"}
-    return acc, info, [w] if w else []
+    if acc.panoptic_frames:
+        info["stuff classes (objects.stuff_queries)"] = ", ".join(
+            acc.class_names[c - 1] for c in sorted(acc.stuff)) or "none"
+    return acc, info, [x for x in w if x]

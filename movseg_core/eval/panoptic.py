@@ -250,6 +250,24 @@ class PanopticEvaluator:
         return out
 
 
+def panoptic_truth(instances: np.ndarray, label: np.ndarray,
+                   stuff: frozenset[int] | set[int] = frozenset()) -> tuple[np.ndarray, dict[int, int]]:
+    """Panoptic ground truth from an instance map and a class map (HxW each, 0 = none / unlabelled).
+
+    Things: one segment per instance id (its class = ``label`` at its first pixel); stuff classes
+    (``stuff``): all their labelled pixels form one segment per class (id = largest labelled instance id + class),
+    whatever their instance ids. Unlabelled pixels (label 0) and thing pixels of instance 0 are void (0).
+    Returns (segment map HxW int64, {segment id: class id}).
+    """
+    inst, lab = paired_maps(np.asarray(instances).astype(np.int64), np.asarray(label).astype(np.int64))
+    seg = np.where(lab > 0, inst, 0)
+    base = int(seg.max(initial=0))
+    stuff_px = np.isin(lab, np.fromiter(stuff, np.int64, len(stuff))) & (lab > 0)
+    seg[stuff_px] = base + lab[stuff_px]
+    ids, first = np.unique(seg.ravel(), return_index=True)
+    return seg, {int(i): int(lab.ravel()[f]) for i, f in zip(ids, first) if i > 0}
+
+
 def _scores(scores, n: int) -> np.ndarray:
     """Score per instance id 0..n-1 as float64 (1 where not given)."""
     return _per_id(scores, n, np.float64, 1.0)

@@ -39,6 +39,12 @@ class PromptMap:
         """Class ids 0..num_classes-1 (0 = unlabeled/unknown)."""
         return len(self.class_names) + 1
 
+    def stuff_classes(self, stuff_queries: Sequence[str]) -> frozenset[int]:
+        """Class ids whose query is a stuff query (case-insensitive), as the segmenter decides stuff
+        (``objects.stuff_queries``: one region per class); e.g. NYU40 wall, floor, door, window, ceiling."""
+        stuff = {q.casefold() for q in stuff_queries}
+        return frozenset(i for i, q in enumerate(self.queries, start=1) if q.casefold() in stuff)
+
     def to_class_ids(self, labels: np.ndarray, names: Sequence[str], ids: Sequence[int]) -> np.ndarray:
         """HxW uint16 segmenter labels + the (names, ids) they were made with -> HxW uint16 class ids.
 

@@ -1,7 +1,8 @@
 """Evaluation report: ``metrics.json``, ``report.md`` and PNG plots in one folder.
 
 Files: ``metrics.json`` (miou, per_class_iou, pixel_acc, fwiou, frames_scored, frames_sent,
-latency_ms, confusion matrix, ...), ``report.md`` (human-readable summary linking the plots),
+latency_ms, confusion matrix, ..., and ``panoptic`` -- PQ / SQ / RQ, mask AP -- only when frames with
+ground-truth instances were scored), ``report.md`` (human-readable summary linking the plots),
 ``per_class_iou.png``, ``confusion_matrix.png`` (rows = ground truth, row-normalised, first column
 = "unknown" predictions) and ``overlays/<frame>.png`` (prediction | ground truth | RGB).
 """
@@ -134,6 +135,8 @@ def _markdown(metrics: dict[str, Any], title: str, info: dict[str, str], warning
               "prediction are left out of the mean.", ""]
     if metrics["unscored"]:
         lines += ["## Frames not scored", ""] + [f"- {k}: {v}" for k, v in metrics["unscored"].items()] + [""]
+    if "panoptic" in metrics:
+        lines += _panoptic_markdown(metrics["panoptic"])
     lines += ["## Per-class IoU", "", "![per-class IoU](per_class_iou.png)", "",
               "| id | class | IoU % | share of labelled pixels % |", "| --- | --- | --- | --- |"]
     cm = np.asarray(metrics["confusion_matrix"])
@@ -144,6 +147,25 @@ def _markdown(metrics: dict[str, Any], title: str, info: dict[str, str], warning
     if overlays:
         lines += ["## Examples (prediction | ground truth | RGB)", ""] + [f"![{o}]({o})" for o in overlays] + [""]
     return "\n".join(lines)
+
+
+def _panoptic_markdown(p: dict[str, Any]) -> list[str]:
+    """The report's panoptic section (``metrics['panoptic']`` of :meth:`EvalAccumulator.panoptic_metrics`)."""
+    lines = [f"## Panoptic quality ({len(p['frames'])} frames with ground-truth instances)", "",
+             "| segments | PQ % | SQ % | RQ % |", "| --- | --- | --- | --- |"]
+    for label, suffix in (("all", ""), ("things", "_things"), ("stuff", "_stuff")):
+        lines.append(f"| {label} | {_fmt(p['pq' + suffix])} | {_fmt(p['sq' + suffix])} | {_fmt(p['rq' + suffix])} |")
+    lines += ["", f"Mask AP (0.50:0.95) {_fmt(p['ap'])} %, AP50 {_fmt(p['ap50'])} %.", "",
+              "PQ / SQ / RQ (Kirillov et al. 2019): a predicted and a true segment of one class match at IoU > 0.5; "
+              "sums over all frames, then the mean over classes. Stuff classes (one segment per class, in ground "
+              f"truth and prediction): {', '.join(p['stuff_classes']) or 'none'} (the segmenter's "
+              "objects.stuff_queries); every other class is things. Unlabelled ground-truth pixels are void. "
+              "Mask AP: COCO style, scores = the objects' classifier confidence.", "",
+              "| class | PQ % | SQ % | RQ % | TP | FP | FN | AP % |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for n, c in p["per_class"].items():
+        lines.append(f"| {n} | {_fmt(c['pq'])} | {_fmt(c['sq'])} | {_fmt(c['rq'])} | {c['tp']} | {c['fp']} | {c['fn']} "
+                     f"| {_fmt(c['ap'])} |")
+    return lines + [""]
 
 
 def write_report(acc: EvalAccumulator, out_dir: str | Path, *, title: str = "MOVSeg evaluation",

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from movseg_core.eval import metrics as metric  # module alias: the class below has a `metrics` method
+from movseg_core.eval.panoptic import PanopticEvaluator, panoptic_truth
 
 
 @dataclass
@@ -44,10 +45,13 @@ class EvalAccumulator:
     """Scores frames of class-id label maps (0 = unlabeled in gt / unknown in pred; ids 1..C-1).
 
     class_names: names of ids 1..C-1. keep_samples: how many frames to keep for overlays.
+    stuff: class ids scored as stuff (one segment per class) by :meth:`add_instances`; the panoptic
+    scores (PQ / SQ / RQ, mask AP; :mod:`movseg_core.eval.panoptic`) cover the frames given to it.
     """
 
     class_names: tuple[str, ...]
     keep_samples: int = 3
+    stuff: frozenset[int] = frozenset()
     cm: np.ndarray = field(init=False)
     frames_sent: int = 0
     frames_scored: int = 0
@@ -57,10 +61,14 @@ class EvalAccumulator:
     frame_names: list[str] = field(default_factory=list)
     unscored: dict[str, str] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
+    panoptic: PanopticEvaluator = field(init=False)
+    panoptic_frames: list[str] = field(default_factory=list)
+    instances_unscored: int = 0  # frames with ground-truth instances but no predicted objects
 
     def __post_init__(self) -> None:
         n = len(self.class_names) + 1
         self.cm = np.zeros((n, n), dtype=np.int64)
+        self.panoptic = PanopticEvaluator(n, stuff=self.stuff)
 
     @property
     def num_classes(self) -> int:
@@ -91,6 +99,29 @@ class EvalAccumulator:
         if rgb is not None and len(self.samples) < self.keep_samples:
             self.samples.append(Sample(name, rgb.copy(), pred.astype(np.uint16), gt.astype(np.uint16)))
 
+    def add_instances(self, name: str, pred: np.ndarray, pred_classes: dict[int, int], scores: dict[int, float],
+                      gt_instances: np.ndarray, gt: np.ndarray) -> None:
+        """Panoptic scoring of one frame. pred: HxW predicted instance map (0 = none) with a class id and
+        a score per instance id; gt_instances: HxW ground-truth instance ids (0 = none), gt: HxW class ids
+        (stuff classes merged per class by :func:`panoptic_truth`, unlabelled pixels void)."""
+        gt_seg, gt_classes = panoptic_truth(gt_instances, gt, self.stuff)
+        self.panoptic.add(pred, pred_classes, gt_seg, gt_classes, scores=scores)
+        self.panoptic_frames.append(name)
+
+    def panoptic_metrics(self) -> dict[str, Any] | None:
+        """PQ / SQ / RQ (all, things, stuff), mask AP and AP50, per class by name, over the frames given to
+        :meth:`add_instances`; None when there were none."""
+        if not self.panoptic_frames:
+            return None
+        r = self.panoptic.result()
+        out: dict[str, Any] = {k: _nan_to_none(r[k]) for k in ("pq", "sq", "rq", "pq_things", "sq_things", "rq_things",
+                                                               "pq_stuff", "sq_stuff", "rq_stuff", "ap", "ap50")}
+        out["per_class"] = {self.class_names[c - 1]: {k: (_nan_to_none(v) if isinstance(v, float) else v)
+                                                      for k, v in pc.items()} for c, pc in r["per_class"].items()}
+        out["stuff_classes"] = [self.class_names[c - 1] for c in sorted(self.stuff) if 0 < c <= len(self.class_names)]
+        out["frames"] = list(self.panoptic_frames)
+        return out
+
     def metrics(self) -> dict[str, Any]:
         """The metrics.json content (NaN written as null). ValueError when nothing was scored."""
         if self.frames_scored == 0 or self.cm.sum() == 0:
@@ -99,7 +130,7 @@ class EvalAccumulator:
                              "no report written")
         iou = metric.per_class_iou(self.cm)
         gt_pixels = self.cm.sum(1)
-        return {
+        m = {
             "miou": _nan_to_none(metric.miou_from_confusion(self.cm)),
             "per_class_iou": {n: _nan_to_none(iou[i + 1]) for i, n in enumerate(self.class_names)},
             "pixel_acc": _nan_to_none(metric.pixel_accuracy(self.cm)),
@@ -116,3 +147,7 @@ class EvalAccumulator:
             "frames": list(self.frame_names),
             "unscored": dict(self.unscored),
         }
+        pan = self.panoptic_metrics()
+        if pan is not None:  # only when ground-truth instances were scored
+            m["panoptic"] = pan
+        return m
