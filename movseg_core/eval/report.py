@@ -161,7 +161,7 @@ def _panoptic_markdown(p: dict[str, Any]) -> list[str]:
               f"truth and prediction): {', '.join(p['stuff_classes']) or 'none'} (the segmenter's "
               "objects.stuff_queries); every other class is things. Unlabelled ground-truth pixels are void. "
               "Mask AP: COCO style, scores = the objects' classifier confidence.", "",
-              "| class | PQ % | SQ % | RQ % | TP | FP | FN | AP % |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| class | PQ % | SQ % | RQ % | TP | FP | FN | AP % |", "|" + " --- |" * 8]
     for n, c in p["per_class"].items():
         lines.append(f"| {n} | {_fmt(c['pq'])} | {_fmt(c['sq'])} | {_fmt(c['rq'])} | {c['tp']} | {c['fp']} | {c['fn']} "
                      f"| {_fmt(c['ap'])} |")
