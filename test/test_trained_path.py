@@ -109,3 +109,45 @@ def test_exported_checkpoint_loads_into_the_node(exported, tmp_path, rclpy_node)
         assert list(infos[0].names) == ["chair", "table"]
     finally:
         assert node.stop(signal.SIGINT) == 0, node.output()[-2000:]
+
+
+def test_trained_path_gives_instances_from_the_query_masks(exported):
+    """Issue 15: with trained proposals every thing query mask is its own instance (never joined to a
+    touching mask of its class, as the geometric grouping would), stuff is one region per class, and
+    the instance map agrees with the label map pixel for pixel."""
+    from movseg_core.segmenter import Segmenter
+
+    seg = Segmenter.from_config({"clip": CLIP, "dense": {"short_side": 112},
+                                 "proposals": {"method": "trained", "checkpoint": exported, "trained_short_side": 128},
+                                 "objects": {"min_pixels": 1}})
+    seg.set_queries(["chair", "table", "wall"])
+    f = frame()
+    r = seg.segment(f.rgb, f.depth, f.K)
+    objs = r.objects
+    assert objs is not None and objs.instances
+    inst = objs.instance_map
+    assert inst.shape == r.labels.shape and inst.dtype == np.uint16
+    assert sorted(np.unique(inst[inst > 0]).tolist()) == [o.id for o in objs.instances]
+    for o in objs.instances:  # each instance's pixels carry its class in the labels; mask, count and box agree
+        ys, xs = np.nonzero(inst == o.id)
+        assert (r.labels[ys, xs] == o.class_id).all() and o.name == r.names[o.class_id - 1]
+        assert o.pixels == ys.size and o.box == (xs.min(), ys.min(), xs.max(), ys.max())
+        assert o.is_stuff == (o.name == "wall")
+    assert ((inst > 0) == (r.labels > 0)).all()  # min_pixels 1, min_score 0: every labelled pixel is in an object
+    # thing query masks: one instance each, distinct
+    thing_masks = [s for s in np.unique(r.segments) if r.labels[r.segments == s][0] in (1, 2)]
+    ids = [np.unique(inst[r.segments == s]) for s in thing_masks]
+    assert all(i.size == 1 for i in ids) and len({int(i[0]) for i in ids}) == len(thing_masks)
+    assert len([o for o in objs.instances if not o.is_stuff]) == len(thing_masks)
+    assert len([o for o in objs.instances if o.is_stuff]) == int((r.labels == 3).any())
+    # two query masks of one class that touch in the image stay two instances (geometric grouping could join them)
+    sg = r.segments
+    pairs = set()
+    for a, b in ((sg[:, :-1], sg[:, 1:]), (sg[:-1], sg[1:])):
+        edge = a != b
+        pairs |= {(int(x), int(y)) for x, y in zip(a[edge], b[edge])}
+    seg_cls = {int(s): int(r.labels[sg == s][0]) for s in np.unique(sg)}
+    touching = [(x, y) for x, y in pairs if seg_cls[x] == seg_cls[y] and seg_cls[x] in (1, 2)]
+    assert touching, "no two touching query masks of one thing class in this frame: the check cannot fail"
+    for x, y in touching:
+        assert inst[sg == x][0] != inst[sg == y][0]
