@@ -173,6 +173,8 @@ class ClipConfig:
     device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
     precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
     templates: a :data:`TEMPLATE_SETS` name or a list of templates containing ``{}``.
+    simulated_ms: > 0 replaces every forward pass by a wait of this many ms that uses no CPU (a GPU
+        stand-in for benchmarks, :mod:`movseg_core.gpu_standin`; labels are meaningless); 0 = the model.
     """
 
     model_name: str = "ViT-B-16"
@@ -181,6 +183,7 @@ class ClipConfig:
     device: str = "auto"
     precision: str = "auto"
     templates: str | list[str] = "indoor"
+    simulated_ms: float = 0.0
 
 
 @dataclass
@@ -1174,8 +1177,14 @@ class ClipModel:
 
 
 def create_clip(cfg: ClipConfig | None = None) -> ClipModel:
-    """Load a :class:`ClipModel` for ``cfg`` (see module docstring for how weights resolve)."""
-    return ClipModel(cfg or ClipConfig())
+    """Load a :class:`ClipModel` for ``cfg`` (see module docstring for how weights resolve); with
+    ``cfg.simulated_ms > 0`` the GPU stand-in of benchmarks (:mod:`movseg_core.gpu_standin`)."""
+    cfg = cfg or ClipConfig()
+    if cfg.simulated_ms > 0:
+        from movseg_core.gpu_standin import SimulatedGpuClip
+
+        return SimulatedGpuClip(cfg)
+    return ClipModel(cfg)
 
 
 def load_visual_weights(clip: ClipModel, path: str | os.PathLike) -> torch.nn.Module:

@@ -13,6 +13,12 @@ OVSeg masked-crop member), ``clip_x`` (optional CLIP-X branch on the depth/norma
 ``classify`` (scores vs text, unknown rejection), ``paint``, ``objects`` (instances and 3D boxes,
 :mod:`movseg_core.objects`); ``total`` covers everything.
 
+Overlap (``SegmenterConfig.overlap``, default on): normals and proposals run on one persistent
+helper thread while the dense CLIP pass runs on the calling thread (numba kernels and torch ops
+release the GIL; on a GPU the dense pass is a wait for the device); ``dense.scope: proposals``
+keeps proposals before the dense pass. Per-stage ``timings_ms`` are each stage's own wall time,
+so with overlap they add up to more than ``total``.
+
 Thread safety: :meth:`Segmenter.set_queries` may be called from another thread while
 :meth:`Segmenter.segment` runs; each ``segment`` uses the vocabulary snapshot it took at its start
 and reports its version.
@@ -24,6 +30,7 @@ import logging
 import threading
 import time
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -39,7 +46,7 @@ from movseg_core.classify import (
     pool_segments,
     score_segments,
 )
-from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, load_visual_weights
+from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, create_clip, load_visual_weights
 from movseg_core.config import build_config
 from movseg_core.geometry import (
     NormalsConfig,
@@ -66,6 +73,9 @@ class SegmenterConfig:
     normals: normal estimation from depth (:class:`movseg_core.geometry.NormalsConfig`).
     objects: instances, 2D and 3D boxes (:class:`movseg_core.objects.ObjectsConfig`).
     max_queries: most queries per vocabulary; max_query_chars: longest query in characters.
+    overlap: compute normals and proposals on a helper thread while the CLIP dense pass runs on the
+        calling one (they do not depend on it; not with ``dense.scope: proposals``, whose dense pass
+        needs the proposals first); false = one stage after another, as before.
     """
 
     clip: ClipConfig = field(default_factory=ClipConfig)
@@ -76,6 +86,7 @@ class SegmenterConfig:
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     max_queries: int = 512
     max_query_chars: int = 200
+    overlap: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (round-trips through :func:`config_from_dict`)."""
@@ -167,7 +178,7 @@ class Segmenter:
 
     def __init__(self, cfg: SegmenterConfig, clip: ClipModel | None = None):
         self.cfg = cfg
-        self.clip = clip if clip is not None else ClipModel(cfg.clip)
+        self.clip = clip if clip is not None else create_clip(cfg.clip)
         self.device = self.clip.device
         c = cfg.classify
         uses_x = c.x_fusion_weight > 0 and c.x_checkpoint
@@ -187,6 +198,8 @@ class Segmenter:
                                  f"CLIP {cfg.clip.model_name} in {self.clip.embed_dim}: export it for this CLIP")
             self.trained_classes = frozenset(self.trained.meta.get("class_names") or ())
         self._lock = threading.Lock()
+        # one persistent helper thread for normals + proposals (started on the first overlapped frame)
+        self._geometry_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movseg-geometry")
         self._vocab: Vocabulary | None = None
         self._version = 0
         secs = prepare_cpu_normals(cfg.normals)  # so the first frame is not the one that compiles
@@ -284,6 +297,10 @@ class Segmenter:
             valid = nvalid if valid is None else (valid & nvalid)
         return rgb, depth, K, normals, valid
 
+    def _overlaps(self) -> bool:
+        """Whether :meth:`segment` runs normals + proposals beside the dense pass (``cfg.overlap``)."""
+        return self.cfg.overlap and self.cfg.dense.scope != "proposals" and self.cfg.classify.dense_weight > 0
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -327,29 +344,47 @@ class Segmenter:
         if depth is not None and not valid.any():
             log.warning("depth has no valid pixel: segmenting this frame from RGB only")
             depth = valid = None
-        t = time.perf_counter()
-        if depth is not None and normals is None and K is not None:
-            n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
-            normals = n.cpu().numpy() if torch.is_tensor(n) else np.asarray(n)
-            nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
-            valid = valid & nvalid
-            t = lap("normals", t)
-        trained = self.trained.predict(rgb, depth, normals, valid) if self.trained is not None else None
-        segments = trained.segments if trained is not None else propose(rgb, depth, normals, valid, cfg.proposals)
-        segments = np.ascontiguousarray(segments, dtype=np.int32)
-        if segments.shape != rgb.shape[:2] or segments.min() < 0:
-            raise RuntimeError(f"proposals returned bad segments {segments.shape} (expected {rgb.shape[:2]})")
+        c = cfg.classify
+        text = vocab.embeddings.to(self.device)
+
+        def geometry() -> tuple:  # normals and proposals: independent of CLIP unless dense.scope needs them
+            t = time.perf_counter()
+            n_out, v_out = normals, valid
+            if depth is not None and normals is None and K is not None:
+                n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
+                n_out = n.cpu().numpy() if torch.is_tensor(n) else np.asarray(n)
+                nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
+                v_out = valid & nvalid
+                t = lap("normals", t)
+            trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
+            segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals)
+            segs = np.ascontiguousarray(segs, dtype=np.int32)
+            if segs.shape != rgb.shape[:2] or segs.min() < 0:
+                raise RuntimeError(f"proposals returned bad segments {segs.shape} (expected {rgb.shape[:2]})")
+            lap("proposals", t)
+            return n_out, v_out, segs, trained
+
+        feats = None
+        if self._overlaps():  # the dense pass on this thread while the geometry runs on the helper thread
+            pending = self._geometry_pool.submit(geometry)
+            t = time.perf_counter()
+            try:
+                feats = self.clip.dense_features(rgb, cfg.dense, text=text)
+                lap("dense", t)
+            finally:
+                normals, valid, segments, trained = pending.result()  # never leave it running behind us
+        else:
+            normals, valid, segments, trained = geometry()
         n_seg = int(segments.max()) + 1
-        t = lap("proposals", t)
+        t = time.perf_counter()
 
         seg_t = torch.from_numpy(segments).to(self.device)
-        c = cfg.classify
         parts = []
-        text = vocab.embeddings.to(self.device)
         scope = segments if cfg.dense.scope == "proposals" else None  # the frame's proposals, shared
         if c.dense_weight > 0:
-            feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
-            t = lap("dense", t)
+            if feats is None:
+                feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
+                t = lap("dense", t)
             parts.append((pool_segments(feats, seg_t, n_seg), c.dense_weight))
             t = lap("pool", t)
         if c.crop_weight > 0:

@@ -33,7 +33,7 @@ _DV = np.array([0, 0, 0, 1, -1, 1, 1, -1, -1], np.int64)
 _DU = np.array([0, 1, -1, 0, 0, 1, -1, 1, -1], np.int64)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _inverse_depth(d, valid):  # noqa: ANN001, ANN202
     """Validity (depth > 0 and finite, and ``valid`` unless None) and ``1/z`` there, NaN elsewhere
     (NaN compares False in the jump test): (HxW bool, HxW float32, count of valid pixels)."""
@@ -54,7 +54,7 @@ def _inverse_depth(d, valid):  # noqa: ANN001, ANN202
     return ok, w, count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _cell_sums(w, ok, tau, cell):  # noqa: ANN001, ANN202
     """Hs x Ws x 4 float64 cell sums over valid pixels: count (-_JUMP per pixel on a depth jump,
     i.e. with a valid 4-neighbour whose w differs by more than the factor 1 + tau), w, u, v.
@@ -95,7 +95,7 @@ def _cell_sums(w, ok, tau, cell):  # noqa: ANN001, ANN202
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _integral(cells, pad):  # noqa: ANN001, ANN202
     """Summed-area tables of the cell sums with ``pad`` zero cells around, one plane per channel:
     4 x (Hs+2p+1) x (Ws+2p+1), ``I[c, y, x]`` = sum over padded rows < y and columns < x."""
@@ -118,7 +118,7 @@ def _integral(cells, pad):  # noqa: ANN001, ANN202
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _parts(I, c, y0, py, y1, x0, px, x1):  # noqa: ANN001, ANN202, E741
     """Channel ``c`` summed over the window parts, from 12 corner points of the summed-area table:
     columns of the full height left [x0, px), centre [px, px+1), right [px+1, x1); rows of the
@@ -131,7 +131,7 @@ def _parts(I, c, y0, py, y1, x0, px, x1):  # noqa: ANN001, ANN202, E741
     return left, centre, right, up, centre_row, down, a33 - a03 - a30 + a00
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _algebra(nL, nC, nR, nU, nCv, nD, nA, wL, wR, wU, wD, wA, uL, uR, uA, vU, vD, vA, need):  # noqa: ANN001, ANN202
     """Window sums -> plane ``(b, c, a, usable)`` (as normals._torch_planes): slopes from the
     differences of the half-window means, multiplied through by the counts."""
@@ -142,7 +142,7 @@ def _algebra(nL, nC, nR, nU, nCv, nD, nA, wL, wR, wU, wD, wA, uL, uR, uA, vU, vD
     return b, c, a, usable
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _plane(I, cy, cx, rc, pad, need):  # noqa: ANN001, ANN202, E741
     """Plane ``(b, c, a, usable)`` of the window of ``2 rc + 1`` cells centred on cell (cy, cx)."""
     py, px = cy + pad, cx + pad
@@ -154,7 +154,7 @@ def _plane(I, cy, cx, rc, pad, need):  # noqa: ANN001, ANN202, E741
     return _algebra(nL, nC, nR, nU, nCv, nD, nA, wL, wR, wU, wD, wA, uL, uR, uA, vU, vD, vA, need)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unit(b, c, a, fx, fy, px, py):  # noqa: ANN001, ANN202
     """Unit normal towards the camera of the plane ``w = a + b u + c v``."""
     nx, ny, nz = -fx * b, -fy * c, -(a + b * px + c * py)
@@ -162,7 +162,7 @@ def _unit(b, c, a, fx, fy, px, py):  # noqa: ANN001, ANN202
     return nx * inv, ny * inv, nz * inv
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def _cell_planes(I, hs, ws, rc, pad, need, fx, fy, px, py):  # noqa: ANN001, ANN202, E741
     """Every cell's plane at radius ``rc`` (Hs x Ws x 4 float64: b, c, a, 1 if usable else 0) and
     unit normal (Hs x Ws x 3 float32, 0 where not usable). :func:`_plane` unrolled over a row of
@@ -198,7 +198,7 @@ def _cell_planes(I, hs, ws, rc, pad, need, fx, fy, px, py):  # noqa: ANN001, ANN
     return planes, nrm
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def _renormalise(up, ok, planes, cell, out, found, pending):  # noqa: ANN001, ANN202
     """Blended normals ``up`` (HxWx3) -> unit normals in ``out`` at valid pixels of usable cells
     (``found``), 0 elsewhere; ``pending`` (Hs x Ws) counts each cell's valid pixels left over."""
@@ -218,7 +218,7 @@ def _renormalise(up, ok, planes, cell, out, found, pending):  # noqa: ANN001, AN
                     pending[cy, cx] += ok[y, x] and not usable
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pick(planes, cy, cx, pu, pv, pw, rc, shifted, centred):  # noqa: ANN001, ANN202
     """Among the centred window (preferred, if ``centred``) and the 8 shifted by rc + 1 cells,
     the usable one whose plane passes closest to the point (pu, pv, pw). Returns the chosen cell
@@ -241,7 +241,7 @@ def _pick(planes, cy, cx, pu, pv, pw, rc, shifted, centred):  # noqa: ANN001, AN
     return qy, qx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _planes_near(I, pending, rc, pad, need, fx, fy, px, py, planes, nrm):  # noqa: ANN001, ANN202, E741
     """Overwrite ``planes`` / ``nrm`` (as from :func:`_cell_planes`) with radius ``rc`` for the
     cells that pending cells may choose (their centred and 8 shifted windows): the only cells
@@ -266,7 +266,7 @@ def _planes_near(I, pending, rc, pad, need, fx, fy, px, py, planes, nrm):  # noq
                     nrm[cy, cx, 0], nrm[cy, cx, 1], nrm[cy, cx, 2] = _unit(b, c, a, fx, fy, px, py)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _shifted(cells, w, ok, planes, nrm, cell, rc, shifted, centred, out, found, pending):  # noqa: ANN001, ANN202
     """Pixels with valid depth and no normal yet (counted per cell in ``pending``) take the normal
     (``nrm``) of the usable window (``planes``, radius rc) that :func:`_pick` chooses. Jump-free
