@@ -9,6 +9,8 @@ four messages with the same header stamp and ``frame_id``:
   (reading also takes ``mono16`` millimetres and ``32FC1`` metres)
 - ``/camera/color/camera_info``  sensor_msgs/CameraInfo (NYUv2 intrinsics, rectified, no distortion)
 - ``/movseg/gt_labels``          sensor_msgs/Image ``mono16`` NYU40 ids (0 = unlabeled)
+- ``/movseg/gt_instances``       sensor_msgs/Image ``mono16`` ground-truth instance ids (0 = none), only
+  when the source has them (the labeled .mat's ``instances``; ``RGBDFrame.instances``)
 
 The dataset frame names (``0001`` ...) are stored in the bag's ``custom_data``
 (key ``movseg.frame_names``, JSON list in frame order).
@@ -46,6 +48,7 @@ class BagTopics:
     depth: str = topics.DEPTH
     info: str = topics.CAMERA_INFO
     gt: str = topics.GT_LABELS
+    gt_instances: str = topics.GT_INSTANCES
 
 
 @dataclass
@@ -99,7 +102,8 @@ def write_bag(frames: Iterable[RGBDFrame], out: str | Path, cfg: BagWriteConfig 
               total: int | None = None, progress: bool = True) -> WriteSummary:
     """Write frames to a new rosbag2 directory ``out`` (must not exist).
 
-    Frames without depth are skipped (logged); a frame without a label gets no gt message.
+    Frames without depth are skipped (logged); a frame without a label gets no gt message; a frame
+    with instances (``RGBDFrame.instances``) gets a gt_instances message (the topic exists only then).
     Raises ValueError when no frame can be written or a frame has no K.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -140,6 +144,10 @@ def write_bag(frames: Iterable[RGBDFrame], out: str | Path, cfg: BagWriteConfig 
             writer.write(conns["color"], t, m.image(frame.rgb, "rgb8", t, fid))
             if frame.label is not None:
                 writer.write(conns["gt"], t, m.image(frame.label.astype(np.uint16), "mono16", t, fid))
+            if frame.instances is not None:
+                if "gt_instances" not in conns:
+                    conns["gt_instances"] = writer.add_connection(tp.gt_instances, m.Image.__msgtype__, typestore=m.ts)
+                writer.write(conns["gt_instances"], t, m.image(frame.instances, "mono16", t, fid))
             names.append(frame.name)
         if not names:
             raise ValueError(f"no frame with depth to write ({len(skipped)} skipped without depth)")
@@ -209,8 +217,9 @@ def inspect_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: b
 
 
 def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool = False) -> Iterator[RGBDFrame]:
-    """:class:`RGBDFrame` s of a bag (with ``stamp_ns``; label uint16 or None), paired by header stamp
-    (colour + depth + camera_info [+ gt]), streamed.
+    """:class:`RGBDFrame` s of a bag (with ``stamp_ns``; label uint16 or None; instances uint16 where
+    the bag has ``gt_instances``), paired by header stamp (colour + depth + camera_info [+ gt] [+ gt_instances]),
+    streamed.
 
     A frame is yielded as soon as its messages are complete, so memory stays at a few frames.
     Raises ValueError on a missing topic, an unsupported encoding, or images of different sizes.
@@ -225,7 +234,9 @@ def read_bag(path: str | Path, topics: BagTopics = BagTopics(), require_gt: bool
     wanted = {topics.color: "color", topics.depth: "depth", topics.info: "info"}
     if has_gt:
         wanted[topics.gt] = "gt"
-    need = ("color", "depth", "info", "gt") if has_gt else ("color", "depth", "info")
+    if topics.gt_instances in info.topics:
+        wanted[topics.gt_instances] = "gt_instances"
+    need = tuple(wanted.values())
     names = info.frame_names
     n_color = info.topics[topics.color][1]
     pending: dict[int, dict[str, object]] = {}
@@ -269,12 +280,8 @@ def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
         rgb = conv.color_to_rgb(parts["color"])
         depth, _valid = decode_depth(*conv.depth_to_raw(parts["depth"]))
         K, info_hw = conv.camera_info_to_K(parts["info"])
-        label = None
-        if "gt" in parts:
-            if parts["gt"].encoding not in LABEL_ENCODINGS:
-                raise ValueError(f"ground-truth labels: encoding {parts['gt'].encoding!r} not supported, "
-                                 f"expected one of {LABEL_ENCODINGS}")
-            label = conv.image_to_array(parts["gt"]).astype(np.uint16)
+        label = _gt_image(parts, "gt", "ground-truth labels", LABEL_ENCODINGS)
+        instances = _gt_image(parts, "gt_instances", "ground-truth instances", ("mono16", "16UC1"))
     except ValueError as e:
         raise ValueError(f"{path}: {e} (stamp {s})") from e
     h, w = rgb.shape[:2]
@@ -282,9 +289,19 @@ def _assemble(parts: dict, s: int, name: str, path) -> RGBDFrame:
         raise ValueError(f"{path}: depth {depth.shape} does not match colour {(h, w)} at stamp {s}")
     if info_hw != (h, w):
         raise ValueError(f"{path}: camera_info is {info_hw[1]}x{info_hw[0]}, images {w}x{h} at stamp {s}")
-    if label is not None and label.shape != (h, w):
-        raise ValueError(f"{path}: labels {label.shape} do not match colour {(h, w)} at stamp {s}")
-    return RGBDFrame(name, rgb, depth, K, label, stamp_ns=s)
+    for what, a in (("labels", label), ("instances", instances)):
+        if a is not None and a.shape != (h, w):
+            raise ValueError(f"{path}: {what} {a.shape} do not match colour {(h, w)} at stamp {s}")
+    return RGBDFrame(name, rgb, depth, K, label, stamp_ns=s, instances=instances)
+
+
+def _gt_image(parts: dict, key: str, what: str, encodings: tuple[str, ...]) -> np.ndarray | None:
+    """HxW uint16 of a ground-truth image message ``parts[key]`` (None when absent); ValueError for another encoding."""
+    if key not in parts:
+        return None
+    if parts[key].encoding not in encodings:
+        raise ValueError(f"{what}: encoding {parts[key].encoding!r} not supported, expected one of {encodings}")
+    return conv.image_to_array(parts[key]).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------- sources + CLI

@@ -5,6 +5,9 @@ re-stamped (now-based, so a node that already saw the bag accepts it again), pub
 depth and camera_info, and the node's ``labels`` + ``label_info`` answers are matched by stamp, mapped
 to classes with the names in label_info, and scored (:class:`movseg_core.eval.scoring.EvalAccumulator`).
 The node's vocabulary is set to the evaluation prompts through ``set_queries`` and restored afterwards.
+When the bag has ground-truth instances (``gt_instances``, written by nyu2bag from the labeled .mat) and
+the node publishes ``instances`` + ``objects``, those are matched by stamp too and scored panoptically
+(PQ / SQ / RQ, mask AP; stuff = the node's ``segmenter.objects.stuff_queries``), as offline.
 ``rate_hz`` 0 sends the next frame when the previous one is answered; > 0 sends at that rate and counts
 what the node drops. Used by ``movseg eval --bag`` (:mod:`movseg_ros.eval_cli`).
 """
@@ -48,6 +51,8 @@ class ReplayConfig:
     rate_hz: float = 0.0
     labels_topic: str = topics.LABELS
     label_info_topic: str = topics.LABEL_INFO
+    instances_topic: str = topics.INSTANCES
+    objects_topic: str = topics.OBJECTS
     service: str = topics.SET_QUERIES
     node_name: str = topics.NODE
     topics: BagTopics = field(default_factory=BagTopics)
@@ -65,12 +70,12 @@ class ReplayConfig:
 class _Replayer:
     """Publishes frames to the node and scores its answers (one rclpy context of its own)."""
 
-    def __init__(self, cfg: ReplayConfig, prompts: PromptMap, acc: EvalAccumulator):
+    def __init__(self, cfg: ReplayConfig, prompts: PromptMap, acc: EvalAccumulator, instances: bool = False):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, Image
 
-        from movseg_ros.msg import LabelInfo
+        from movseg_ros.msg import LabelInfo, ObjectArray
         from movseg_ros.qos import qos_by_name
 
         self.cfg, self.prompts, self.acc = cfg, prompts, acc
@@ -87,7 +92,12 @@ class _Replayer:
         sub_q = qos_by_name("reliable", depth=50)
         self.subs = [self.node.create_subscription(Image, cfg.labels_topic, self._on_labels, sub_q),
                      self.node.create_subscription(LabelInfo, cfg.label_info_topic, self._on_info, sub_q)]
-        self.inflight: dict[int, tuple[str, np.ndarray, np.ndarray, float]] = {}
+        # ground-truth instances in the bag: also the node's instance image and objects (see connect)
+        self.obj_subs = [self.node.create_subscription(Image, cfg.instances_topic, self._on_instances, sub_q),
+                         self.node.create_subscription(ObjectArray, cfg.objects_topic, self._on_objects, sub_q)
+                         ] if instances else []
+        self.parts = ("labels", "info")
+        self.inflight: dict[int, tuple[str, np.ndarray, np.ndarray, float, np.ndarray | None]] = {}
         self.got: dict[int, dict[str, Any]] = {}
         self.answered = 0
         self.fatal: str | None = None
@@ -124,6 +134,14 @@ class _Replayer:
             raise NodeNotAnswering(f"no movseg node found within {c.discovery_timeout_s:.0f} s ({'; '.join(missing)}). "
                                    "Start it first (`movseg run` or `ros2 launch movseg_ros segment.launch.py`), "
                                    "with the same ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE.")
+        # the node creates all its publishers at start: its instances and objects are discovered with the labels
+        if self.obj_subs and self.spin_until(lambda: all(s.get_publisher_count() > 0 for s in self.obj_subs), 3.0):
+            self.parts = ("labels", "info", "instances", "objects")
+
+    @property
+    def scores_instances(self) -> bool:
+        """Whether the node's instances and objects are awaited and scored (bag with instances, node publishing)."""
+        return "objects" in self.parts
 
     def node_parameters(self, names: list[str]) -> dict[str, Any]:
         """Read parameters of the node (empty dict when it cannot be asked)."""
@@ -157,14 +175,21 @@ class _Replayer:
 
     # ---- answers
     def _on_labels(self, msg) -> None:
-        self._take(msg, "labels", self._label_array)
+        self._take(msg, "labels", lambda m: self._mono16(m, self.cfg.labels_topic))
 
     def _on_info(self, msg) -> None:
         self._take(msg, "info", lambda m: m)
 
-    def _label_array(self, msg) -> np.ndarray:
+    def _on_instances(self, msg) -> None:
+        self._take(msg, "instances", lambda m: self._mono16(m, self.cfg.instances_topic))
+
+    def _on_objects(self, msg) -> None:
+        self._take(msg, "objects", lambda m: m)
+
+    @staticmethod
+    def _mono16(msg, topic: str) -> np.ndarray:
         if msg.encoding not in ("mono16", "16UC1"):
-            raise ValueError(f"{self.cfg.labels_topic} has encoding {msg.encoding!r}, expected mono16")
+            raise ValueError(f"{topic} has encoding {msg.encoding!r}, expected mono16")
         return image_to_array(msg)
 
     def _take(self, msg, part: str, convert) -> None:
@@ -182,10 +207,10 @@ class _Replayer:
 
     def _score(self, s: int) -> None:
         g = self.got.get(s, {})
-        if "labels" not in g or "info" not in g:
+        if not all(k in g for k in self.parts):
             return
-        t_answer = time.monotonic()  # both labels and label_info are here now
-        name, gt, rgb, t_pub = self.inflight.pop(s)
+        t_answer = time.monotonic()  # labels, label_info (and instances, objects) are here now
+        name, gt, rgb, t_pub, gt_instances = self.inflight.pop(s)
         self.got.pop(s)
         self.answered += 1
         info = g["info"]
@@ -200,6 +225,13 @@ class _Replayer:
                                  f"ground truth {gt.shape[1]}x{gt.shape[0]}")
             self.acc.add(name, pred, gt, rgb, latency_ms=(t_answer - t_pub) * 1000.0,
                          inference_ms=float(getattr(info, "inference_ms", 0.0)) or None)
+            if self.scores_instances and gt_instances is not None:
+                objs = g["objects"]
+                if int(objs.vocabulary_version) != int(info.vocabulary_version):
+                    raise ValueError(f"frame {name}: objects of vocabulary v{objs.vocabulary_version}, labels of "
+                                     f"v{info.vocabulary_version}")
+                self.acc.add_objects(name, g["instances"], list(objs.objects), self.prompts, list(info.names),
+                                     list(info.ids), gt_instances, gt)
         except ValueError as e:
             self.fatal = str(e)
 
@@ -210,7 +242,7 @@ class _Replayer:
         h, w = f.rgb.shape[:2]
         self.pubs["info"].publish(make_camera_info(f.K, h, w, header))
         self.pubs["depth"].publish(depth_to_image(f.depth, header))
-        self.inflight[stamp] = (f.name, f.label, f.rgb, time.monotonic())
+        self.inflight[stamp] = (f.name, f.label, f.rgb, time.monotonic(), f.instances)
         self.pubs["color"].publish(array_to_image(f.rgb, "rgb8", header))
         self.acc.sent()
 
@@ -231,7 +263,8 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
     n = info_bag.topics[cfg.topics.color][1]
     total = min(n, limit) if limit else n
     acc = EvalAccumulator(out_prompts.class_names, keep_samples=keep_samples)
-    r = _Replayer(cfg, out_prompts, acc)
+    with_instances = cfg.topics.gt_instances in info_bag.topics
+    r = _Replayer(cfg, out_prompts, acc, instances=with_instances)
     warnings: list[str] = []
     try:
         r.connect()
@@ -250,6 +283,15 @@ def replay(bag: str | Path, out_prompts: PromptMap, cfg: ReplayConfig | None = N
         else:
             warnings.append("could not read the node's segmenter.clip.pretrained: if it runs random weights, "
                             "these numbers are meaningless.")
+        if with_instances and not r.scores_instances:
+            warnings.append(f"the bag has ground-truth instances but the node publishes no {cfg.instances_topic} and "
+                            f"{cfg.objects_topic} (publish.instances / publish.objects / segmenter.objects.enabled "
+                            "false?): no panoptic scores")
+        # stuff classes as the node decides them (its objects.stuff_queries; the defaults if unreadable)
+        from movseg_core.objects import ObjectsConfig
+
+        objects_cfg = node_settings.segmenter.objects if node_settings else ObjectsConfig()
+        acc.stuff = out_prompts.stuff_classes(objects_cfg.stuff_queries)
         old_queries = values.get("queries")
         r.vocab_version, names = r.set_queries(list(out_prompts.queries))
         log.info("node vocabulary v%d set to the %d NYU40 prompts", r.vocab_version, len(names))

@@ -31,6 +31,7 @@ VISION_LABEL_INFO = f"{NODE}/vision_label_info"  # vision_msgs/LabelInfo, transi
 
 # ground truth stored beside a recorded stream (nyu2bag, movseg eval --bag)
 GT_LABELS = f"{NODE}/gt_labels"
+GT_INSTANCES = f"{NODE}/gt_instances"  # mono16 ground-truth instance ids (0 = none), where the source has them
 
 
 def node_side(name: str) -> str:

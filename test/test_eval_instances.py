@@ -3,15 +3,21 @@ of `movseg eval --offline` (PQ / SQ / RQ, mask AP) on a scene whose figures are 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
+import yaml
 
+from movseg_core.config import apply_overrides, parse_overrides
 from movseg_core.data.frame import RGBDFrame
 from movseg_core.data.nyuv2_mat import NYUv2Mat, instance_ids
 from movseg_core.eval.panoptic import panoptic_truth
+from movseg_ros import bag as B
 from movseg_ros.cli import main as cli_main
 
+from conftest import PYTHON, REPO
 from nyu_mat import write_labeled_set
 
 #: tiny random segmenter: with ONE query and no background prompt every segment is that query, confidence 1
@@ -47,6 +53,22 @@ def test_mat_reader_gives_instances_when_the_file_has_them(tmp_path):
     write_labeled_set(tmp_path / "no", 2)
     plain = NYUv2Mat(tmp_path / "no" / "nyu_depth_v2_labeled.mat", tmp_path / "no" / "classMapping40.mat")
     assert not plain.has_instances and plain[0].instances is None
+
+
+def test_nyu2bag_carries_ground_truth_instances_when_the_source_has_them(tmp_path):
+    _, _, labels, _, inst = write_labeled_set(tmp_path, 2, instances=True)
+    mat = NYUv2Mat(tmp_path / "nyu_depth_v2_labeled.mat", tmp_path / "classMapping40.mat")
+    B.write_bag(mat, tmp_path / "inst.bag", progress=False)
+    assert B.inspect_bag(tmp_path / "inst.bag").topics[B.BagTopics().gt_instances] == ("sensor_msgs/msg/Image", 2)
+    frames = list(B.read_bag(tmp_path / "inst.bag"))
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(f.instances, instance_ids(labels[i], inst[i]))
+    (tmp_path / "no").mkdir()
+    write_labeled_set(tmp_path / "no", 2)
+    B.write_bag(NYUv2Mat(tmp_path / "no" / "nyu_depth_v2_labeled.mat", tmp_path / "no" / "classMapping40.mat"),
+                tmp_path / "plain.bag", progress=False)
+    assert B.BagTopics().gt_instances not in B.inspect_bag(tmp_path / "plain.bag").topics
+    assert all(f.instances is None for f in B.read_bag(tmp_path / "plain.bag"))
 
 
 def test_frame_refuses_a_wrong_instance_map():
@@ -137,3 +159,28 @@ def test_offline_eval_reports_panoptic_quality_where_ground_truth_has_instances(
     m, _ = _eval(tmp_path / "inst", tmp_path / "off", prompts, "segmenter.objects.enabled=false")
     assert "panoptic" not in m
     assert any("objects.enabled is false" in w for w in m["warnings"])
+
+
+def test_replay_through_the_node_scores_instances_like_offline(tmp_path, ros_processes):
+    """`movseg eval --bag`: the node's ~/instances + ~/objects, matched by stamp, give the same panoptic
+    figures as `--offline` on the same bag, and the hand-computed ones of the scene above."""
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("classes: [chair]\nprompts: {chair: chair}\n")
+    write_labeled_set(tmp_path, 1, scene=_scene(True))
+    bag = tmp_path / "inst.bag"
+    assert cli_main(["nyu2bag", str(tmp_path / "nyu_depth_v2_labeled.mat"), str(bag), "--class-mapping",
+                     str(tmp_path / "classMapping40.mat")]) == 0
+    tree = apply_overrides({"publish": {"overlay": False, "confidence": False}}, parse_overrides(TINY))
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(yaml.safe_dump({"/**": {"ros__parameters": tree}}))
+    node = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "eval-node-instances")
+    replay = subprocess.run([PYTHON, "-m", "movseg_ros.cli", "eval", "--bag", str(bag), "--prompts", str(prompts),
+                             "--out", str(tmp_path / "replay"), "--discovery-timeout", "60", "--first-timeout", "180"],
+                            capture_output=True, text=True, timeout=400, cwd=REPO, env=os.environ.copy())
+    assert replay.returncode == 0, replay.stdout + replay.stderr + node.output()
+    assert "PQ 66.7%" in replay.stdout
+    assert cli_main(["eval", "--offline", str(bag), "--prompts", str(prompts), "--out", str(tmp_path / "offline"),
+                     "--config", str(cfg)]) == 0
+    r, o = (json.loads((tmp_path / d / "metrics.json").read_text())["panoptic"] for d in ("replay", "offline"))
+    assert r == o
+    assert r["pq"] == pytest.approx(2 / 3) and r["ap"] == pytest.approx(370 / 1010)

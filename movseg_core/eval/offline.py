@@ -81,10 +81,8 @@ def evaluate(segmenter, frames: Iterable[RGBDFrame], prompts: PromptMap, *, tota
             if result.objects is None:
                 acc.instances_unscored += 1
             else:
-                objs = result.objects.instances
-                cls = prompts.to_class_ids(np.array([o.class_id for o in objs], np.int64), result.names, result.ids)
-                acc.add_instances(f.name, result.objects.instance_map, {o.id: int(c) for o, c in zip(objs, cls)},
-                                  {o.id: o.score for o in objs}, f.instances, gt)
+                acc.add_objects(f.name, result.objects.instance_map, result.objects.instances, prompts,
+                                result.names, result.ids, f.instances, gt)
     log.info("offline evaluation: %d of %d frames scored", acc.frames_scored, acc.frames_sent)
     return acc
 
@@ -116,7 +114,4 @@ def score_offline(frames: Iterable[RGBDFrame], prompts: PromptMap, segmenter_con
             **settings_info(clip.model_name, clip.pretrained, depth_range),
             "latency": "wall time of Segmenter.segment per frame",
             "segmenter time": "timings_ms['total'] reported by the segmenter"}
-    if acc.panoptic_frames:
-        info["stuff classes (objects.stuff_queries)"] = ", ".join(
-            acc.class_names[c - 1] for c in sorted(acc.stuff)) or "none"
     return acc, info, [x for x in w if x]

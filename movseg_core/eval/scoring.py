@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from movseg_core.eval import metrics as metric  # module alias: the class below has a `metrics` method
 from movseg_core.eval.panoptic import PanopticEvaluator, panoptic_truth
+
+if TYPE_CHECKING:
+    from movseg_core.eval.prompts import PromptMap
 
 
 @dataclass
@@ -45,8 +48,9 @@ class EvalAccumulator:
     """Scores frames of class-id label maps (0 = unlabeled in gt / unknown in pred; ids 1..C-1).
 
     class_names: names of ids 1..C-1. keep_samples: how many frames to keep for overlays.
-    stuff: class ids scored as stuff (one segment per class) by :meth:`add_instances`; the panoptic
-    scores (PQ / SQ / RQ, mask AP; :mod:`movseg_core.eval.panoptic`) cover the frames given to it.
+    stuff: class ids scored as stuff (one segment per class) by :meth:`add_instances` (set it before the
+    first one); the panoptic scores (PQ / SQ / RQ, mask AP; :mod:`movseg_core.eval.panoptic`) cover the
+    frames given to it.
     """
 
     class_names: tuple[str, ...]
@@ -61,14 +65,13 @@ class EvalAccumulator:
     frame_names: list[str] = field(default_factory=list)
     unscored: dict[str, str] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
-    panoptic: PanopticEvaluator = field(init=False)
+    panoptic: PanopticEvaluator | None = field(default=None, init=False)
     panoptic_frames: list[str] = field(default_factory=list)
     instances_unscored: int = 0  # frames with ground-truth instances but no predicted objects
 
     def __post_init__(self) -> None:
         n = len(self.class_names) + 1
         self.cm = np.zeros((n, n), dtype=np.int64)
-        self.panoptic = PanopticEvaluator(n, stuff=self.stuff)
 
     @property
     def num_classes(self) -> int:
@@ -104,21 +107,32 @@ class EvalAccumulator:
         """Panoptic scoring of one frame. pred: HxW predicted instance map (0 = none) with a class id and
         a score per instance id; gt_instances: HxW ground-truth instance ids (0 = none), gt: HxW class ids
         (stuff classes merged per class by :func:`panoptic_truth`, unlabelled pixels void)."""
-        gt_seg, gt_classes = panoptic_truth(gt_instances, gt, self.stuff)
+        if self.panoptic is None:
+            self.panoptic = PanopticEvaluator(self.num_classes, stuff=self.stuff)
+        gt_seg, gt_classes = panoptic_truth(gt_instances, gt, self.panoptic.stuff)
         self.panoptic.add(pred, pred_classes, gt_seg, gt_classes, scores=scores)
         self.panoptic_frames.append(name)
+
+    def add_objects(self, name: str, instance_map: np.ndarray, objects: Sequence[Any], prompts: PromptMap,
+                    names: Sequence[str], ids: Sequence[int], gt_instances: np.ndarray, gt: np.ndarray) -> None:
+        """:meth:`add_instances` for a segmenter's objects: ``objects`` with ``id``, ``class_id`` (a label id
+        of the vocabulary ``names`` / ``ids``) and ``score`` (``ObjectInstance`` records or ``Object`` messages)."""
+        cls = prompts.to_class_ids(np.array([o.class_id for o in objects], np.int64), names, ids)
+        self.add_instances(name, np.asarray(instance_map), {int(o.id): int(c) for o, c in zip(objects, cls)},
+                           {int(o.id): float(o.score) for o in objects}, gt_instances, gt)
 
     def panoptic_metrics(self) -> dict[str, Any] | None:
         """PQ / SQ / RQ (all, things, stuff), mask AP and AP50, per class by name, over the frames given to
         :meth:`add_instances`; None when there were none."""
-        if not self.panoptic_frames:
+        if self.panoptic is None:
             return None
         r = self.panoptic.result()
         out: dict[str, Any] = {k: _nan_to_none(r[k]) for k in ("pq", "sq", "rq", "pq_things", "sq_things", "rq_things",
                                                                "pq_stuff", "sq_stuff", "rq_stuff", "ap", "ap50")}
         out["per_class"] = {self.class_names[c - 1]: {k: (_nan_to_none(v) if isinstance(v, float) else v)
                                                       for k, v in pc.items()} for c, pc in r["per_class"].items()}
-        out["stuff_classes"] = [self.class_names[c - 1] for c in sorted(self.stuff) if 0 < c <= len(self.class_names)]
+        out["stuff_classes"] = [self.class_names[c - 1] for c in sorted(self.panoptic.stuff)
+                                if 0 < c <= len(self.class_names)]
         out["frames"] = list(self.panoptic_frames)
         return out
 
