@@ -66,14 +66,15 @@ def node_params_file(path: Path, params: dict) -> Path:
 
 
 def synthetic_bag(out: Path, n: int) -> tuple[Path, Path]:
-    """``n`` held-out synthetic RGB-D scenes -> rosbag2, plus a prompts file naming their classes."""
+    """``n`` held-out synthetic RGB-D scenes -> rosbag2 (with their ground-truth instances, so `movseg eval`
+    also reports panoptic quality), plus a prompts file naming their classes."""
     from movseg_core.data.frame import RGBDFrame
     from movseg_core.data.synthetic import CLASS_NAMES
     from movseg_core.eval.synthetic import eval_scenes
     from movseg_ros.bag import write_bag
 
-    frames = [RGBDFrame(f"synth{i:02d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8))
-              for i, s in enumerate(eval_scenes(n))]
+    frames = [RGBDFrame(f"synth{i:02d}", s.rgb, s.depth, s.K, s.label.astype(np.uint8),
+                        instances=s.instance.astype(np.uint16)) for i, s in enumerate(eval_scenes(n))]
     bag = out / "synthetic.bag"
     shutil.rmtree(bag, ignore_errors=True)
     write_bag(frames, bag, progress=False)
@@ -180,6 +181,10 @@ def main() -> int:
           f"latency p50 {synth['latency_ms'].get('p50', float('nan')):.0f} ms)")
     print("    IoU per query: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in iou.items() if v is not None)
           + "  (a tiny CLIP trained here in 12 min: walls and floors are easy, shapes are hard for it)")
+    if "panoptic" in synth:
+        p = synth["panoptic"]
+        figures = ", ".join(f"{k} {100 * p[k]:.1f}" for k in ("pq", "pq_things", "pq_stuff", "ap") if p[k] is not None)
+        print(f"    objects (~/instances + ~/objects against the scenes' instances): {figures}")
     print(f"    overlays (prediction | ground truth | RGB): {out / 'report_synthetic' / 'overlays'}")
     for png, m_rgb, m_rgbd in comparisons:
         print(f"  proposals on {png.stem[10:]}: oracle mIoU RGB {100 * m_rgb:.1f} vs RGB-D {100 * m_rgbd:.1f}  ({png})")
