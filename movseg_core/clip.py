@@ -22,6 +22,7 @@ mask refinement (Araslanov & Roth, CVPR 2020) to the features on the image.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -171,10 +172,14 @@ class ClipConfig:
         ``random`` (tests/benchmarks only).
     cache_dir: download cache (None or "" = open_clip/huggingface default).
     device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
-    precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``fp16``.
+    precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16`` (CUDA only) or ``bf16``
+        (bfloat16 autocast of the image side on CPU or CUDA: worth it on CPUs with AVX512-BF16 or AMX;
+        softmaxes stay fp32). The text side always runs in fp32 (encoded once per query).
     templates: a :data:`TEMPLATE_SETS` name or a list of templates containing ``{}``.
     simulated_ms: > 0 replaces every forward pass by a wait of this many ms that uses no CPU (a GPU
         stand-in for benchmarks, :mod:`movseg_core.gpu_standin`; labels are meaningless); 0 = the model.
+    torch_compile: ``torch.compile`` the dense pass (compiled once per input size on first use; see
+        docs/segmenter.md "Backends" for when it pays).
     """
 
     model_name: str = "ViT-B-16"
@@ -184,6 +189,11 @@ class ClipConfig:
     precision: str = "auto"
     templates: str | list[str] = "indoor"
     simulated_ms: float = 0.0
+    torch_compile: bool = False
+
+
+#: ``clip.precision`` values.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -374,6 +384,9 @@ class TextEmbeddingCache:
         self.device, self.batch_size = device, batch_size
         self._cache: dict[str, torch.Tensor] = {}
         self._lock = threading.Lock()
+        #: another runtime for the text tower (:mod:`movseg_core.backends`): ``f(tokens B x L int64) -> B x D``
+        #: (``encode_text``, not normalised); None = torch
+        self.encoder = None
         self.hits = 0
         self.misses = 0
 
@@ -394,7 +407,8 @@ class TextEmbeddingCache:
         out = []
         for i in range(0, len(texts), self.batch_size):
             tok = self.tokenizer(texts[i:i + self.batch_size]).to(self.device)
-            out.append(F.normalize(encode_text_trimmed(self.model, tok).float(), dim=-1))
+            emb = self.encoder(tok) if self.encoder is not None else encode_text_trimmed(self.model, tok)
+            out.append(F.normalize(emb.float(), dim=-1))
         emb = torch.cat(out).view(len(queries), len(self.templates), -1).mean(1)
         return F.normalize(emb, dim=-1)
 
@@ -578,7 +592,8 @@ def lof_scores(x: torch.Tensor, n_neighbors: int = 30) -> torch.Tensor:
     n = x.shape[0]
     k = max(1, min(n_neighbors, n - 1))
     d = torch.cdist(x.float(), x.float())
-    d.fill_diagonal_(float("inf"))
+    ar = torch.arange(n, device=d.device)
+    d = d.masked_fill(ar[:, None] == ar[None, :], float("inf"))  # the diagonal (as fill_diagonal_, exportable to ONNX)
     knn_d, knn_i = torch.topk(d, k, largest=False)
     kdist = knn_d[:, -1]
     reach = torch.maximum(knn_d, kdist[knn_i])
@@ -586,10 +601,21 @@ def lof_scores(x: torch.Tensor, n_neighbors: int = 30) -> torch.Tensor:
     return (lrd[knn_i] / lrd[:, None]).mean(1)
 
 
+def quantile_linear(x: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(x, q)`` of a 1-D tensor (linear interpolation) by sorting, exportable to ONNX (which
+    has no quantile operator); equal to torch's within 1 ulp (its vectorised lerp may round differently)."""
+    n = int(x.shape[0])
+    rank = float(torch.tensor(q, dtype=x.dtype) * (n - 1))  # in x's dtype, as torch.quantile computes it
+    lo = int(rank)
+    s = torch.sort(x).values
+    return torch.lerp(s[lo], s[min(lo + 1, n - 1)], torch.tensor(rank - lo, dtype=x.dtype))
+
+
 def lof_outliers(x: torch.Tensor, n_neighbors: int = 30, contamination: float = 0.05) -> torch.Tensor:
     """``N`` bool: rows whose LOF exceeds its (1 - contamination) quantile (SC-CLIP: k 30, 5 %)."""
     lof = lof_scores(x, n_neighbors)
-    return lof > torch.quantile(lof, 1.0 - contamination)
+    q = 1.0 - contamination
+    return lof > (quantile_linear(lof, q) if torch.onnx.is_in_onnx_export() else torch.quantile(lof, q))
 
 
 def neighbour_fill(feats: torch.Tensor, outliers: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -1010,6 +1036,16 @@ class OpenClipVision:
         return self.patches(out), grid
 
 
+def dense_grid(vision: OpenClipVision, x: torch.Tensor, cfg: DenseConfig, scope: torch.Tensor | None = None,
+               text: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised images ``B x 3 x H x W`` (H, W multiples of the patch) -> L2-normalised patch embeddings
+    ``B x D x h x w`` through ``vision`` with the last stage in ``cfg.mode`` (:meth:`OpenClipVision.dense`): the
+    dense pass as the segmenter runs it, and what ``movseg export-onnx`` exports (:mod:`movseg_core.export`)."""
+    t, (gh, gw) = vision.dense(x, cfg.mode, cfg.naclip_sigma, cfg=cfg, scope=scope, text=text)
+    t = F.normalize(t.float(), dim=-1)
+    return t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw)
+
+
 def window_origins(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of windows of size ``window`` covering ``[0, length)`` with the last flush at the end."""
     if window >= length:
@@ -1032,8 +1068,8 @@ class ClipModel:
     def __init__(self, cfg: ClipConfig | None = None, model: torch.nn.Module | None = None):
         self.cfg = cfg or ClipConfig()
         self.device = resolve_device(self.cfg.device)
-        if self.cfg.precision not in ("auto", "fp32", "fp16"):
-            raise ValueError(f"precision {self.cfg.precision!r} not in auto/fp32/fp16")
+        if self.cfg.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.cfg.precision!r} not in {PRECISIONS}")
         self.model = model if model is not None else create_open_clip(self.cfg, self.device)
         self.model.to(self.device)
         visual = self.model.visual
@@ -1053,6 +1089,10 @@ class ClipModel:
         self.templates = resolve_templates(self.cfg.templates)
         self.text_cache = TextEmbeddingCache(self.model, self.tokenizer, self.templates, self.device)
         self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100.0).item())
+        #: another runtime for the dense pass of this model's own tower (:mod:`movseg_core.backends`):
+        #: ``f(images B x 3 x H x W) -> B x D x h x w`` as :func:`dense_grid`; None = torch
+        self.dense_backend = None
+        self._compiled: dict[tuple, object] = {}
 
     @property
     def embed_dim(self) -> int:
@@ -1064,8 +1104,16 @@ class ClipModel:
         """fp16 autocast for the image side (CUDA with precision auto or fp16)."""
         return self.device.type == "cuda" and self.cfg.precision in ("auto", "fp16")
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The image side's autocast dtype (fp16 on CUDA by default, bf16 when asked), None = fp32."""
+        if self.use_fp16:
+            return torch.float16
+        return torch.bfloat16 if self.cfg.precision == "bf16" else None
+
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_fp16)
+        dtype = self.autocast_dtype
+        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     # ---- text ---------------------------------------------------------------------------------
     def text_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
@@ -1088,14 +1136,24 @@ class ClipModel:
             self._visions[id(visual)] = OpenClipVision(visual)
         return self._visions[id(visual)]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _forward_dense(self, x: torch.Tensor, cfg: DenseConfig, visual: torch.nn.Module | None = None,
                        scope: torch.Tensor | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised images ``B x 3 x H x W`` (H, W multiples of the patch) -> ``B x D x h x w``."""
+        own = visual is None or visual is self.model.visual
+        if self.dense_backend is not None and own:
+            if scope is not None:
+                raise ValueError("dense.scope 'proposals' runs on the torch backend only")
+            return self.dense_backend(x)
+        vision = self.vision_of(visual)
+        if self.cfg.torch_compile and scope is None and text is None:
+            key = (id(vision), tuple(x.shape), cfg.mode)
+            if key not in self._compiled:
+                self._compiled[key] = torch.compile(functools.partial(dense_grid, vision, cfg=cfg), dynamic=False)
+            with self._autocast():
+                return self._compiled[key](x).float()
         with self._autocast():
-            t, (gh, gw) = self.vision_of(visual).dense(x, cfg.mode, cfg.naclip_sigma, cfg=cfg, scope=scope, text=text)
-        t = F.normalize(t.float(), dim=-1)
-        return t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw)
+            return dense_grid(vision, x, cfg, scope, text).float()
 
     def dense_input_size(self, height: int, width: int, short_side: int) -> tuple[int, int]:
         """Network input size (H', W') for an image: short side -> ``short_side``, snapped to the patch."""
@@ -1103,7 +1161,7 @@ class ClipModel:
         p = self.patch
         return max(p, int(round(height * s / p)) * p), max(p, int(round(width * s / p)) * p)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def dense_features(self, rgb: np.ndarray | torch.Tensor, cfg: DenseConfig | None = None,
                        visual: torch.nn.Module | None = None, segments: np.ndarray | torch.Tensor | None = None,
                        text: torch.Tensor | None = None) -> torch.Tensor:
@@ -1168,7 +1226,7 @@ class ClipModel:
         up = F.interpolate(feats[None], size=size, mode="bilinear", align_corners=False)
         return F.normalize(pamr(im, up, cfg.pamr_iters, cfg.pamr_dilations)[0], dim=0)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images ``B x 3 x S x S`` at the model's input size -> ``B x D`` embeddings."""
         with self._autocast():

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from movseg_core.backends import attach_backend, check_backend
 from movseg_core.classify import (
     ClassifyConfig,
     crop_embeddings,
@@ -76,6 +77,8 @@ class SegmenterConfig:
     overlap: compute normals and proposals on a helper thread while the CLIP dense pass runs on the
         calling one (they do not depend on it; not with ``dense.scope: proposals``, whose dense pass
         needs the proposals first); false = one stage after another, as before.
+    backend (torch | onnxruntime | openvino), backend_dir, backend_int8, onnx_providers, openvino_device: where
+    the CLIP encoders run (:mod:`movseg_core.backends`; ``movseg export-onnx`` writes ``backend_dir``).
     """
 
     clip: ClipConfig = field(default_factory=ClipConfig)
@@ -87,6 +90,14 @@ class SegmenterConfig:
     max_queries: int = 512
     max_query_chars: int = 200
     overlap: bool = True
+    backend: str = "torch"
+    backend_dir: str = ""
+    backend_int8: bool = False
+    onnx_providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    openvino_device: str = "CPU"
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend, self.dense)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (round-trips through :func:`config_from_dict`)."""
@@ -180,6 +191,7 @@ class Segmenter:
         self.cfg = cfg
         self.clip = clip if clip is not None else create_clip(cfg.clip)
         self.device = self.clip.device
+        self.export = attach_backend(self.clip, cfg.dense, cfg)  # before any text is encoded
         c = cfg.classify
         uses_x = c.x_fusion_weight > 0 and c.x_checkpoint
         self.x_visual = load_visual_weights(self.clip, c.x_checkpoint) if uses_x else None
@@ -317,7 +329,7 @@ class Segmenter:
             return None
         return np.asarray(hha(depth, K, valid, normals=normals, normals_cfg=self.cfg.normals))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def segment(self, rgb: np.ndarray, depth: np.ndarray | None = None, K: np.ndarray | None = None, *,
                 normals: np.ndarray | None = None) -> SegmentationResult:
         """Label every pixel with a query id (1..N) or 0 = unknown.

@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES = (
     "movseg_ros.bag",          # nyu2bag: NYUv2 -> rosbag2
     "movseg_ros.eval_cli",     # eval: replay a bag through the node (or offline) and score
     "movseg_ros.train_cli",    # train / export: the MOVSeg trained path
+    "movseg_ros.export_cli",   # export-onnx: the CLIP encoders for segmenter.backend onnxruntime / openvino
 )
 
 

@@ -23,6 +23,14 @@ SECTION_DOCS = {
     "objects": ("instances, 2D/3D boxes and scores per query; stuff_queries: one region per class "
                 "(movseg_core/objects.py ObjectsConfig)"),
 }
+#: comments of the segmenter's own (not sectioned) fields
+LEAF_DOCS = {
+    "backend": ("where the CLIP encoders run: torch | onnxruntime | openvino (movseg_core/backends.py; "
+                "docs/segmenter.md \"Backends\" says which to pick)"),
+    "backend_dir": "folder written by `movseg export-onnx` for this config ('' = export at start-up)",
+    "onnx_providers": ("onnxruntime execution providers in priority order; Jetson / NVIDIA: "
+                       "[TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider] with onnxruntime-gpu"),
+}
 
 
 def scalar(v) -> str:
@@ -52,6 +60,8 @@ def main() -> None:
     for name, default in flatten_dataclass(SegmenterConfig(), SEGMENTER_PREFIX):
         parts = name.split(".")[1:]
         if len(parts) == 1:
+            if parts[0] in LEAF_DOCS:
+                lines.append(f"      # {LEAF_DOCS[parts[0]]}")
             lines.append(f"      {parts[0]}: {scalar(default)}")
             continue
         if parts[0] != section:
