@@ -13,14 +13,25 @@ Each model runs with each ``--budgets`` value of the node's ``freshness_budget``
 the frame that queued while the model was busy; 0.1: the default, may wait up to 10 % of a cycle for
 the camera's next frame), one after the other in this run, so the two policies are compared side by side.
 
+With ``--model-ms 30`` the model is the GPU stand-in instead (``segmenter.clip.simulated_ms``: the
+ViT-B/16 architecture whose every CLIP forward is a 30 ms wait using no CPU, as a GPU looks from the
+host; movseg_core/gpu_standin.py), run with the pipelined schedule (``pipeline: true``,
+``segmenter.overlap: true``: geometry beside the CLIP pass, publishing beside the next frame) and the
+sequential one (both false), alternating, ``--rounds`` times each, in the same run.
+
     .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30] [--budgets 0,0.1]
+    .venv/bin/python bench/node.py --model-ms 30 [--seconds 20] [--rounds 2] [--budgets 0.1]
 Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
-"rss_end_mb", "per_model": {"<model>@<budget>": {...}}}  (top-level figures: the last model, last budget)
+"rss_end_mb", "node_share_ms_p50", "dds_floor", "per_model": {"<model>@<budget>": {...}}} (top-level
+figures: the last model, last budget); with --model-ms also "rate_hz_pipelined", "rate_hz_sequential",
+"latency_ms_p50_pipelined", "latency_ms_p50_sequential", "node_share_ms_p50_pipelined",
+"node_share_ms_p50_sequential" (medians over the rounds) and "model_ms".
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -75,13 +86,24 @@ def listening(name: str, subscriptions: list[tuple]):
         rclpy.shutdown(context=ctx)
 
 
-def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float) -> dict:
+SCHEDULES = {"pipelined": (True, True), "sequential": (False, False)}  # (node pipeline, segmenter.overlap)
+
+
+def standin(model_ms: float, overlap: bool) -> dict:
+    """The GPU stand-in: ViT-B/16 shapes, every CLIP forward a ``model_ms`` wait without CPU (gpu_standin.py)."""
+    return {"clip": {"model_name": "ViT-B-16", "device": "cpu", "simulated_ms": model_ms},
+            "dense": {"short_side": 448}, "overlap": overlap}
+
+
+def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float,
+              segmenter: dict | None = None, pipeline: bool = True) -> dict:
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
     cfg = workdir / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {
-        "segmenter": MODELS[name], "log_period_s": 5.0, "freshness_budget": budget}}}))
+        "segmenter": segmenter or MODELS[name], "log_period_s": 5.0, "freshness_budget": budget,
+        "pipeline": pipeline}}}))
     node_log = open(workdir / f"node-{name}-{budget}.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "movseg_ros.cli", "run", "--config", str(cfg)],
                             stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -195,19 +217,31 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--models", default="tiny,vitb16")
-    ap.add_argument("--budgets", default="0,0.1",
-                    help="freshness_budget values to run each model with, side by side (the last one is the headline)")
+    ap.add_argument("--budgets", default=None,
+                    help="freshness_budget values to run each model with, side by side (the last one is the headline; "
+                         "default 0,0.1, with --model-ms 0.1)")
+    ap.add_argument("--model-ms", type=float, default=0.0,
+                    help="> 0: the GPU stand-in model (each CLIP forward a wait of this many ms, no CPU), pipelined "
+                         "and sequential schedules side by side, instead of --models")
+    ap.add_argument("--rounds", type=int, default=2, help="with --model-ms: runs of each schedule, alternating")
     args = ap.parse_args()
+    budgets = [float(b) for b in (args.budgets or ("0.1" if args.model_ms > 0 else "0,0.1")).split(",")]
+    if args.model_ms > 0:  # (label, segmenter config, node pipeline), the two schedules alternating
+        runs = [(f"standin{args.model_ms:g}ms-{sched}-r{i}", standin(args.model_ms, overlap), pipe, b)
+                for i in range(args.rounds) for b in budgets for sched, (pipe, overlap) in SCHEDULES.items()]
+    else:
+        runs = [(n, None, True, b) for n in args.models.split(",") for b in budgets]
     per_model = {}
     floor = transport_floor(min(10.0, args.seconds), args.rate)
     print(f"DDS floor (no node): 640x480 colour frame p50 {floor['image_ms_p50']} ms ({floor['image_n']} frames), "
           f"LabelInfo p50 {floor['label_info_ms_p50']} ms: {floor['floor_ms_p50']} ms of any end-to-end overhead")
     with tempfile.TemporaryDirectory(prefix="movseg_bench_node_") as tmp:
-        for name, budget in ((n, float(b)) for n in args.models.split(",") for b in args.budgets.split(",")):
-            r = run_model(name, args.seconds, args.rate, Path(tmp), budget)
+        for name, segmenter, pipeline, budget in runs:
+            r = run_model(name, args.seconds, args.rate, Path(tmp), budget, segmenter, pipeline)
             r["node_share_ms_p50"] = round(r["overhead_ms_p50"] - floor["floor_ms_p50"], 1)
+            r["load_average"] = round(os.getloadavg()[0], 2)
             per_model[f"{name}@{budget:g}"] = r
-            print(f"{name} (freshness_budget {budget:g}): sent {r['frames_sent']} "
+            print(f"{name} (freshness_budget {budget:g}, load {r['load_average']}): sent {r['frames_sent']} "
                   f"labelled {r['frames_labelled']} ({r['rate_hz']} Hz), "
                   f"latency p50/p90/p99 {r['latency_ms_p50']}/{r['latency_ms_p90']}/{r['latency_ms_p99']} ms, "
                   f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms "
@@ -219,6 +253,18 @@ def main() -> int:
     out = {k: last[k] for k in ("latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops",
                                 "rss_start_mb", "rss_end_mb")}
     out["node_share_ms_p50"] = last["node_share_ms_p50"]
+    if args.model_ms > 0:
+        out["model_ms"] = args.model_ms
+        for sched in SCHEDULES:
+            mine = [r for k, r in per_model.items() if f"-{sched}-" in k]
+            for key, src in (("rate_hz", "rate_hz"), ("latency_ms_p50", "latency_ms_p50"),
+                             ("node_share_ms_p50", "node_share_ms_p50"), ("inference_ms_p50", "inference_ms_p50")):
+                out[f"{key}_{sched}"] = round(float(np.median([r[src] for r in mine])), 2)
+        print(f"GPU stand-in {args.model_ms:g} ms, medians over {args.rounds} round(s): pipelined "
+              f"{out['rate_hz_pipelined']} Hz, latency p50 {out['latency_ms_p50_pipelined']} ms, node share "
+              f"{out['node_share_ms_p50_pipelined']} ms | sequential {out['rate_hz_sequential']} Hz, latency p50 "
+              f"{out['latency_ms_p50_sequential']} ms, node share {out['node_share_ms_p50_sequential']} ms "
+              f"(goals: >= 25 Hz, <= {args.model_ms + 35:g} ms, <= 2 ms)")
     out["dds_floor"] = floor
     out["per_model"] = per_model
     return print_summary(out)

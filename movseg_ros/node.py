@@ -18,6 +18,9 @@ The node converts and schedules; all model and geometry work is in ``movseg_core
 Frames are processed by one worker thread with a latest-frame slot: a frame that
 arrives while another waits replaces it and is counted as a drop. When the worker frees up and
 the waiting frame is stale, it may wait for the camera's next frame (``freshness_budget``).
+With ``pipeline`` (default) a publisher thread publishes frame t while the worker infers frame t+1
+(:mod:`movseg_ros.pipeline`: in order, at most one result waiting); without it the worker
+publishes each frame before taking the next.
 Callbacks (frames, service, parameters) run on one SingleThreadedExecutor thread and never wait
 for the model or the text encoder. SIGINT / SIGTERM stop the worker and the encoding thread before
 the ROS context shuts down (:func:`main`).
@@ -76,6 +79,7 @@ from movseg_ros.params import (
     flatten_dataclass,
     node_params,
 )
+from movseg_ros.pipeline import PublishStage
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
@@ -190,6 +194,9 @@ class MovsegNode(Node):
             self, inputs, int(self.get_parameter("sync.queue_size").value), self._slop, self._on_frame, in_qos,
             self._received, float(self.get_parameter("sync.reset_jump_s").value), self._on_new_stream)
         self.create_timer(float(self.get_parameter("log_period_s").value), self._log_stats)
+        # publishing: on its own thread after the worker (pipeline), or by the worker itself
+        self._publisher = (PublishStage(self._finish, self._frame_failed, depth=1)
+                           if bool(self.get_parameter("pipeline").value) else None)
         self._worker = threading.Thread(target=self._work, name="movseg-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -428,14 +435,20 @@ class MovsegNode(Node):
             try:
                 self._process(*frame)
             except Exception as exc:  # noqa: BLE001  (a bad frame must never kill the node)
-                if not self.context.ok():  # stopped under us (should not happen: shutdown joins first)
-                    self.stats["drop_shutdown"] += 1
+                if not self._frame_failed(exc):
                     return
-                self.stats["drop_error"] += 1
-                self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
             finally:
                 self._busy = False
             self._cycle_s = time.monotonic() - last_start
+
+    def _frame_failed(self, exc: Exception) -> bool:
+        """Count and log a frame lost to an exception (worker or publisher); False when the context is gone."""
+        if not self.context.ok():  # stopped under us (should not happen: shutdown joins first)
+            self.stats["drop_shutdown"] += 1
+            return False
+        self.stats["drop_error"] += 1
+        self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
+        return True
 
     def _await_fresher(self) -> None:
         """Called with the slot lock held and a frame in the slot: wait as :func:`fresh_wait_s`
@@ -485,12 +498,26 @@ class MovsegNode(Node):
         t1 = time.perf_counter()
         result = self.segmenter.segment(rgb, depth_m, K)
         t2 = time.perf_counter()
-        self._publish(color.header, rgb, result, depth_m, K, (t2 - t1) * 1000.0)
-        t3 = time.perf_counter()
-        self.stats["frames_out"] += 1
-        timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "publish": (t3 - t2) * 1000,
-                   "queue": queue_ms, "input_age": age_ms}
+        timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "queue": queue_ms, "input_age": age_ms}
         timings.update({f"segment.{k}": float(v) for k, v in (getattr(result, "timings_ms", None) or {}).items()})
+        done = (color.header, rgb, result, depth_m, K, timings, t2)
+        if self._publisher is None:
+            self._finish(done)
+        else:  # blocks while the publisher is behind (backpressure: newer frames replace the waiting one)
+            self._record({"publish_wait": self._publisher.submit(done) * 1000.0})
+
+    def _finish(self, done: tuple) -> None:
+        """Publish one segmented frame (worker or publisher thread) and record its timings."""
+        header, rgb, result, depth_m, K, timings, t_done = done
+        t0 = time.perf_counter()
+        self._publish(header, rgb, result, depth_m, K, timings["segment"])
+        timings["publish"] = (time.perf_counter() - t0) * 1000.0
+        if self._publisher is not None:
+            timings["publish_queue"] = (t0 - t_done) * 1000.0  # segmented -> publishing started
+        self.stats["frames_out"] += 1
+        self._record(timings)
+
+    def _record(self, timings: dict[str, float]) -> None:
         with self._stage_lock:
             for k, v in timings.items():
                 self.stage_ms[k].append(v)
@@ -568,6 +595,8 @@ class MovsegNode(Node):
         self._worker.join(timeout=timeout_s)
         if self._worker.is_alive():
             self.get_logger().warning(f"stopping: the worker did not finish within {timeout_s:.0f} s")
+        if self._publisher is not None and not self._publisher.close(timeout_s):  # publishes what it holds first
+            self.get_logger().warning(f"stopping: the publisher did not finish within {timeout_s:.0f} s")
         encoder = self._encoder
         if encoder is not None and encoder.is_alive():
             self.get_logger().info("stopping: waiting for the vocabulary being encoded")

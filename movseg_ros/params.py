@@ -42,6 +42,8 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "freshness_budget": (0.1, "share of the worker's time it may spend waiting for the camera's next frame "
                               "instead of labelling one that queued while it was busy (lower latency, "
                               "slightly lower rate); 0 = always label the queued frame"),
+    "pipeline": (True, "publish frame t on a second thread while frame t+1 is inferred (in order, at most one "
+                       "result waiting); false = the worker publishes each frame before taking the next"),
     "depth.min_m": (0.0, "depth below this (metres) is invalid (0 = no limit)"),
     "depth.max_m": (0.0, "depth above this (metres) is invalid (0 = no limit)"),
     "publish.labels": (True, "publish ~/labels (mono16)"),

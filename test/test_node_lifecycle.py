@@ -21,7 +21,7 @@ def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes)
     on a dead context."""
     from node_client import Client
 
-    cfg = params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0,
+    cfg = params_file(tmp_path / "slow.yaml", queries=QUERIES, log_period_s=1.0, publish={"pointcloud": True},
                        segmenter={**TINY, "dense": {"short_side": 896}})  # ~1 s frames: SIGINT lands mid-frame
     proc = ros_processes([PYTHON, "-m", "movseg_ros.cli", "run", "--config", str(cfg)], "node-sigint")
     c = Client()
@@ -33,17 +33,19 @@ def test_sigint_while_a_frame_is_labelled_stops_cleanly(tmp_path, ros_processes)
             raise AssertionError(f"{exc}\n{proc.output()[-2000:]}")
         inference_s = c.infos[k].inference_ms / 1000.0
         k = c.publish_and_wait(1, 60)
-        c.publish(2)
+        last = c.publish(2)
         # the worker is inside this frame now; the node's main loop sees a signal within 0.2 s (its
         # spin_once timeout), so the frame must outlast sleep + 0.2 s: 896-px frames take ~1 s here
         time.sleep(min(0.3 * c.infos[k].inference_ms / 1000.0, 1.0))
         rc = proc.stop(signal.SIGINT, timeout=60)
+        published = c.wait(lambda: last in c.labels and last in c.infos, 5)  # through the publisher stage
     finally:
         c.close()
     out = proc.output()
     assert rc == 0, out[-3000:]
     assert "ERROR" not in out and "Failed to publish" not in out, out[-3000:]
     assert "finishing the frame being labelled" in out, f"SIGINT did not land mid-frame ({inference_s:.2f} s/frame)"
+    assert published, "the frame being labelled at SIGINT was not published before the node exited"
 
 
 def test_a_setup_that_fails_leaves_no_node_running(tmp_path, monkeypatch):

@@ -1,0 +1,62 @@
+"""movseg_ros.pipeline.PublishStage, the node's publisher stage: order, bound, errors, shutdown."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from movseg_ros.pipeline import PublishStage
+
+
+def test_items_are_handled_in_order_on_another_thread_and_close_handles_them_all():
+    seen, threads = [], set()
+
+    def handle(i):
+        time.sleep(0.002 * (i % 3))
+        threads.add(threading.current_thread().name)
+        seen.append(i)
+
+    stage = PublishStage(handle, on_error=pytest.fail, depth=2)
+    for i in range(50):
+        stage.submit(i)
+    assert stage.close(10)
+    assert seen == list(range(50))
+    assert threads == {"movseg-publisher"}
+
+
+def test_submit_blocks_while_depth_items_wait_so_memory_is_bounded():
+    """One item being handled plus ``depth`` waiting: the next submit waits for the publisher."""
+    gate, started = threading.Event(), threading.Event()
+
+    def handle(i):
+        started.set()
+        gate.wait(10)
+
+    stage = PublishStage(handle, on_error=pytest.fail, depth=1)
+    stage.submit(0)
+    assert started.wait(5)
+    assert stage.submit(1) < 0.5  # the one waiting place
+    blocked = threading.Thread(target=stage.submit, args=(2,))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive(), "a third result was queued while one was handled and one waited"
+    assert stage.pending() == 1
+    gate.set()
+    blocked.join(5)
+    assert not blocked.is_alive() and stage.close(5)
+
+
+def test_an_error_is_reported_and_the_stage_goes_on():
+    seen, errors = [], []
+
+    def handle(i):
+        if i == 1:
+            raise RuntimeError("bad frame")
+        seen.append(i)
+
+    stage = PublishStage(handle, on_error=errors.append)
+    for i in range(3):
+        stage.submit(i)
+    assert stage.close(5)
+    assert seen == [0, 2] and [str(e) for e in errors] == ["bad frame"]
