@@ -90,12 +90,15 @@ class _Replayer:
                      "depth": self.node.create_publisher(Image, t.depth, q),
                      "info": self.node.create_publisher(CameraInfo, t.info, q)}
         sub_q = qos_by_name("reliable", depth=50)
-        self.subs = [self.node.create_subscription(Image, cfg.labels_topic, self._on_labels, sub_q),
-                     self.node.create_subscription(LabelInfo, cfg.label_info_topic, self._on_info, sub_q)]
+        def answer(msg_type, topic: str, part: str, image: bool):
+            convert = (lambda m: self._mono16(m, topic)) if image else (lambda m: m)
+            return self.node.create_subscription(msg_type, topic, lambda m: self._take(m, part, convert), sub_q)
+
+        self.subs = [answer(Image, cfg.labels_topic, "labels", True),
+                     answer(LabelInfo, cfg.label_info_topic, "info", False)]
         # ground-truth instances in the bag: also the node's instance image and objects (see connect)
-        self.obj_subs = [self.node.create_subscription(Image, cfg.instances_topic, self._on_instances, sub_q),
-                         self.node.create_subscription(ObjectArray, cfg.objects_topic, self._on_objects, sub_q)
-                         ] if instances else []
+        self.obj_subs = [answer(Image, cfg.instances_topic, "instances", True),
+                         answer(ObjectArray, cfg.objects_topic, "objects", False)] if instances else []
         self.parts = ("labels", "info")
         self.inflight: dict[int, tuple[str, np.ndarray, np.ndarray, float, np.ndarray | None]] = {}
         self.got: dict[int, dict[str, Any]] = {}
@@ -174,18 +177,6 @@ class _Replayer:
         return int(res.vocabulary_version), list(res.names)
 
     # ---- answers
-    def _on_labels(self, msg) -> None:
-        self._take(msg, "labels", lambda m: self._mono16(m, self.cfg.labels_topic))
-
-    def _on_info(self, msg) -> None:
-        self._take(msg, "info", lambda m: m)
-
-    def _on_instances(self, msg) -> None:
-        self._take(msg, "instances", lambda m: self._mono16(m, self.cfg.instances_topic))
-
-    def _on_objects(self, msg) -> None:
-        self._take(msg, "objects", lambda m: m)
-
     @staticmethod
     def _mono16(msg, topic: str) -> np.ndarray:
         if msg.encoding not in ("mono16", "16UC1"):

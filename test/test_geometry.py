@@ -43,22 +43,19 @@ def ray_sphere(r: np.ndarray, c: np.ndarray, rad: float) -> tuple[np.ndarray, np
     return (b - np.sqrt(np.maximum(disc, 0))) / a, disc > 0
 
 
-def sphere_scene() -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+def sphere_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A sphere (centre (0.05, -0.02, 1.2) m, radius 0.35 m) in front of a wall at 3 m, seen through :func:`rays`.
 
-    Returns ``(centre, radius, rays HxWx3, hit HxW bool (on the sphere), depth HxW float64 metres)``.
+    Returns ``(depth HxW float32 metres, hit HxW bool (on the sphere), exact normals HxWx3 (the wall's
+    (0, 0, -1) off the sphere), incidence HxW degrees between the ray and the normal)``.
     """
     c, rad = np.array([0.05, -0.02, 1.2]), 0.35
     r = rays()
     t, hit = ray_sphere(r, c, rad)
-    return c, rad, r, hit, np.where(hit, t, 3.0)
-
-
-def sphere_truth(c: np.ndarray, rad: float, r: np.ndarray, hit: np.ndarray, t: np.ndarray):
-    """Exact normals of :func:`sphere_scene` (HxWx3, the wall's (0, 0, -1) off the sphere) and the ray's
-    incidence angle on them (HxW degrees)."""
+    t = np.where(hit, t, 3.0)
     n_true = np.where(hit[..., None], (r * t[..., None] - c) / rad, [0, 0, -1.0])
-    return n_true, angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
+    incidence = angle_deg(n_true, -r / np.linalg.norm(r, axis=-1, keepdims=True))
+    return t.astype(np.float32), hit, n_true, incidence
 
 
 def plane_depth(n: np.ndarray, dist: float) -> np.ndarray:
@@ -184,9 +181,7 @@ def test_exact_plane_normals_are_exact_and_face_camera():
 
 
 def test_exact_sphere_normals_error_near_zero():
-    c, rad, r, hit, t = sphere_scene()
-    depth = t.astype(np.float32)
-    n_true, incidence = sphere_truth(c, rad, r, hit, t)
+    depth, hit, n_true, incidence = sphere_scene()
     n, valid = normals_from_depth(depth, K, cfg=NormalsConfig(radii=(3, 1)))
     on_sphere = valid & hit
     assert on_sphere.sum() > 0.9 * hit.sum()
@@ -366,9 +361,7 @@ def test_cpu_falls_back_to_torch_without_numba(monkeypatch):
 
 def test_cells_interpolate_smoothly_on_curved_surfaces():
     """2x2 cells share window sums but not normals: a sphere's normals stay near exact at cell=2."""
-    c, rad, r, hit, t = sphere_scene()
-    t = t.astype(np.float32)
-    n_true, incidence = sphere_truth(c, rad, r, hit, t)
+    t, hit, n_true, incidence = sphere_scene()
     errs = {}
     for cell in (1, 2):
         n, valid = normals_from_depth(t, K, cfg=NormalsConfig(radii=(2,), cell=cell))
