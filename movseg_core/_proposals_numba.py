@@ -24,9 +24,9 @@ Compiled on first use and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from movseg_core._union_find import set_ids
+from movseg_core._union_find import find, set_ids
 
 _BINS_PER_UNIT = 16.0
 _NBINS = 16384  # weights above 1024 Lab units share the last bin
@@ -45,133 +45,142 @@ def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     return min(e, 1.0), True
 
 
-@njit(cache=True)
-def pixel_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals):  # noqa: ANN001, ANN202
-    """8- (``diagonals``) or 4-neighbour edges of an h x w image: (u int32, v int32, weight float32).
+@njit(cache=True, parallel=True)
+def sorted_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals, chunks):  # noqa: ANN001, ANN202
+    """The 8- (``diagonals``) or 4-neighbour edges of an h x w image sorted by weight: (codes int32,
+    weights float32), each of length m (the number of edges).
 
-    lab: h x w x 3 float32; z: h x w float32 metres (0 = no measurement); nrm: h x w x 3 float32
-    unit normals; nok: h x w bool (normal valid). ``crease``: 1 - cos below which a normal change is
-    surface noise (evidence grows linearly to 1 at twice that)."""
+    An edge's code is ``p * nd + d`` (nd = 4 or 2): pixel p = y * w + x and its neighbour in
+    direction d (0 right, 1 down, 2 down-right, 3 down-left), so codes in increasing order are the
+    edges in raster order. Weight: colour distance (Lab units) plus geometric *evidence* in
+    quadrature: a depth step only where both pixels hold measured depth, beyond the noise of a step;
+    a normal crease only where both normals are valid. lab: h x w x 3 float32; z: h x w float32
+    metres (0 = no measurement); nrm: h x w x 3 float32 unit normals; nok: h x w bool (normal valid);
+    ``crease``: |n_p - n_q| that counts as surface noise.
+
+    Sorted by weight quantised to 1/16 Lab unit with a stable counting sort (so each weight bucket
+    lists its edges in raster order, cache-friendly for the union-find). Rows are split into
+    ``chunks`` bands computed in parallel, each with its own histogram; the bands' offsets are laid
+    out bucket by bucket, band after band, so the result does not depend on ``chunks``.
+    """
     h, w = z.shape
     nd = 4 if diagonals else 2
-    n = nd * h * w
-    eu = np.empty(n, np.int32)
-    ev = np.empty(n, np.int32)
-    ew = np.empty(n, np.float32)
-    k = 0
-    for y in range(h):
-        for x in range(w):
-            p = y * w + x
+    wts = np.empty((nd, h, w), np.float32)  # one plane per direction; -1 where there is no neighbour
+    hist = np.zeros((chunks, _NBINS), np.int32)
+    band = (h + chunks - 1) // chunks
+    for c in prange(chunks):
+        y0, y1 = c * band, min(h, c * band + band)
+        for y in range(y0, y1):
             for d in range(nd):
-                if d == 0:
-                    yy, xx = y, x + 1
-                elif d == 1:
-                    yy, xx = y + 1, x
-                elif d == 2:
-                    yy, xx = y + 1, x + 1
-                else:
-                    yy, xx = y + 1, x - 1
-                if yy >= h or xx < 0 or xx >= w:
-                    continue
-                c0 = lab[y, x, 0] - lab[yy, xx, 0]
-                c1 = lab[y, x, 1] - lab[yy, xx, 1]
-                c2 = lab[y, x, 2] - lab[yy, xx, 2]
-                wt2 = c0 * c0 + c1 * c1 + c2 * c2
-                za, zb = z[y, x], z[yy, xx]
-                if depth_weight > 0.0 and za > 0.0 and zb > 0.0:
-                    # |log-depth step| beyond the noise of a step (sigma_z / z = k z, two pixels)
-                    g = abs(np.log(za / zb)) - noise_m * noise_k * max(za, zb) * 1.4142135
-                    if g > 0.0:
-                        wt2 += (depth_weight * g) ** 2
-                if normal_weight > 0.0 and nok[y, x] and nok[yy, xx]:
-                    n0 = nrm[y, x, 0] - nrm[yy, xx, 0]
-                    n1 = nrm[y, x, 1] - nrm[yy, xx, 1]
-                    n2 = nrm[y, x, 2] - nrm[yy, xx, 2]
-                    g = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2) - crease
-                    if g > 0.0:
-                        wt2 += (normal_weight * g) ** 2
-                wt = np.sqrt(wt2)
-                eu[k] = p
-                ev[k] = yy * w + xx
-                ew[k] = wt
-                k += 1
-    return eu[:k], ev[:k], ew[:k]
+                for x in range(w):
+                    if d == 0:
+                        yy, xx = y, x + 1
+                    elif d == 1:
+                        yy, xx = y + 1, x
+                    elif d == 2:
+                        yy, xx = y + 1, x + 1
+                    else:
+                        yy, xx = y + 1, x - 1
+                    if yy >= h or xx < 0 or xx >= w:
+                        wts[d, y, x] = -1.0
+                        continue
+                    c0 = lab[y, x, 0] - lab[yy, xx, 0]
+                    c1 = lab[y, x, 1] - lab[yy, xx, 1]
+                    c2 = lab[y, x, 2] - lab[yy, xx, 2]
+                    wt2 = c0 * c0 + c1 * c1 + c2 * c2
+                    za, zb = z[y, x], z[yy, xx]
+                    if depth_weight > 0.0 and za > 0.0 and zb > 0.0:
+                        # |log-depth step| beyond the noise of a step (sigma_z / z = k z, two pixels);
+                        # |log r| < |r - 1| / min(r, 1), so below half the noise the log is not needed
+                        r = za / zb
+                        noise = noise_m * noise_k * max(za, zb) * 1.4142135
+                        if abs(r - 1.0) >= 0.5 * noise * min(r, 1.0):
+                            g = abs(np.log(r)) - noise
+                            if g > 0.0:
+                                wt2 += (depth_weight * g) ** 2
+                    if normal_weight > 0.0 and nok[y, x] and nok[yy, xx]:
+                        n0 = nrm[y, x, 0] - nrm[yy, xx, 0]
+                        n1 = nrm[y, x, 1] - nrm[yy, xx, 1]
+                        n2 = nrm[y, x, 2] - nrm[yy, xx, 2]
+                        g = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2) - crease
+                        if g > 0.0:
+                            wt2 += (normal_weight * g) ** 2
+                    wts[d, y, x] = np.sqrt(wt2)
+            for d in range(nd):
+                for x in range(w):
+                    wt = wts[d, y, x]
+                    if wt >= 0.0:
+                        hist[c, min(int(wt * _BINS_PER_UNIT), _NBINS - 1)] += 1
+    m = 0
+    for bn in range(_NBINS):
+        for c in range(chunks):
+            cnt = hist[c, bn]
+            hist[c, bn] = m
+            m += cnt
+    edges = np.empty((m, 2), np.int32)  # code, weight bits: one cache line per scattered edge
+    weights = edges.view(np.float32)
+    for c in prange(chunks):
+        for y in range(c * band, min(h, c * band + band)):
+            for x in range(w):
+                for d in range(nd):
+                    wt = wts[d, y, x]
+                    if wt < 0.0:
+                        continue
+                    bn = min(int(wt * _BINS_PER_UNIT), _NBINS - 1)
+                    j = hist[c, bn]
+                    edges[j, 0] = (y * w + x) * nd + d
+                    weights[j, 1] = wt
+                    hist[c, bn] = j + 1
+    return edges
 
 
 @njit(cache=True, inline="always")
-def _find(st, a):  # noqa: ANN001, ANN202
-    """Root of ``a`` in the union-find table ``st`` (column 0 parent, 1 size), compressing the path."""
-    r = a
-    while st[r, 0] != r:
-        r = st[r, 0]
-    while st[a, 0] != r:
-        nxt = st[a, 0]
-        st[a, 0] = r
-        a = nxt
-    return r
-
-
-@njit(cache=True, inline="always")
-def _union(st, a, b):  # noqa: ANN001, ANN202
-    """Join the sets of roots ``a`` != ``b`` in ``st`` (union by size); returns the joined set's root."""
-    if st[a, 1] < st[b, 1]:
+def _union(parent, size, a, b):  # noqa: ANN001, ANN202
+    """Join the sets of roots ``a`` != ``b`` (union by size); returns the joined set's root."""
+    if size[a] < size[b]:
         a, b = b, a
-    st[b, 0] = a
-    st[a, 1] += st[b, 1]
+    parent[b] = a
+    size[a] += size[b]
     return a
 
 
 @njit(cache=True)
-def graph_segment(n_pixels, eu, ev, ew, k, min_size):  # noqa: ANN001, ANN202
-    """Felzenszwalb-Huttenlocher segmentation of a pixel graph: n_pixels int32 dense labels (in
-    order of first pixel) and the region count. Edges are counting-sorted by weight (quantised to
-    1/16 Lab unit; stable, so each weight bucket is visited in pixel order, cache-friendly)."""
-    m = ew.shape[0]
-    q = np.empty(m, np.int32)
-    counts = np.zeros(_NBINS + 1, np.int64)
-    for i in range(m):
-        b = int(ew[i] * _BINS_PER_UNIT)
-        if b >= _NBINS:
-            b = _NBINS - 1
-        q[i] = b
-        counts[b + 1] += 1
-    for b in range(_NBINS):
-        counts[b + 1] += counts[b]
-    su = np.empty(m, np.int32)
-    sv = np.empty(m, np.int32)
-    sw = np.empty(m, np.float32)
-    for i in range(m):
-        j = counts[q[i]]
-        su[j] = eu[i]
-        sv[j] = ev[i]
-        sw[j] = ew[i]
-        counts[q[i]] += 1
-    st = np.empty((n_pixels, 2), np.int32)  # parent, size: one cache line for both
+def graph_segment(n_pixels, w, diagonals, edges, k, min_size):  # noqa: ANN001, ANN202
+    """Felzenszwalb-Huttenlocher segmentation of the pixel graph of an image ``w`` pixels wide
+    (``n_pixels`` in all) from its edges in increasing weight (:func:`sorted_edges`): n_pixels int32
+    dense labels (in order of first pixel) and the region count."""
+    shift = 2 if diagonals else 1
+    mask = (1 << shift) - 1
+    step = np.array([1, w, w + 1, w - 1], np.int32)  # neighbour offset per direction
+    m = edges.shape[0]
+    weights = edges.view(np.float32)
+    parent = np.arange(n_pixels).astype(np.int32)
+    size = np.ones(n_pixels, np.int32)
     thr = np.full(n_pixels, k, np.float32)
-    for p in range(n_pixels):
-        st[p, 0] = p
-        st[p, 1] = 1
-    rejected = np.empty(m, np.int32)  # edges between regions, in weight order, for the size pass
+    rejected = np.empty(m, np.int32)  # codes of edges between regions, in weight order, for the size pass
     nr = 0
     for j in range(m):
-        a = _find(st, su[j])
-        b = _find(st, sv[j])
+        code = edges[j, 0]
+        u = code >> shift
+        a = find(parent, u)
+        b = find(parent, u + step[code & mask])
         if a == b:
             continue
-        wt = sw[j]
+        wt = weights[j, 1]
         if wt <= thr[a] and wt <= thr[b]:
-            a = _union(st, a, b)
-            thr[a] = wt + k / st[a, 1]
+            a = _union(parent, size, a, b)
+            thr[a] = wt + k / size[a]
         else:
-            rejected[nr] = j
+            rejected[nr] = code
             nr += 1
     for t in range(nr):  # small regions join their cheapest neighbour
-        j = rejected[t]
-        a = _find(st, su[j])
-        b = _find(st, sv[j])
-        if a != b and (st[a, 1] < min_size or st[b, 1] < min_size):
-            _union(st, a, b)
-    return set_ids(st[:, 0], n_pixels)
+        code = rejected[t]
+        u = code >> shift
+        a = find(parent, u)
+        b = find(parent, u + step[code & mask])
+        if a != b and (size[a] < min_size or size[b] < min_size):
+            _union(parent, size, a, b)
+    return set_ids(parent, n_pixels)
 
 
 @njit(cache=True)

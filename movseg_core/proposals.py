@@ -118,6 +118,13 @@ def _kernels():  # noqa: ANN202
     return _KERNELS
 
 
+def _chunks() -> int:
+    """Row bands for the parallel kernels: one per numba thread (the result does not depend on it)."""
+    import numba
+
+    return max(1, numba.get_num_threads())
+
+
 def prepare_proposals() -> float:
     """Load (or, on the first run after an install, compile: ~1 min) the proposal kernels now, so
     that the first frame is not slow. Returns the seconds it took."""
@@ -187,10 +194,11 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
                 nok = (norm > 0.5) & (z > 0)
                 nrm = np.ascontiguousarray(nrm / np.maximum(norm, 1e-6)[..., None], dtype=np.float32)
             use_normals = bool(nok.any())
-    eu, ev, ew = kern.pixel_edges(lab, z, nrm, nok, float(cfg.depth_weight if use_depth else 0.0),
+    edges = kern.sorted_edges(lab, z, nrm, nok, float(cfg.depth_weight if use_depth else 0.0),
                                   float(cfg.normal_weight if use_normals else 0.0), float(cfg.noise_sigmas),
-                                  float(cfg.noise_k), float(cfg.crease), bool(cfg.fh_diagonals))
-    flat, n_regions = kern.graph_segment(wh * ww, eu, ev, ew, float(cfg.fh_k), int(cfg.fh_min_size))
+                                  float(cfg.noise_k), float(cfg.crease), bool(cfg.fh_diagonals), _chunks())
+    flat, n_regions = kern.graph_segment(wh * ww, ww, bool(cfg.fh_diagonals), edges, float(cfg.fh_k),
+                                         int(cfg.fh_min_size))
     labels, _ = kern.merge_regions(flat.reshape(wh, ww), n_regions, lab, z, nrm, nok, int(cfg.max_segments),
                                    float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
                                    float(cfg.merge_depth), float(cfg.merge_normal), float(cfg.merge_contrast),
