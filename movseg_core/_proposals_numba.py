@@ -367,48 +367,72 @@ def _cost(a, b, st, area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
     return cst * np.sqrt(min(aa, ab) / mean_area)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _depth_sample(z, ok, s, n):  # noqa: ANN001, ANN202
+    """Add a source depth to a block's (sum, count) if measured (branch-free: s + 0.0 == s)."""
+    use = z > 0.0 and z < np.inf and ok
+    return s + (z if use else 0.0), n + use
+
+
+@njit(cache=True, inline="always")
+def _normal_sample(n, yy, xx, s0, s1, s2):  # noqa: ANN001, ANN202
+    """Add a source normal to a block's sums if valid (norm > 0.5 and < 2; NaN compares False)."""
+    a, b, c = n[yy, xx, 0], n[yy, xx, 1], n[yy, xx, 2]
+    q = a * a + b * b + c * c
+    use = q > 0.25 and q < 4.0
+    return s0 + (a if use else 0.0), s1 + (b if use else 0.0), s2 + (c if use else 0.0)
+
+
+@njit(cache=True, parallel=True)
 def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
     """Masked f x f block mean of measured depth: (H//f) x (W//f) float32 metres, 0 where fewer than
-    ``min_cover`` of the block's pixels hold depth (> 0, finite, and ``valid`` unless None)."""
+    ``min_cover`` of the block's pixels hold depth (> 0, finite, and ``valid`` unless None). Output
+    rows in parallel; each block summed in raster order (f = 2 unrolled)."""
     h, w = d.shape[0] // f, d.shape[1] // f
     out = np.zeros((h, w), np.float32)
     need = min_cover * f * f
-    for y in range(h):
+    for y in prange(h):
         for x in range(w):
             s = 0.0
             n = 0
-            for yy in range(y * f, y * f + f):
-                for xx in range(x * f, x * f + f):
-                    z = d[yy, xx]
-                    if z > 0.0 and z < np.inf and (valid is None or valid[yy, xx]):
-                        s += z
-                        n += 1
+            if f == 2:
+                y0, x0 = 2 * y, 2 * x
+                s, n = _depth_sample(d[y0, x0], valid is None or valid[y0, x0], s, n)
+                s, n = _depth_sample(d[y0, x0 + 1], valid is None or valid[y0, x0 + 1], s, n)
+                s, n = _depth_sample(d[y0 + 1, x0], valid is None or valid[y0 + 1, x0], s, n)
+                s, n = _depth_sample(d[y0 + 1, x0 + 1], valid is None or valid[y0 + 1, x0 + 1], s, n)
+            else:
+                for yy in range(y * f, y * f + f):
+                    for xx in range(x * f, x * f + f):
+                        s, n = _depth_sample(d[yy, xx], valid is None or valid[yy, xx], s, n)
             if n >= need and n > 0:
                 out[y, x] = s / n
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def downsample_normals(n, z_small, f):  # noqa: ANN001, ANN202
     """f x f block mean of the valid unit normals (norm > 0.5; NaN/0 = none), renormalised, where the
-    working pixel also has measured depth: ((H//f) x (W//f) x 3 float32, (H//f) x (W//f) bool)."""
+    working pixel also has measured depth: ((H//f) x (W//f) x 3 float32, (H//f) x (W//f) bool).
+    Output rows in parallel; each block summed in raster order (f = 2 unrolled)."""
     h, w = z_small.shape
     out = np.zeros((h, w, 3), np.float32)
     ok = np.zeros((h, w), np.bool_)
-    for y in range(h):
+    for y in prange(h):
         for x in range(w):
             if z_small[y, x] <= 0.0:
                 continue
             s0 = s1 = s2 = 0.0
-            for yy in range(y * f, y * f + f):
-                for xx in range(x * f, x * f + f):
-                    a, b, c = n[yy, xx, 0], n[yy, xx, 1], n[yy, xx, 2]
-                    q = a * a + b * b + c * c
-                    if q > 0.25 and q < 4.0:  # NaN compares False
-                        s0 += a
-                        s1 += b
-                        s2 += c
+            if f == 2:
+                y0, x0 = 2 * y, 2 * x
+                s0, s1, s2 = _normal_sample(n, y0, x0, s0, s1, s2)
+                s0, s1, s2 = _normal_sample(n, y0, x0 + 1, s0, s1, s2)
+                s0, s1, s2 = _normal_sample(n, y0 + 1, x0, s0, s1, s2)
+                s0, s1, s2 = _normal_sample(n, y0 + 1, x0 + 1, s0, s1, s2)
+            else:
+                for yy in range(y * f, y * f + f):
+                    for xx in range(x * f, x * f + f):
+                        s0, s1, s2 = _normal_sample(n, yy, xx, s0, s1, s2)
             q = np.sqrt(s0 * s0 + s1 * s1 + s2 * s2)
             if q > 1e-6:
                 out[y, x, 0], out[y, x, 1], out[y, x, 2] = s0 / q, s1 / q, s2 / q
