@@ -212,6 +212,33 @@ def _sort_pairs(keys, R):  # noqa: ANN001, ANN202
     return order
 
 
+@njit(cache=True, inline="always")
+def _cheaper(cost, i, j):  # noqa: ANN001, ANN202
+    """The cheaper of pairs ``i`` < ``j`` (-1: none); a tie goes to ``i``, the pair listed first."""
+    if j < 0:
+        return i
+    if i < 0:
+        return j
+    return j if cost[j] < cost[i] else i
+
+
+@njit(cache=True, inline="always")
+def _update(tree, cost, leaves, e):  # noqa: ANN001, ANN202
+    """Re-decide the tournament on the path from pair ``e``'s leaf to the root."""
+    i = (leaves + e) >> 1
+    while i >= 1:
+        tree[i] = _cheaper(cost, tree[2 * i], tree[2 * i + 1])
+        i >>= 1
+
+
+@njit(cache=True, inline="always")
+def _drop(tree, cost, alive, leaves, e):  # noqa: ANN001, ANN202
+    """Take pair ``e`` out of the tournament (merged away)."""
+    alive[e] = False
+    cost[e] = np.inf
+    _update(tree, cost, leaves, e)
+
+
 @njit(cache=True)
 def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, noise_m, noise_k,  # noqa: ANN001, ANN202, C901
                   merge_depth, merge_normal, merge_contrast, use_depth, use_normals):
@@ -296,15 +323,39 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
     for e in range(E):
         cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
                         merge_contrast)
+    # The cheapest pair first, ties to the pair listed first (pairs keep their place in the sorted
+    # list: entry id = rank): a tournament tree over the ids (a merged-away pair costs inf), and per
+    # region the list of its pairs' ids (in a pool; rebuilt for the survivor of each merge).
+    alive = np.ones(E, np.bool_)
+    leaves = 1
+    while leaves < E:
+        leaves *= 2
+    tree = np.full(2 * leaves, -1, np.int64)  # node -> id of its subtree's cheapest pair (-1: none)
+    for e in range(E):
+        tree[leaves + e] = e
+    for i in range(leaves - 1, 0, -1):
+        tree[i] = _cheaper(cost, tree[2 * i], tree[2 * i + 1])
+    deg = np.zeros(R, np.int64)
+    for e in range(E):
+        deg[ea[e]] += 1
+        deg[eb[e]] += 1
+    start = np.zeros(R, np.int64)
+    for r in range(1, R):
+        start[r] = start[r - 1] + deg[r - 1]
+    pool = np.empty(max(4 * E, 16), np.int64)
+    top = 2 * E
+    count = np.zeros(R, np.int64)
+    for e in range(E):
+        for r in (ea[e], eb[e]):
+            pool[start[r] + count[r]] = e
+            count[r] += 1
     slot = np.full(R, -1, np.int64)
-    while n_alive > max_segments and E > 0:
-        best = 0
-        for e in range(1, E):
-            if cost[e] < cost[best]:
-                best = e
+    while n_alive > max_segments and E > 0 and alive[tree[1]]:
+        best = tree[1]
         a, b = ea[best], eb[best]
         if area[a] < area[b]:
             a, b = b, a
+        _drop(tree, cost, alive, leaves, best)
         parent[b] = a
         area[a] += area[b]
         ncnt[a] += ncnt[b]
@@ -312,35 +363,48 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
             col[a, c] += col[b, c]
             nsum[a, c] += nsum[b, c]
         n_alive -= 1
-        # one pass: drop the merged edge, redirect b's edges to a, fold duplicates, compact the list
-        out = 0
-        for e in range(E):
-            if e == best:
+        if top + count[a] + count[b] > pool.shape[0]:
+            grown = np.empty(2 * (top + count[a] + count[b]), np.int64)
+            grown[:top] = pool[:top]
+            pool = grown
+        new_start = top
+        for t in range(start[a], start[a] + count[a]):  # a's pairs: note their other regions
+            e = pool[t]
+            if alive[e]:
+                slot[eb[e] if ea[e] == a else ea[e]] = e
+                pool[top] = e
+                top += 1
+        for t in range(start[b], start[b] + count[b]):  # b's pairs move to a; a pair both had is folded
+            e = pool[t]
+            if not alive[e]:
                 continue
-            u, v = ea[e], eb[e]
-            if u == b:
-                u = a
-            if v == b:
-                v = a
-            if u == a or v == a:
-                other = v if u == a else u
-                f = slot[other]
-                if f >= 0:
-                    for c in range(4):
-                        est[f, c] += est[e, c]
-                    continue
-                slot[other] = out
-            ea[out], eb[out] = u, v
+            if ea[e] == b:
+                ea[e] = a
+            if eb[e] == b:
+                eb[e] = a
+            other = eb[e] if ea[e] == a else ea[e]
+            f = slot[other]
+            if f < 0:
+                slot[other] = e
+                pool[top] = e
+                top += 1
+                continue
+            keep, drop = (f, e) if f < e else (e, f)  # the pair listed first survives
             for c in range(4):
-                est[out, c] = est[e, c]
-            cost[out] = cost[e]
-            out += 1
-        E = out
-        for e in range(E):
-            if ea[e] == a or eb[e] == a:
-                slot[eb[e] if ea[e] == a else ea[e]] = -1
-                cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
-                                merge_contrast)
+                est[keep, c] += est[drop, c]
+            _drop(tree, cost, alive, leaves, drop)
+            if keep == e:
+                slot[other] = e
+                for t2 in range(new_start, top):
+                    if pool[t2] == f:
+                        pool[t2] = e
+        start[a], count[a], count[b] = new_start, top - new_start, 0
+        for t in range(new_start, top):  # costs of a's pairs changed
+            e = pool[t]
+            slot[eb[e] if ea[e] == a else ea[e]] = -1
+            cost[e] = _cost(ea[e], eb[e], est[e], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
+                            merge_contrast)
+            _update(tree, cost, leaves, e)
     remap, s = set_ids(parent, R)
     out = np.empty((h, w), np.int32)
     for y in range(h):
