@@ -1,0 +1,295 @@
+"""The compiled proposal kernels (movseg_core._proposals_numba) against straightforward computations.
+
+Each fast kernel replaced a simpler one (parallel bucketed edge sort, flat path-halving union-find,
+branch-free 2x2 downsampling, a tournament tree for the cheapest region pair); these references are
+the simple computations, in plain Python/numpy, and the kernels must give exactly the same result.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movseg_core import _proposals_numba as K
+
+
+def scene(h=36, w=52, seed=0, blocks=6):
+    """Lab-like image with blocky colour regions plus noise, depth with steps, holes and normals."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 5, (h // blocks + 1, w // blocks + 1)).repeat(blocks, 0).repeat(blocks, 1)[:h, :w]
+    palette = rng.uniform(0, 60, (5, 3))
+    lab = (palette[ids] + rng.normal(0, 1.5, (h, w, 3))).astype(np.float32)
+    z = (1.0 + 0.4 * (ids % 3) + rng.normal(0, 0.003, (h, w))).astype(np.float32)
+    z[rng.random((h, w)) < 0.1] = 0.0
+    nrm = rng.normal(0, 1, (h, w, 3)).astype(np.float32)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    nok = z > 0
+    return lab, z, nrm, nok
+
+
+def reference_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals):
+    """Edges in raster order, (code = pixel * nd + direction, weight as float32), computed directly."""
+    h, w = z.shape
+    nd = 4 if diagonals else 2
+    out = []
+    for y in range(h):
+        for x in range(w):
+            for d, (yy, xx) in enumerate(((y, x + 1), (y + 1, x), (y + 1, x + 1), (y + 1, x - 1))[:nd]):
+                if yy >= h or xx < 0 or xx >= w:
+                    continue
+                c = lab[y, x] - lab[yy, xx]  # float32, summed left to right as the kernel does
+                wt2 = float(c[0] * c[0] + c[1] * c[1] + c[2] * c[2])
+                za, zb = z[y, x], z[yy, xx]
+                if depth_weight > 0 and za > 0 and zb > 0:
+                    g = abs(float(np.log(za / zb))) - noise_m * noise_k * float(max(za, zb)) * 1.4142135
+                    if g > 0:
+                        wt2 += (depth_weight * g) ** 2
+                if normal_weight > 0 and nok[y, x] and nok[yy, xx]:
+                    n = nrm[y, x] - nrm[yy, xx]
+                    g = float(np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])) - crease
+                    if g > 0:
+                        wt2 += (normal_weight * g) ** 2
+                out.append(((y * w + x) * nd + d, np.float32(np.sqrt(wt2))))
+    return out
+
+
+@pytest.mark.parametrize("diagonals", [False, True])
+@pytest.mark.parametrize("geometry", [False, True])
+def test_sorted_edges_is_the_stable_bucket_sort_of_the_raster_edges_for_any_band_count(diagonals, geometry):
+    lab, z, nrm, nok = scene()
+    args = (lab, z, nrm, nok, 30.0 if geometry else 0.0, 20.0 if geometry else 0.0, 3.0, 1.425e-3, 0.02, diagonals)
+    ref = reference_edges(*args)
+    bucket = [min(int(float(wt) * 16.0), 16383) for _, wt in ref]
+    order = np.argsort(np.asarray(bucket), kind="stable")  # ties keep raster order
+    runs = [K.sorted_edges(*args, chunks) for chunks in (1, 2, 3, 7, 100)]
+    for edges in runs:
+        np.testing.assert_array_equal(edges, runs[0])  # bands change nothing
+    codes, weights = runs[0][:, 0], runs[0].view(np.float32)[:, 1]
+    np.testing.assert_array_equal(codes, np.asarray([ref[i][0] for i in order]))
+    expected = np.asarray([ref[i][1] for i in order], np.float32)
+    if geometry:  # numpy's float32 log may differ from the kernel's in the last bit
+        np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(weights, expected)
+
+
+def test_depth_steps_just_above_the_noise_are_never_skipped():
+    """The kernel skips the log where |r - 1| < noise / 2 (the step cannot exceed the noise there);
+    steps on both sides of the noise level, 1 m to 8 m, must weigh what the log formula says."""
+    z0 = np.geomspace(1.0, 8.0, 40, dtype=np.float32)
+    noise = 3.0 * 1.425e-3 * 1.4142135 * z0  # log-depth noise of a step at z0 (the nearer side)
+    ratio = np.exp(np.linspace(0.3, 2.0, 25)[None, :] * noise[:, None])  # 0.3x .. 2x the noise
+    near = np.repeat(z0, 25)
+    z = np.ascontiguousarray(np.stack([near, near * ratio.ravel().astype(np.float32)], 1))  # a row: one pair
+    lab = np.zeros((*z.shape, 3), np.float32)
+    nrm = np.zeros((*z.shape, 3), np.float32)
+    args = (lab, z, nrm, z > 0, 30.0, 0.0, 3.0, 1.425e-3, 0.02, False)
+    ref = dict(reference_edges(*args))
+    edges = K.sorted_edges(*args, 2)
+    got = dict(zip(edges[:, 0].tolist(), edges.view(np.float32)[:, 1].tolist()))
+    assert got.keys() == ref.keys()
+    np.testing.assert_allclose([got[c] for c in sorted(ref)], [ref[c] for c in sorted(ref)], rtol=1e-6, atol=1e-6)
+    assert sum(v > 0 for v in ref.values()) > 300  # most pairs step beyond the noise
+
+
+def reference_fh(n_pixels, w, nd, edges, k, min_size):
+    """Felzenszwalb-Huttenlocher over edges in the given order: union by size, full path compression."""
+    weights = edges.view(np.float32)[:, 1]
+    parent, size, thr = list(range(n_pixels)), [1] * n_pixels, [np.float32(k)] * n_pixels
+    step = (1, w, w + 1, w - 1)
+
+    def find(a):
+        r = a
+        while parent[r] != r:
+            r = parent[r]
+        while parent[a] != r:
+            parent[a], a = r, parent[a]
+        return r
+
+    def union(a, b):
+        if size[a] < size[b]:
+            a, b = b, a
+        parent[b] = a
+        size[a] += size[b]
+        return a
+
+    rejected = []
+    for code, wt in zip(edges[:, 0].tolist(), weights):
+        u = code // nd
+        a, b = find(u), find(u + step[code % nd])
+        if a == b:
+            continue
+        if wt <= thr[a] and wt <= thr[b]:
+            a = union(a, b)
+            thr[a] = np.float32(float(wt) + k / size[a])
+        else:
+            rejected.append(code)
+    for code in rejected:
+        u = code // nd
+        a, b = find(u), find(u + step[code % nd])
+        if a != b and (size[a] < min_size or size[b] < min_size):
+            union(a, b)
+    ids = {}
+    return np.asarray([ids.setdefault(find(p), len(ids)) for p in range(n_pixels)], np.int32), len(ids)
+
+
+@pytest.mark.parametrize("diagonals", [False, True])
+@pytest.mark.parametrize("k", [5.0, 30.0])
+def test_graph_segment_matches_plain_felzenszwalb(diagonals, k):
+    lab, z, nrm, nok = scene(seed=1)
+    h, w = z.shape
+    edges = K.sorted_edges(lab, z, nrm, nok, 30.0, 0.0, 3.0, 1.425e-3, 0.02, diagonals, 2)
+    labels, n = K.graph_segment(h * w, w, diagonals, edges, k, 8)
+    ref, n_ref = reference_fh(h * w, w, 4 if diagonals else 2, edges, k, 8)
+    assert n == n_ref and 5 < n < h * w // 8
+    np.testing.assert_array_equal(labels, ref)
+
+
+def reference_merge(labels, R, lab, z, nrm, nok, max_segments, jump_rel, noise_m, noise_k, merge_depth,  # noqa: C901
+                    merge_normal, merge_contrast, use_depth, use_normals):
+    """The greedy merge as a plain loop: boundary statistics per region pair (in raster order), then
+    repeatedly the first cheapest pair in the (a, b)-sorted pair list merges, the list is compacted
+    (the merged-away region's pairs redirected, a pair both regions had folded into the first)."""
+    h, w = labels.shape
+    area, col, nsum, ncnt = np.zeros(R), np.zeros((R, 3)), np.zeros((R, 3)), np.zeros(R)
+    for y in range(h):
+        for x in range(w):
+            r = labels[y, x]
+            area[r] += 1.0
+            col[r] += lab[y, x].astype(np.float64)  # per channel, pixel by pixel: the kernel's order
+            if use_normals and nok[y, x]:
+                ncnt[r] += 1.0
+                nsum[r] += nrm[y, x].astype(np.float64)
+    stats: dict[tuple[int, int], list[float]] = {}
+    for y in range(h):
+        for x in range(w):
+            for yy, xx in ((y, x + 1), (y + 1, x)):
+                if yy >= h or xx >= w or labels[y, x] == labels[yy, xx]:
+                    continue
+                a, b = sorted((int(labels[y, x]), int(labels[yy, xx])))
+                meas = jmp = 0.0
+                if use_depth:
+                    e, both = K._jump(z[y, x], z[yy, xx], jump_rel, noise_m, noise_k)
+                    meas, jmp = (1.0, e) if both else (0.0, 0.0)
+                c = lab[y, x] - lab[yy, xx]
+                st = stats.setdefault((a, b), [0.0, 0.0, 0.0, 0.0])
+                for i, v in enumerate((1.0, meas, jmp, float(np.sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2])))):
+                    st[i] += v
+    pairs = [[a, b, np.asarray(st)] for (a, b), st in sorted(stats.items())]
+    mean_area = area.sum() / max_segments
+
+    def cost(p):
+        return K._cost(p[0], p[1], p[2], area, col, nsum, ncnt, mean_area, merge_depth, merge_normal, merge_contrast)
+
+    costs = [cost(p) for p in pairs]
+    parent = list(range(R))
+    alive = R
+    while alive > max_segments and pairs:
+        best = min(range(len(pairs)), key=lambda i: (costs[i], i))
+        a, b = pairs[best][:2]
+        if area[a] < area[b]:
+            a, b = b, a
+        parent[b] = a
+        area[a] += area[b]
+        ncnt[a] += ncnt[b]
+        col[a] += col[b]
+        nsum[a] += nsum[b]
+        alive -= 1
+        kept, kept_costs, seen = [], [], {}
+        for i, (u, v, st) in enumerate(pairs):
+            if i == best:
+                continue
+            u, v = (a if u == b else u), (a if v == b else v)
+            if a in (u, v):
+                other = v if u == a else u
+                if other in seen:
+                    kept[seen[other]][2] = kept[seen[other]][2] + st
+                    continue
+                seen[other] = len(kept)
+            kept.append([u, v, st])
+            kept_costs.append(costs[i])
+        pairs, costs = kept, [cost(p) if a in p[:2] else c for p, c in zip(kept, kept_costs)]
+    roots = []
+    for r in range(R):
+        while parent[r] != parent[parent[r]]:
+            parent[r] = parent[parent[r]]
+        roots.append(parent[r] if parent[r] != r else r)
+    ids = {}
+    remap = np.asarray([ids.setdefault(roots[r], len(ids)) for r in range(R)], np.int32)
+    return remap[labels], len(ids)
+
+
+@pytest.mark.parametrize("geometry", [False, True])
+@pytest.mark.parametrize("max_segments", [1, 4, 12])
+def test_merge_regions_matches_the_plain_greedy_loop(geometry, max_segments):
+    lab, z, nrm, nok = scene(h=40, w=56, seed=2, blocks=4)
+    edges = K.sorted_edges(lab, z, nrm, nok, 30.0, 0.0, 3.0, 1.425e-3, 0.02, False, 2)
+    flat, R = K.graph_segment(z.size, z.shape[1], False, edges, 10.0, 4)
+    labels = flat.reshape(z.shape)
+    args = (labels, R, lab, z, nrm, nok, max_segments, 0.02, 3.0, 1.425e-3, 40.0, 40.0, 1.0, geometry, geometry)
+    got, n = K.merge_regions(*args)
+    ref, n_ref = reference_merge(*args)
+    assert R > 40 and n == n_ref and n <= max_segments
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_merge_ties_go_to_the_pair_listed_first():
+    """Identical flat tiles: every pair costs the same, so only the tie rule decides the merges."""
+    tiles = np.arange(36, dtype=np.int32).reshape(6, 6).repeat(4, 0).repeat(4, 1)
+    lab = np.zeros((*tiles.shape, 3), np.float32)
+    lab[..., 0] = 50.0
+    z = np.zeros(tiles.shape, np.float32)
+    nrm = np.zeros((*tiles.shape, 3), np.float32)
+    args = (tiles, 36, lab, z, nrm, z > 0, 7, 0.02, 3.0, 1.425e-3, 40.0, 40.0, 1.0, False, False)
+    got, n = K.merge_regions(*args)
+    ref, n_ref = reference_merge(*args)
+    assert n == n_ref == 7
+    np.testing.assert_array_equal(got, ref)
+
+
+def reference_block_mean(d, valid, n, f, min_cover):
+    """Masked f x f block means (depth, normals), each block summed pixel by pixel in raster order."""
+    h, w = d.shape[0] // f, d.shape[1] // f
+    z = np.zeros((h, w), np.float32)
+    nout, nok = np.zeros((h, w, 3), np.float32), np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            s, cnt, sn = 0.0, 0, [0.0, 0.0, 0.0]
+            for yy in range(y * f, y * f + f):
+                for xx in range(x * f, x * f + f):
+                    v = d[yy, xx]
+                    if v > 0 and np.isfinite(v) and (valid is None or valid[yy, xx]):
+                        s += float(v)
+                        cnt += 1
+                    a = n[yy, xx]
+                    q = a[0] * a[0] + a[1] * a[1] + a[2] * a[2]
+                    if 0.25 < q < 4.0:
+                        sn = [sn[i] + float(a[i]) for i in range(3)]
+            if cnt >= min_cover * f * f and cnt > 0:
+                z[y, x] = s / cnt
+            qn = float(np.sqrt(sn[0] * sn[0] + sn[1] * sn[1] + sn[2] * sn[2]))
+            if z[y, x] > 0 and qn > 1e-6:
+                nout[y, x] = [v / qn for v in sn]
+                nok[y, x] = True
+    return z, nout, nok
+
+
+@pytest.mark.parametrize("f", [2, 3])
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_downsampling_matches_the_plain_masked_block_mean(f, with_valid):
+    rng = np.random.default_rng(3)
+    h, w = 12 * f, 18 * f
+    d = rng.uniform(0.5, 6.0, (h, w)).astype(np.float32)
+    d[rng.random((h, w)) < 0.15] = 0.0
+    d[0, :3] = (np.nan, np.inf, -1.0)
+    valid = rng.random((h, w)) > 0.1 if with_valid else None
+    n = rng.normal(0, 1, (h, w, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    n[rng.random((h, w)) < 0.2] = 0.0
+    n[1, :2] = np.nan
+    z_ref, n_ref, ok_ref = reference_block_mean(d, valid, n, f, 0.75)
+    z = K.downsample_depth(d, valid, f, 0.75)
+    np.testing.assert_array_equal(z, z_ref)
+    got_n, got_ok = K.downsample_normals(n, z, f)
+    np.testing.assert_array_equal(got_ok, ok_ref)
+    np.testing.assert_array_equal(got_n, n_ref)
+    assert 0.2 < (z > 0).mean() < 1.0 and ok_ref.any()
