@@ -110,7 +110,8 @@ def speed(args) -> dict:
         rows[name] = {"ms_median": round(med, 1), "ms_min": round(min(times[name]), 1),
                       "first_call_ms": round(first_ms[name], 1), "speedup": round(base / med, 2),
                       "agreement": round(float((labels[name] == ref).mean()), 4)}
-    return {"rows": rows, "export_s": round(export_s, 1), "dense_input": info.dense_input, "files_mib": sizes}
+    return {"rows": rows, "export_s": round(export_s, 1), "dense_input": info.dense_input, "files_mib": sizes,
+            "labels_used": int(len(np.unique(ref))), "segments": int(segments.max()) + 1}
 
 
 def synthetic(args) -> dict:
@@ -155,7 +156,8 @@ def main() -> int:
     res = speed(args)
     print(f"\n{args.model} (random weights), dense.mode {args.mode}, 640x480 -> {res['dense_input']}, "
           f"{args.repeats} interleaved repeats; agreement = share of pixels labelled as torch fp32 "
-          "(random weights: numerical consistency only)")
+          f"(random weights: numerical consistency only; torch fp32 used {res['labels_used']} of 40 labels "
+          f"on {res['segments']} segments)")
     print(f"{'variant':<22}{'ms median':>10}{'ms min':>9}{'first ms':>10}{'speed-up':>10}{'agreement':>11}")
     for name, r in res["rows"].items():
         print(f"{name:<22}{r['ms_median']:>10.1f}{r['ms_min']:>9.1f}{r['first_call_ms']:>10.1f}"
