@@ -144,6 +144,27 @@ class SegmentationResult:
     objects: Objects | None = None
 
 
+@dataclass
+class FrameInProgress:
+    """A frame between :meth:`Segmenter.start` and :meth:`Segmenter.finish`: its inputs as checked, the
+    vocabulary snapshot, normals, proposals (HxW int32), the dense features (``D x h x w`` or None),
+    the query embeddings on the device, the stage times so far and when it started and ended (perf_counter s)."""
+
+    vocab: Vocabulary
+    rgb: np.ndarray
+    depth: np.ndarray | None
+    K: np.ndarray | None
+    normals: np.ndarray | None
+    valid: np.ndarray | None
+    segments: np.ndarray
+    trained: Any
+    feats: torch.Tensor | None
+    text: torch.Tensor
+    times: dict[str, float]
+    t_start: float
+    t_started: float
+
+
 def validate_queries(queries: Any, max_queries: int, max_chars: int) -> list[str]:
     """Check a query list; returns the stripped strings or raises ValueError naming the problem.
 
@@ -329,7 +350,6 @@ class Segmenter:
             return None
         return np.asarray(hha(depth, K, valid, normals=normals, normals_cfg=self.cfg.normals))
 
-    @torch.inference_mode()
     def segment(self, rgb: np.ndarray, depth: np.ndarray | None = None, K: np.ndarray | None = None, *,
                 normals: np.ndarray | None = None) -> SegmentationResult:
         """Label every pixel with a query id (1..N) or 0 = unknown.
@@ -338,7 +358,17 @@ class Segmenter:
         K: 3x3 intrinsics of this image (needed to compute normals from depth). normals: optional
         precomputed HxWx3 float unit normals (0 where invalid); skips the normals stage.
         Raises ValueError for bad input, RuntimeError when no vocabulary is set.
+        Equal to ``finish(start(...))``; a pipeline may run :meth:`finish` of one frame on another
+        thread while :meth:`start` of the next one runs.
         """
+        return self.finish(self.start(rgb, depth, K, normals=normals))
+
+    @torch.inference_mode()
+    def start(self, rgb: np.ndarray, depth: np.ndarray | None = None, K: np.ndarray | None = None, *,
+              normals: np.ndarray | None = None) -> FrameInProgress:
+        """The first part of :meth:`segment` (same arguments): the vocabulary snapshot, normals, proposals and
+        the dense CLIP pass; :meth:`finish` does the rest (pooling, crops, CLIP-X, classification, painting,
+        objects)."""
         t_start = time.perf_counter()
         vocab = self.vocabulary
         if vocab is None:
@@ -387,17 +417,35 @@ class Segmenter:
                 normals, valid, segments, trained = pending.result()  # never leave it running behind us
         else:
             normals, valid, segments, trained = geometry()
-        n_seg = int(segments.max()) + 1
-        t = time.perf_counter()
+        scope = segments if cfg.dense.scope == "proposals" else None  # the frame's proposals, shared
+        if c.dense_weight > 0 and feats is None:
+            t = time.perf_counter()
+            feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
+            lap("dense", t)
+        return FrameInProgress(vocab, rgb, depth, K, normals, valid, segments, trained, feats, text, times, t_start,
+                               time.perf_counter())
 
+    @torch.inference_mode()
+    def finish(self, f: FrameInProgress) -> SegmentationResult:
+        """The rest of :meth:`segment` for a frame from :meth:`start`; ``timings_ms['total']`` is the time of
+        both parts (not the wait between them)."""
+        cfg, c, times, vocab = self.cfg, self.cfg.classify, f.times, f.vocab
+        rgb, depth, K, normals, valid, segments, trained, text = (f.rgb, f.depth, f.K, f.normals, f.valid, f.segments,
+                                                                  f.trained, f.text)
+
+        def lap(name: str, t0: float) -> float:
+            self._sync()
+            t1 = time.perf_counter()
+            times[name] = (t1 - t0) * 1e3
+            return t1
+
+        t = t_begin = time.perf_counter()
+        n_seg = int(segments.max()) + 1
         seg_t = torch.from_numpy(segments).to(self.device)
         parts = []
-        scope = segments if cfg.dense.scope == "proposals" else None  # the frame's proposals, shared
+        scope = segments if cfg.dense.scope == "proposals" else None
         if c.dense_weight > 0:
-            if feats is None:
-                feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
-                t = lap("dense", t)
-            parts.append((pool_segments(feats, seg_t, n_seg), c.dense_weight))
+            parts.append((pool_segments(f.feats, seg_t, n_seg), c.dense_weight))
             t = lap("pool", t)
         if c.crop_weight > 0:
             parts.append((crop_embeddings(self.clip, rgb, segments, n_seg, c.crop_size, c.crop_margin, c.crop_batch),
@@ -428,5 +476,5 @@ class Segmenter:
             objects = extract_objects(segments, seg_labels.cpu().numpy(), seg_conf.float().cpu().numpy(), vocab.names,
                                       depth, K, normals, cfg.objects, per_segment=trained is not None)
             t = lap("objects", t)
-        times["total"] = (t - t_start) * 1e3
+        times["total"] = (f.t_started - f.t_start + t - t_begin) * 1e3
         return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments, objects)

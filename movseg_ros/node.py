@@ -18,9 +18,10 @@ The node converts and schedules; all model and geometry work is in ``movseg_core
 Frames are processed by one worker thread with a latest-frame slot: a frame that
 arrives while another waits replaces it and is counted as a drop. When the worker frees up and
 the waiting frame is stale, it may wait for the camera's next frame (``freshness_budget``).
-With ``pipeline`` (default) a publisher thread publishes frame t while the worker infers frame t+1
-(:mod:`movseg_ros.pipeline`: in order, at most one result waiting); without it the worker
-publishes each frame before taking the next.
+With ``pipeline`` (default) the worker runs ``Segmenter.start`` (geometry beside the CLIP pass) and a
+publisher thread runs ``Segmenter.finish`` and publishes frame t while the worker infers frame t+1
+(:mod:`movseg_ros.pipeline`: in order, at most one frame waiting); without it the worker segments
+and publishes each frame before taking the next.
 Callbacks (frames, service, parameters) run on one SingleThreadedExecutor thread and never wait
 for the model or the text encoder. SIGINT / SIGTERM stop the worker and the encoding thread before
 the ROS context shuts down (:func:`main`).
@@ -49,7 +50,7 @@ from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 
 from movseg_core.geometry import decode_depth, scale_intrinsics
-from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
+from movseg_core.segmenter import FrameInProgress, Segmenter, SegmenterConfig, Vocabulary
 from movseg_core.viz import draw_objects, overlay
 from movseg_ros import topics
 from movseg_ros.conversions import (
@@ -496,24 +497,29 @@ class MovsegNode(Node):
             self.stats["depth_all_invalid"] += 1  # still segmented, from colour alone
             depth_m = None
         t1 = time.perf_counter()
-        result = self.segmenter.segment(rgb, depth_m, K)
+        # pipelined: the worker runs the segmenter's first part (geometry beside the CLIP pass), the
+        # publisher the rest (pooling, classification, painting, objects) while the worker takes the next frame
+        work = (self.segmenter.segment if self._publisher is None else self.segmenter.start)(rgb, depth_m, K)
         t2 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "queue": queue_ms, "input_age": age_ms}
-        timings.update({f"segment.{k}": float(v) for k, v in (getattr(result, "timings_ms", None) or {}).items()})
-        done = (color.header, rgb, result, depth_m, K, timings, t2)
+        done = (color.header, rgb, work, depth_m, K, timings, t2)
         if self._publisher is None:
             self._finish(done)
         else:  # blocks while the publisher is behind (backpressure: newer frames replace the waiting one)
             self._record({"publish_wait": self._publisher.submit(done) * 1000.0})
 
     def _finish(self, done: tuple) -> None:
-        """Publish one segmented frame (worker or publisher thread) and record its timings."""
-        header, rgb, result, depth_m, K, timings, t_done = done
+        """Finish (pipelined) and publish one segmented frame (worker or publisher thread); record its timings."""
+        header, rgb, work, depth_m, K, timings, t_done = done
         t0 = time.perf_counter()
-        self._publish(header, rgb, result, depth_m, K, timings["segment"])
-        timings["publish"] = (time.perf_counter() - t0) * 1000.0
-        if self._publisher is not None:
-            timings["publish_queue"] = (t0 - t_done) * 1000.0  # segmented -> publishing started
+        if isinstance(work, FrameInProgress):  # the segmenter's second part, on the publisher thread
+            timings["publish_queue"] = (t0 - t_done) * 1000.0  # first part done -> second part started
+            work = self.segmenter.finish(work)
+            timings["segment"] += (time.perf_counter() - t0) * 1000.0
+        timings.update({f"segment.{k}": float(v) for k, v in (getattr(work, "timings_ms", None) or {}).items()})
+        t1 = time.perf_counter()
+        self._publish(header, rgb, work, depth_m, K, timings["segment"])
+        timings["publish"] = (time.perf_counter() - t1) * 1000.0
         self.stats["frames_out"] += 1
         self._record(timings)
 

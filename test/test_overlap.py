@@ -126,3 +126,16 @@ def test_a_failing_stage_fails_the_frame_and_the_next_frame_works(frame, monkeyp
         s.segment(*frame)
     monkeypatch.setattr(segmenter_module, "propose", real)
     assert s.segment(*frame).labels.shape == frame[0].shape[:2]
+
+
+def test_start_and_finish_split_a_frame_with_the_vocabulary_taken_at_start(frame):
+    """The node's pipeline runs finish(frame t) on its publisher thread while start(frame t+1) runs: a
+    vocabulary switch between the two parts does not reach the frame, and the split equals segment()."""
+    s = segmenter(standin(1.0))
+    whole = s.segment(*frame)
+    begun = s.start(*frame)
+    s.set_queries(["floor", "wall"])
+    res = s.finish(begun)
+    assert res.names == tuple(QUERIES) and res.vocabulary_version == whole.vocabulary_version
+    assert np.array_equal(res.labels, whole.labels) and np.array_equal(res.confidence, whole.confidence)
+    assert s.segment(*frame).names == ("floor", "wall")
