@@ -27,6 +27,7 @@ error at start-up, never a silent fall-back to the CPU.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import tempfile
 from pathlib import Path
@@ -68,27 +69,24 @@ def check_backend(backend: str, dense: DenseConfig) -> None:
         check_exportable(dense)
 
 
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailableError("segmenter.backend 'onnxruntime' needs the onnxruntime package "
-                                      "(pip install onnxruntime; onnxruntime-gpu for CUDA / TensorRT)") from exc
-    return onnxruntime
+#: what to install for each runtime
+_INSTALL = {"onnxruntime": "pip install onnxruntime; onnxruntime-gpu for CUDA / TensorRT",
+            "openvino": "pip install openvino; not installable on the project's machines: use onnxruntime or torch"}
 
 
-def _openvino():
+def import_runtime(backend: str):
+    """The runtime module of ``backend`` (onnxruntime or openvino), imported on first use, or
+    :class:`BackendUnavailableError` saying what to install."""
     try:
-        import openvino
+        return importlib.import_module(backend)
     except ImportError as exc:
-        raise BackendUnavailableError("segmenter.backend 'openvino' needs the openvino package (pip install "
-                                      "openvino); it is not installed here: use onnxruntime or torch") from exc
-    return openvino
+        raise BackendUnavailableError(f"segmenter.backend {backend!r} needs the {backend} package "
+                                      f"({_INSTALL[backend]})") from exc
 
 
 def onnxruntime_session(path: Path, providers: tuple[str, ...] | list[str]):
     """An onnxruntime InferenceSession on ``providers`` (all must be available; CPU threads = torch's)."""
-    ort = _onnxruntime()
+    ort = import_runtime("onnxruntime")
     available = ort.get_available_providers()
     missing = [p for p in providers if p not in available]
     if missing or not providers:
@@ -131,7 +129,7 @@ def load_encoder(path: Path, backend: str, shape: list[int | None], dtype, hint:
         name = sess.get_inputs()[0].name
         return Encoder(lambda a: sess.run(None, {name: a})[0], shape, dtype, hint)
     if backend == "openvino":
-        ov = _openvino()
+        ov = import_runtime("openvino")
         compiled = ov.Core().compile_model(str(path), cfg.openvino_device)
         out = compiled.output(0)
         return Encoder(lambda a: compiled([a])[out], shape, dtype, hint)
@@ -181,10 +179,7 @@ def attach_backend(clip: ClipModel, dense: DenseConfig, cfg: SegmenterConfig) ->
     check_backend(cfg.backend, dense)
     if cfg.backend == "torch":
         return None
-    if cfg.backend == "onnxruntime":
-        _onnxruntime()
-    else:
-        _openvino()
+    import_runtime(cfg.backend)
     int8 = "_int8" if cfg.backend_int8 else ""
     if not cfg.backend_dir:
         folder = Path(tempfile.mkdtemp(prefix="movseg_onnx_"))
