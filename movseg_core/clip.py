@@ -1146,8 +1146,8 @@ class ClipModel:
                 raise ValueError("dense.scope 'proposals' runs on the torch backend only")
             return self.dense_backend(x)
         vision = self.vision_of(visual)
-        if self.cfg.torch_compile and scope is None and text is None:
-            key = (id(vision), tuple(x.shape), cfg.mode)
+        if self.cfg.torch_compile and scope is None and not cfg.mode.startswith("resclip"):  # (only ResCLIP reads text)
+            key = (id(vision), tuple(x.shape), repr(cfg))  # every field of the dense config
             if key not in self._compiled:
                 self._compiled[key] = torch.compile(functools.partial(dense_grid, vision, cfg=cfg), dynamic=False)
             with self._autocast():
