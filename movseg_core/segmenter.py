@@ -26,6 +26,7 @@ and reports its version.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -334,6 +335,13 @@ class Segmenter:
         """Whether :meth:`segment` runs normals + proposals beside the dense pass (``cfg.overlap``)."""
         return self.cfg.overlap and self.cfg.dense.scope != "proposals" and self.cfg.classify.dense_weight > 0
 
+    def _lap(self, times: dict[str, float], name: str, t0: float) -> float:
+        """Record stage ``name`` as the ms since ``t0`` (after the device finished) in ``times``; returns now."""
+        self._sync()
+        t1 = time.perf_counter()
+        times[name] = (t1 - t0) * 1e3
+        return t1
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -377,11 +385,7 @@ class Segmenter:
         cfg = self.cfg
         times: dict[str, float] = {}
 
-        def lap(name: str, t0: float) -> float:
-            self._sync()
-            t1 = time.perf_counter()
-            times[name] = (t1 - t0) * 1e3
-            return t1
+        lap = functools.partial(self._lap, times)
 
         if depth is not None and not valid.any():
             log.warning("depth has no valid pixel: segmenting this frame from RGB only")
@@ -433,11 +437,7 @@ class Segmenter:
         rgb, depth, K, normals, valid, segments, trained, text = (f.rgb, f.depth, f.K, f.normals, f.valid, f.segments,
                                                                   f.trained, f.text)
 
-        def lap(name: str, t0: float) -> float:
-            self._sync()
-            t1 = time.perf_counter()
-            times[name] = (t1 - t0) * 1e3
-            return t1
+        lap = functools.partial(self._lap, times)
 
         t = t_begin = time.perf_counter()
         n_seg = int(segments.max()) + 1
