@@ -1,24 +1,26 @@
 """Compiled CPU kernels (numba) for :func:`movseg_core.proposals.propose`.
 
-All at the working resolution (h x w), single-threaded (the whole pass is a few ms; the segment
-graph is inherently sequential):
+All at the working resolution (h x w). The per-pixel passes run in parallel over row bands
+(numba threads; every result is the same for any number of bands/threads); the segment graph and
+the merging are sequential:
 
-1. :func:`pixel_edges`: one weight per 8-neighbour pair: colour distance (Lab units) plus
-   geometric *evidence*: a depth discontinuity counts only where both pixels hold measured depth
-   and the step exceeds what a surface plus Kinect-like noise explains (``jump_rel z + m k z^2``,
-   i.e. relative step plus ``m`` standard deviations of disparity noise ``sigma_z = k z^2``); a
+1. :func:`downsample_depth`, :func:`downsample_normals`: masked block means of the measured depth
+   and the valid normals at the working size.
+2. :func:`sorted_edges`: one weight per 4- (or 8-) neighbour pair: colour distance (Lab units) plus
+   geometric *evidence*: a depth step counts only where both pixels hold measured depth and it
+   exceeds Kinect-like noise (``m`` standard deviations of disparity noise ``sigma_z = k z^2``); a
    normal crease only where both normals are valid. Missing depth adds nothing: colour alone
-   decides there.
-2. :func:`graph_segment`: Felzenszwalb-Huttenlocher graph merging (union-find over the edges in
-   increasing weight; weights quantised to 1/16 Lab unit and counting-sorted), then regions below
-   ``min_size`` pixels joined to their cheapest neighbour; dense ids.
-3. :func:`merge_regions`: greedy region-adjacency merging down to ``max_segments``: the cheapest
+   decides there. Sorted by weight quantised to 1/16 Lab unit (stable counting sort).
+3. :func:`graph_segment`: Felzenszwalb-Huttenlocher graph merging (union-find over the sorted
+   edges), then regions below ``min_size`` pixels joined to their cheapest neighbour; dense ids.
+4. :func:`merge_regions`: greedy region-adjacency merging down to ``max_segments``: the cheapest
    adjacent pair merges first; cost = mean-colour distance + ``merge_contrast`` x mean edge colour
    contrast along the shared boundary + ``merge_depth`` x share of the shared boundary (among pairs
-   with measured depth on both sides) that is a depth discontinuity + ``merge_normal`` x (1 - cos)
-   between the regions' mean normals, times ``sqrt(min(area) / mean area)`` so small regions merge
-   first.
+   with measured depth on both sides) that is a depth discontinuity (``jump_rel z + m k z^2``) +
+   ``merge_normal`` x (1 - cos) between the regions' mean normals, times
+   ``sqrt(min(area) / mean area)`` so small regions merge first.
 
+test/test_proposals_kernels.py pins each kernel against a plain computation of the same thing.
 Compiled on first use and cached on disk (``cache=True``).
 """
 from __future__ import annotations
