@@ -284,9 +284,9 @@ def test_config_keys_named_in_the_docs_exist():
     assert len(named) > 20
     import importlib.util
 
-    def module_name(s: str, k: str) -> bool:  # `clip.py`, `clip.create_clip`: a file or a module attribute
+    def module_name(s: str, k: str) -> bool:  # `clip.py`, `dense.onnx` (files), `clip.create_clip` (an attribute)
         spec = importlib.util.find_spec(f"movseg_core.{s}")
-        return k == "py" or (spec is not None and hasattr(importlib.import_module(f"movseg_core.{s}"), k))
+        return k in ("py", "onnx") or (spec is not None and hasattr(importlib.import_module(f"movseg_core.{s}"), k))
 
     missing = [f"{s}.{k}" for s, k in sorted(named)
                if k not in {f.name for f in dataclasses.fields(getattr(cfg, s))} and not module_name(s, k)]
