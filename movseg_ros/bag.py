@@ -31,6 +31,7 @@ from movseg_core.data.frame import RGBDFrame
 from movseg_core.geometry.depth import decode_depth, depth_m_to_mm
 from movseg_ros import conversions as conv
 from movseg_ros import topics
+from movseg_ros.cli import add_command
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +346,7 @@ def _run_nyu2bag(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``nyu2bag SRC OUT`` to a CLI; the parser's ``func(args)`` returns the exit code."""
-    p = subparsers.add_parser("nyu2bag", help="convert NYUv2 (folder or labeled .mat) to a rosbag2",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "nyu2bag", "convert NYUv2 (folder or labeled .mat) to a rosbag2", __doc__)
     p.add_argument("src", help="NYUv2 folder (rgb/ depth/ label/) or nyu_depth_v2_labeled.mat")
     p.add_argument("out", help="output bag directory (must not exist unless --overwrite)")
     p.add_argument("--rate", type=float, default=1.0, help="frames per second of bag time (default 1)")

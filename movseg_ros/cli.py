@@ -40,6 +40,19 @@ SUBCOMMAND_MODULES = (
 )
 
 
+def add_command(subparsers, name: str, help: str, doc: str | None) -> argparse.ArgumentParser:
+    """A subcommand's parser; its ``--help`` shows the module docstring ``doc`` as written."""
+    return subparsers.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_node_params_arguments(parser, example: str) -> None:
+    """``--config YAML`` and repeatable ``--set KEY=VALUE``: the node's parameters, read as the node reads them
+    (:func:`movseg_ros.params.load_node_params`). ``example``: a KEY=VALUE for the help text."""
+    parser.add_argument("--config", help="the node's parameters YAML (default config/segment.yaml)")
+    parser.add_argument("--set", "--param", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a node parameter as -p would, e.g. {example} (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `movseg` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="movseg", description="MOVSeg-ROS tools", epilog=EPILOG,

@@ -38,6 +38,7 @@ from movseg_core.eval.scoring import EvalAccumulator
 from movseg_core.geometry.depth import depth_m_to_mm, depth_mm_to_m
 from movseg_ros import topics
 from movseg_ros.bag import BagTopics, inspect_bag, open_source, read_bag
+from movseg_ros.cli import add_command, add_node_params_arguments
 from movseg_ros.replay import ReplayConfig, replay
 
 if TYPE_CHECKING:
@@ -158,8 +159,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``eval --bag BAG --out DIR`` | ``eval --offline SRC --out DIR``; ``func(args)`` returns the exit code."""
-    p = subparsers.add_parser("eval", help="score the segmenter on NYUv2: replay a bag into the node, or offline",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "eval", "score the segmenter on NYUv2: replay a bag into the node, or offline", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--bag", help="rosbag2 with colour, depth, camera_info and /movseg/gt_labels (from nyu2bag)")
     src.add_argument("--offline", metavar="SRC", help="no ROS: a bag, a NYUv2 folder or nyu_depth_v2_labeled.mat")
@@ -179,10 +179,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="the node's full name: its parameters are read from it (--bag) or from its entries in --config")
     g.add_argument("--keep-stamps", action="store_true", help="publish the bag's own stamps (default: now-based)")
     g = p.add_argument_group("offline (--offline)")
-    g.add_argument("--config", help="the node's parameters YAML (default config/segment.yaml)")
-    g.add_argument("--set", "--param", dest="set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a node parameter as -p would, e.g. segmenter.clip.pretrained=random or "
-                        "depth.max_m=4.0 (repeatable)")
+    add_node_params_arguments(g, "segmenter.clip.pretrained=random or depth.max_m=4.0")
     g.add_argument("--split", choices=("all", "train", "test"), default="all")
     g.add_argument("--splits", help="splits.mat for --split train|test")
     g.add_argument("--class-mapping", help="classMapping40.mat (for nyu_depth_v2_labeled.mat)")

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from movseg_ros.cli import add_command, add_node_params_arguments
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``export-onnx``; ``func(args)`` returns the exit code."""
-    p = subparsers.add_parser("export-onnx", help="export the CLIP encoders to ONNX for segmenter.backend",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "export-onnx", "export the CLIP encoders to ONNX for segmenter.backend", __doc__)
     p.add_argument("--out", required=True, help="folder to write (created)")
-    p.add_argument("--config", help="the node's parameters YAML (default config/segment.yaml)")
-    p.add_argument("--set", "--param", dest="set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a node parameter as -p would, e.g. segmenter.dense.mode=clearclip (repeatable)")
+    add_node_params_arguments(p, "segmenter.dense.mode=clearclip")
     p.add_argument("--node", default="/movseg", help="the node's full name (its entries in --config)")
     p.add_argument("--image-size", nargs=2, type=int, default=(480, 640), metavar=("H", "W"),
                    help="camera frame size in pixels (default 480 640)")

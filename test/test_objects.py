@@ -15,6 +15,20 @@ def _frame(h: int = 48, w: int = 64):
     return np.zeros((h, w), np.int32), np.full((h, w), 3.0, np.float32)
 
 
+def _mug_frame(x1: int, mug_depth: float):
+    """:func:`_frame` with segment 1 (the mug) at rows 10:30, columns 10:x1, ``mug_depth`` metres away."""
+    seg, depth = _frame()
+    seg[10:30, 10:x1] = 1
+    depth[10:30, 10:x1] = mug_depth
+    return seg, depth
+
+
+def _mug_and_wall(seg, depth, cfg: ObjectsConfig | None = None):
+    """Objects of ``seg`` with segment 0 a wall and segment 1 a mug (confidence 1): (result, the mug)."""
+    objs = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K, cfg=cfg or ObjectsConfig())
+    return objs, next(o for o in objs.instances if o.name == "mug")
+
+
 def test_depth_jump_separates_same_class_neighbours_rgb_only_joins_them():
     seg, depth = _frame()
     seg[10:30, 10:30] = 1  # mug A at 1.0 m
@@ -102,12 +116,9 @@ def test_concave_valley_separates_two_touching_objects_convex_ridge_keeps_one():
 
 
 def test_3d_boxes_match_backproject_and_percentiles_reject_flying_pixels():
-    seg, depth = _frame()
-    seg[10:30, 10:40] = 1
-    depth[10:30, 10:40] = 2.0
+    seg, depth = _mug_frame(40, 2.0)
     depth[10, 20] = 9.0  # one flying pixel at the mask edge
-    objs = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K, cfg=ObjectsConfig(complete_depth=False))
-    mug = next(o for o in objs.instances if o.name == "mug")
+    objs, mug = _mug_and_wall(seg, depth, ObjectsConfig(complete_depth=False))
     pts = backproject(depth, K)[10:30, 10:40].reshape(-1, 3)
     ref = boxes_3d(pts, (2.0, 98.0))
     for k in ("box_min", "box_max", "centroid", "obb_center", "obb_size", "obb_quat"):
@@ -119,8 +130,7 @@ def test_3d_boxes_match_backproject_and_percentiles_reject_flying_pixels():
     np.testing.assert_allclose(np.abs(quat_to_matrix(mug.obb_quat)), np.eye(3), atol=1e-6)  # axes x, y, z
     # complete_depth (default): the far face moves back by the smaller of the x / y extents, for
     # things only; the wall (stuff) keeps the box of its visible points
-    done = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K)
-    m2 = next(o for o in done.instances if o.name == "mug")
+    done, m2 = _mug_and_wall(seg, depth)
     ext = mug.box_max - mug.box_min
     assert m2.box_max[2] == pytest.approx(2.0 + min(ext[0], ext[1]))
     assert m2.centroid[2] == pytest.approx(2.0 + min(ext[0], ext[1]) / 2)
@@ -147,12 +157,9 @@ def test_oriented_box_of_a_rotated_cuboid():
 
 
 def test_no_valid_depth_means_no_3d_box_and_is_counted():
-    seg, depth = _frame()
-    seg[10:30, 10:30] = 1
-    depth[10:30, 10:30] = 0.0
+    seg, depth = _mug_frame(30, 0.0)
     depth[12, 12] = np.nan
-    objs = extract_objects(seg, np.array([2, 1]), np.ones(2), NAMES, depth, K)
-    mug = next(o for o in objs.instances if o.name == "mug")
+    objs, mug = _mug_and_wall(seg, depth)
     assert not mug.has_3d and mug.centroid is None and mug.obb_quat is None and mug.valid_depth == 0
     assert objs.counts["no_3d"] == 1
 
