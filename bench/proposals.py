@@ -19,11 +19,11 @@ and synthetic seeds 0..): the data the defaults were chosen on (docs/segmenter.m
 from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
-        [--set KEY=VALUE ...] [--tune] [--baseline REV] [--depth-edges]
+        [--set KEY=VALUE ...] [--tune] [--baseline REV] [--depth-edges] [--stages]
 
 ``--baseline REV`` also times the proposals of git revision REV (its ``movseg_core``, kernels included)
 interleaved with the current ones (same frames, alternating, ``--repeats`` each) and prints min /
-median ms of both.
+median ms of both. ``--stages`` times each compiled kernel inside ``propose`` (1 and 2 numba threads).
 Last line: {"rgb": {"miou", "boundary_f1", "segments", "ms"}, "rgbd": {...} (nyuv2_filled at 48
 segments, or the first set/count run), "sets": {set: {"rgb", "rgbd", "at": {"24": {"rgb", "rgbd"}, ...}}},
 "config": {...}, "tuned_on": "..."}
@@ -116,6 +116,11 @@ def synthetic_set(seeds: range) -> list[Item]:
     return out
 
 
+def mode_args(it: Item, mode: str) -> tuple:
+    """``propose``'s inputs for a frame in a mode: (rgb, depth, normals, valid), or rgb alone for 'rgb'."""
+    return (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
+
+
 def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
     """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min."""
     n = max(it.n_classes for it in items)
@@ -123,10 +128,7 @@ def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> d
     bf, segs, ms = [], [], []
     for it in items:
         t = time.perf_counter()
-        if mode == "rgbd":
-            seg = fn(it.rgb, it.depth, it.normals, it.valid, cfg)
-        else:
-            seg = fn(it.rgb, None, None, None, cfg)
+        seg = fn(*mode_args(it, mode), cfg)
         ms.append((time.perf_counter() - t) * 1000)
         pred = oracle_labels(seg, it.label, n)
         cm += confusion_matrix(pred, it.label, n + 1)
@@ -192,18 +194,65 @@ def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats:
     bcfg = base.ProposalConfig(max_segments=cfg.max_segments)
     for it in items[:1]:  # load / compile the revision's kernels outside the timings
         base.propose(it.rgb, it.depth, it.normals, it.valid, bcfg)
-        base.propose(it.rgb, None, None, None, bcfg)
+        base.propose(*mode_args(it, "rgb"), bcfg)
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         for it in items:
             for mode in ("rgb", "rgbd"):
-                args = (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
+                args = mode_args(it, mode)
                 for name, fn, c in (("new", propose, cfg), (f"{rev}", base.propose, bcfg)):
                     t = time.perf_counter()
                     fn(*args, c)
                     times.setdefault(f"{name}_{mode}", []).append((time.perf_counter() - t) * 1000)
     return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)}
             for k, v in times.items()}
+
+
+def stage_times(items: list[Item], cfg: ProposalConfig, repeats: int) -> dict:
+    """Wall ms per compiled kernel of ``propose`` (min / median over frames x repeats), per mode, for
+    1 and 2 numba threads; ``other`` = OpenCV resize/Lab/blur/upsampling and Python."""
+    import numba
+
+    from movseg_core import proposals as P
+
+    kern = P._kernels()
+    names = [n for n in dir(kern) if not n.startswith("_") and hasattr(getattr(kern, n), "py_func")]
+    saved = {n: getattr(kern, n) for n in names}
+    cur: dict[str, float] = {}
+
+    def timed(name, fn):  # noqa: ANN001, ANN202
+        def run(*a):  # noqa: ANN002, ANN202
+            t = time.perf_counter()
+            r = fn(*a)
+            cur[name] = cur.get(name, 0.0) + (time.perf_counter() - t) * 1000
+            return r
+        return run
+
+    threads = numba.get_num_threads()
+    out: dict = {}
+    try:
+        for n in names:
+            setattr(kern, n, timed(n, saved[n]))
+        for nt in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(nt)
+            for mode in ("rgb", "rgbd"):
+                acc: dict[str, list[float]] = {}
+                for _ in range(repeats):
+                    for it in items:
+                        cur.clear()
+                        t = time.perf_counter()
+                        propose(*mode_args(it, mode), cfg)
+                        total = (time.perf_counter() - t) * 1000
+                        cur["other"] = total - sum(cur.values())
+                        cur["total"] = total
+                        for k, v in cur.items():
+                            acc.setdefault(k, []).append(v)
+                out[f"{mode}_{nt}thr"] = {k: [round(min(v), 2), round(float(np.median(v)), 2)] for k, v in acc.items()}
+    finally:
+        for n in names:
+            setattr(kern, n, saved[n])
+        numba.set_num_threads(threads)
+    return out
 
 
 def depth_edge_report(sets: dict[str, list[Item]], jump_rel: float = 0.04) -> None:
@@ -254,6 +303,7 @@ def main() -> int:
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
     ap.add_argument("--depth-edges", action="store_true", help="also print where the measured depth steps lie")
+    ap.add_argument("--stages", action="store_true", help="also time each kernel (1 and 2 threads; --repeats)")
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
@@ -293,6 +343,13 @@ def main() -> int:
         out["speed"]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         print("interleaved ms per frame (min / median):",
               ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
+    if args.stages:
+        items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
+        out["stages_ms"] = stage_times(items, dataclasses.replace(base_cfg, max_segments=48), args.repeats)
+        out["stages_ms"]["load_avg_1min"] = round(os.getloadavg()[0], 2)
+        for k, v in out["stages_ms"].items():
+            if isinstance(v, dict):
+                print(f"stages {k} (min / median ms):", ", ".join(f"{s} {a}/{b}" for s, (a, b) in v.items()))
     print(f"load average (1 min) at start {load:.2f}; parameters chosen on: {TUNED_ON}")
     return print_summary(out)
 
