@@ -92,44 +92,38 @@ def test_depth_steps_just_above_the_noise_are_never_skipped():
 
 
 def reference_fh(n_pixels, w, nd, edges, k, min_size):
-    """Felzenszwalb-Huttenlocher over edges in the given order: union by size, full path compression."""
+    """Felzenszwalb-Huttenlocher over edges in the given order, with explicit member lists: each pixel
+    holds its component's id, a join relabels the smaller component's pixels."""
     weights = edges.view(np.float32)[:, 1]
-    parent, size, thr = list(range(n_pixels)), [1] * n_pixels, [np.float32(k)] * n_pixels
-    step = (1, w, w + 1, w - 1)
+    comp = list(range(n_pixels))
+    members = {p: [p] for p in range(n_pixels)}
+    thr = {p: np.float32(k) for p in range(n_pixels)}
+    offset = (1, w, w + 1, w - 1)
 
-    def find(a):
-        r = a
-        while parent[r] != r:
-            r = parent[r]
-        while parent[a] != r:
-            parent[a], a = r, parent[a]
-        return r
+    def join(big, small):
+        if len(members[big]) < len(members[small]):
+            big, small = small, big
+        for p in members[small]:
+            comp[p] = big
+        members[big] += members.pop(small)
+        return big
 
-    def union(a, b):
-        if size[a] < size[b]:
-            a, b = b, a
-        parent[b] = a
-        size[a] += size[b]
-        return a
-
-    rejected = []
+    later = []
     for code, wt in zip(edges[:, 0].tolist(), weights):
-        u = code // nd
-        a, b = find(u), find(u + step[code % nd])
-        if a == b:
+        p, q = code // nd, code // nd + offset[code % nd]
+        if comp[p] == comp[q]:
             continue
-        if wt <= thr[a] and wt <= thr[b]:
-            a = union(a, b)
-            thr[a] = np.float32(float(wt) + k / size[a])
+        if wt <= min(thr[comp[p]], thr[comp[q]]):
+            c = join(comp[p], comp[q])
+            thr[c] = np.float32(float(wt) + k / len(members[c]))
         else:
-            rejected.append(code)
-    for code in rejected:
-        u = code // nd
-        a, b = find(u), find(u + step[code % nd])
-        if a != b and (size[a] < min_size or size[b] < min_size):
-            union(a, b)
-    ids = {}
-    return np.asarray([ids.setdefault(find(p), len(ids)) for p in range(n_pixels)], np.int32), len(ids)
+            later.append((p, q))
+    for p, q in later:  # then components under min_size join along the rejected edges, in order
+        if comp[p] != comp[q] and min(len(members[comp[p]]), len(members[comp[q]])) < min_size:
+            join(comp[p], comp[q])
+    _, first, inverse = np.unique(comp, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # components numbered in order of their first pixel
+    return rank[inverse].astype(np.int32), len(first)
 
 
 @pytest.mark.parametrize("diagonals", [False, True])
