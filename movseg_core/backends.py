@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -183,6 +185,7 @@ def attach_backend(clip: ClipModel, dense: DenseConfig, cfg: SegmenterConfig) ->
     int8 = "_int8" if cfg.backend_int8 else ""
     if not cfg.backend_dir:
         folder = Path(tempfile.mkdtemp(prefix="movseg_onnx_"))
+        weakref.finalize(clip, shutil.rmtree, folder, True)  # hundreds of MB for ViT-B: gone with the model
         log.info("segmenter.backend %s: exporting the encoders into %s on first use (set segmenter.backend_dir to "
                  "an export of `movseg export-onnx` to skip this)", cfg.backend, folder)
         length = export_text(clip, folder / TEXT_FILE, int8=cfg.backend_int8)

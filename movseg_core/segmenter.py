@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 import unicodedata
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -273,6 +274,11 @@ class Segmenter:
         self._check_token_lengths(names)
         return names
 
+    def close(self) -> None:
+        """Stop the geometry thread (after the frame it holds); :meth:`segment` raises RuntimeError afterwards.
+        Idempotent. Without it the thread ends when the Segmenter is garbage-collected."""
+        self._geometry_pool.shutdown(wait=True)
+
     def set_queries(self, queries: Sequence[str]) -> Vocabulary:
         """Replace the vocabulary; label ids are 1..N in the given order.
 
@@ -335,9 +341,11 @@ class Segmenter:
         """Whether :meth:`segment` runs normals + proposals beside the dense pass (``cfg.overlap``)."""
         return self.cfg.overlap and self.cfg.dense.scope != "proposals" and self.cfg.classify.dense_weight > 0
 
-    def _lap(self, times: dict[str, float], name: str, t0: float) -> float:
-        """Record stage ``name`` as the ms since ``t0`` (after the device finished) in ``times``; returns now."""
-        self._sync()
+    def _lap(self, times: dict[str, float], name: str, t0: float, sync: bool = True) -> float:
+        """Record stage ``name`` as the ms since ``t0`` in ``times``; returns now. ``sync``: wait for the device
+        first (GPU stages); CPU stages on the geometry thread must not, or they would wait for the CLIP pass."""
+        if sync:
+            self._sync()
         t1 = time.perf_counter()
         times[name] = (t1 - t0) * 1e3
         return t1
@@ -401,13 +409,13 @@ class Segmenter:
                 n_out = n.cpu().numpy() if torch.is_tensor(n) else np.asarray(n)
                 nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
                 v_out = valid & nvalid
-                t = lap("normals", t)
+                t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
             segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals)
             segs = np.ascontiguousarray(segs, dtype=np.int32)
             if segs.shape != rgb.shape[:2] or segs.min() < 0:
                 raise RuntimeError(f"proposals returned bad segments {segs.shape} (expected {rgb.shape[:2]})")
-            lap("proposals", t)
+            lap("proposals", t, sync=trained is not None)  # the trained proposals run on the device
             return n_out, v_out, segs, trained
 
         feats = None
@@ -418,7 +426,8 @@ class Segmenter:
                 feats = self.clip.dense_features(rgb, cfg.dense, text=text)
                 lap("dense", t)
             finally:
-                normals, valid, segments, trained = pending.result()  # never leave it running behind us
+                futures.wait([pending])  # never leave it running behind us; a dense error is raised first
+            normals, valid, segments, trained = pending.result()
         else:
             normals, valid, segments, trained = geometry()
         scope = segments if cfg.dense.scope == "proposals" else None  # the frame's proposals, shared

@@ -80,7 +80,7 @@ from movseg_ros.params import (
     flatten_dataclass,
     node_params,
 )
-from movseg_ros.pipeline import PublishStage
+from movseg_ros.pipeline import PublishStage, PublishStageClosed
 from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
@@ -130,6 +130,7 @@ class MovsegNode(Node):
         # a --params-file in argv that names no entry for this node (e.g. 'movseg:' under a namespace) is an error
         check_params_files(argv, self.get_fully_qualified_name())
         self.stats: Counter = Counter()
+        self._stats_lock = threading.Lock()
         self.stage_ms: dict[str, list[float]] = defaultdict(list)  # worker writes, the log timer reads
         self._stage_lock = threading.Lock()
         self._declare_parameters()
@@ -444,10 +445,11 @@ class MovsegNode(Node):
 
     def _frame_failed(self, exc: Exception) -> bool:
         """Count and log a frame lost to an exception (worker or publisher); False when the context is gone."""
-        if not self.context.ok():  # stopped under us (should not happen: shutdown joins first)
-            self.stats["drop_shutdown"] += 1
-            return False
-        self.stats["drop_error"] += 1
+        with self._stats_lock:  # worker and publisher threads both count here
+            if isinstance(exc, PublishStageClosed) or not self.context.ok():  # stopping under us
+                self.stats["drop_shutdown"] += 1
+                return False
+            self.stats["drop_error"] += 1
         self.get_logger().error(f"frame dropped: {type(exc).__name__}: {exc}")
         return True
 
@@ -603,6 +605,8 @@ class MovsegNode(Node):
             self.get_logger().warning(f"stopping: the worker did not finish within {timeout_s:.0f} s")
         if self._publisher is not None and not self._publisher.close(timeout_s):  # publishes what it holds first
             self.get_logger().warning(f"stopping: the publisher did not finish within {timeout_s:.0f} s")
+        if not self._worker.is_alive():  # a worker still running would find the segmenter closed under it
+            self.segmenter.close()
         encoder = self._encoder
         if encoder is not None and encoder.is_alive():
             self.get_logger().info("stopping: waiting for the vocabulary being encoded")

@@ -21,6 +21,10 @@ from typing import Any, Callable
 _STOP = object()
 
 
+class PublishStageClosed(RuntimeError):
+    """An item submitted after :meth:`PublishStage.close` (the node counts it as a shutdown drop)."""
+
+
 class PublishStage:
     """A thread that calls ``handle(item)`` for each submitted item in order; at most ``depth`` wait."""
 
@@ -30,11 +34,14 @@ class PublishStage:
             raise ValueError(f"publish queue depth must be >= 1, got {depth}")
         self._handle, self._on_error = handle, on_error
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, item: Any) -> float:
         """Queue ``item`` for handling (blocks while ``depth`` items wait); returns the seconds it waited."""
+        if self._closed:
+            raise PublishStageClosed("the publisher stage is closed (shutting down)")
         t0 = time.monotonic()
         self._queue.put(item)
         return time.monotonic() - t0
@@ -44,10 +51,17 @@ class PublishStage:
         return self._queue.qsize()
 
     def close(self, timeout_s: float = 30.0) -> bool:
-        """Handle what was submitted, then stop the thread; False when it did not finish within ``timeout_s``."""
+        """Handle what was submitted, then stop the thread; False when it did not finish within ``timeout_s``
+        (a publisher stuck in ``handle`` with the queue full does not hang the caller). Later submits raise
+        :class:`PublishStageClosed`."""
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
         if self._thread.is_alive():
-            self._queue.put(_STOP)
-        self._thread.join(timeout=timeout_s)
+            try:
+                self._queue.put(_STOP, timeout=timeout_s)
+            except queue.Full:
+                return False
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
     def _run(self) -> None:

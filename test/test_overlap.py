@@ -139,3 +139,29 @@ def test_start_and_finish_split_a_frame_with_the_vocabulary_taken_at_start(frame
     assert res.names == tuple(QUERIES) and res.vocabulary_version == whole.vocabulary_version
     assert np.array_equal(res.labels, whole.labels) and np.array_equal(res.confidence, whole.confidence)
     assert s.segment(*frame).names == ("floor", "wall")
+
+
+def test_a_dense_error_is_raised_before_a_geometry_error_and_close_stops_the_geometry_thread(frame, monkeypatch):
+    """Both stages fail on one overlapped frame: the caller sees the dense pass's error (the geometry thread
+    is waited for, its error not raised over it). close() ends the geometry thread; segment refuses after."""
+    import movseg_core.segmenter as segmenter_mod
+
+    s = segmenter(clip=standin(5.0))
+    rgb, depth, K = frame
+
+    def bad_dense(*a, **k):
+        raise ValueError("dense failed")
+
+    def bad_propose(*a, **k):
+        time.sleep(0.05)  # finishes after the dense pass failed
+        raise RuntimeError("geometry failed")
+
+    monkeypatch.setattr(s.clip, "dense_features", bad_dense)
+    monkeypatch.setattr(segmenter_mod, "propose", bad_propose)
+    with pytest.raises(ValueError, match="dense failed"):
+        s.segment(rgb, depth, K)
+    s.close()
+    assert not any(t.name.startswith("movseg-geometry") and t.is_alive() for t in threading.enumerate()
+                   if t in getattr(s._geometry_pool, "_threads", ()))
+    with pytest.raises(RuntimeError):
+        s.segment(rgb, depth, K)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from movseg_ros.pipeline import PublishStage
+from movseg_ros.pipeline import PublishStage, PublishStageClosed
 
 
 def test_items_are_handled_in_order_on_another_thread_and_close_handles_them_all():
@@ -60,3 +60,27 @@ def test_an_error_is_reported_and_the_stage_goes_on():
         stage.submit(i)
     assert stage.close(5)
     assert seen == [0, 2] and [str(e) for e in errors] == ["bad frame"]
+
+
+def test_close_gives_up_after_its_timeout_when_the_publisher_is_stuck_and_later_submits_are_refused():
+    """A publisher stuck in ``handle`` with the queue full: close() returns False within its timeout instead
+    of hanging the node's shutdown, and a frame submitted afterwards is refused (counted by the node)."""
+    gate, started = threading.Event(), threading.Event()
+
+    def handle(i):
+        started.set()
+        gate.wait(30)
+
+    stage = PublishStage(handle, on_error=pytest.fail, depth=1)
+    stage.submit(0)
+    assert started.wait(5)
+    stage.submit(1)  # waits in the full queue
+    result = []
+    closer = threading.Thread(target=lambda: result.append(stage.close(timeout_s=0.5)), daemon=True)
+    t0 = time.monotonic()
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive() and result == [False] and time.monotonic() - t0 < 3
+    with pytest.raises(PublishStageClosed):
+        stage.submit(2)
+    gate.set()
