@@ -25,17 +25,23 @@ def test_items_are_handled_in_order_on_another_thread_and_close_handles_them_all
     assert threads == {"movseg-publisher"}
 
 
-def test_submit_blocks_while_depth_items_wait_so_memory_is_bounded():
-    """One item being handled plus ``depth`` waiting: the next submit waits for the publisher."""
+def _stuck_stage(wait_s: float):
+    """A depth-1 stage whose publisher is inside ``handle(0)`` until the returned gate is set."""
     gate, started = threading.Event(), threading.Event()
 
     def handle(i):
         started.set()
-        gate.wait(10)
+        gate.wait(wait_s)
 
     stage = PublishStage(handle, on_error=pytest.fail, depth=1)
     stage.submit(0)
     assert started.wait(5)
+    return stage, gate
+
+
+def test_submit_blocks_while_depth_items_wait_so_memory_is_bounded():
+    """One item being handled plus ``depth`` waiting: the next submit waits for the publisher."""
+    stage, gate = _stuck_stage(10)
     assert stage.submit(1) < 0.5  # the one waiting place
     blocked = threading.Thread(target=stage.submit, args=(2,))
     blocked.start()
@@ -65,15 +71,7 @@ def test_an_error_is_reported_and_the_stage_goes_on():
 def test_close_gives_up_after_its_timeout_when_the_publisher_is_stuck_and_later_submits_are_refused():
     """A publisher stuck in ``handle`` with the queue full: close() returns False within its timeout instead
     of hanging the node's shutdown, and a frame submitted afterwards is refused (counted by the node)."""
-    gate, started = threading.Event(), threading.Event()
-
-    def handle(i):
-        started.set()
-        gate.wait(30)
-
-    stage = PublishStage(handle, on_error=pytest.fail, depth=1)
-    stage.submit(0)
-    assert started.wait(5)
+    stage, gate = _stuck_stage(30)
     stage.submit(1)  # waits in the full queue
     result = []
     closer = threading.Thread(target=lambda: result.append(stage.close(timeout_s=0.5)), daemon=True)
