@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from movseg_core._union_find import find, set_ids
 from movseg_core.geometry import check_intrinsics
+from movseg_core.proposals import _chunks
 
 #: Indoor "stuff": amorphous regions, one instance per class.
 DEFAULT_STUFF: tuple[str, ...] = ("wall", "floor", "ceiling", "ground", "carpet", "rug", "window", "door",
@@ -267,68 +268,124 @@ def _contacts(runs, rid, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_
     return A[:m], B[:m], Kd[:m]
 
 
-@njit(cache=True)
-def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n):  # noqa: ANN001, ANN202
+@njit(cache=True, parallel=True)
+def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chunks):  # noqa: ANN001, ANN202
     """Per group (``run_group[run]`` for things, ``seg_group[seg]`` otherwise, -1 = none): pixels,
-    confidence sum, valid depth pixels, box (x0, y0, x1, y1), first raster index."""
+    confidence sum, valid depth pixels, box (x0, y0, x1, y1), first raster index; and the valid
+    depth pixels per row band (``chunks`` x n, for :func:`_paint_and_gather`). Bands of rows are
+    computed in parallel and merged in band order: every figure but the confidence sum (summed
+    band by band, equal to ~1e-15 relative) is independent of ``chunks``."""
     h, w = runs.shape
+    band = (h + chunks - 1) // chunks
+    cnt_b = np.zeros((chunks, n), np.int64)
+    csum_b = np.zeros((chunks, n), np.float64)
+    nval_b = np.zeros((chunks, n), np.int64)
+    box_b = np.empty((chunks, n, 4), np.int32)
+    first_b = np.full((chunks, n), -1, np.int64)
+    for c in prange(chunks):
+        cnt, csum, nval, box, first = cnt_b[c], csum_b[c], nval_b[c], box_b[c], first_b[c]
+        box[:, 0] = w
+        box[:, 1] = h
+        box[:, 2] = -1
+        box[:, 3] = -1
+        for y in range(c * band, min(h, c * band + band)):
+            x = 0
+            while x < w:  # one span of pixels of one group at a time, its sums kept in registers
+                r = runs[y, x]
+                g = run_group[r] if r >= 0 else seg_group[seg[y, x]]
+                x0 = x
+                x += 1
+                while x < w:
+                    r2 = runs[y, x]
+                    if (run_group[r2] if r2 >= 0 else seg_group[seg[y, x]]) != g:
+                        break
+                    x += 1
+                if g < 0:
+                    continue
+                if cnt[g] == 0:
+                    first[g] = y * w + x0
+                    box[g, 1] = y
+                cs = csum[g]
+                nv = 0
+                for xx in range(x0, x):
+                    cs += conf[seg[y, xx]]  # pixel by pixel, in raster order as before
+                    if has_depth and depth[y, xx] > 0:
+                        nv += 1
+                csum[g] = cs
+                nval[g] += nv
+                cnt[g] += x - x0
+                if x0 < box[g, 0]:
+                    box[g, 0] = x0
+                if x - 1 > box[g, 2]:
+                    box[g, 2] = x - 1
+                box[g, 3] = y  # rows ascend
     cnt = np.zeros(n, np.int64)
     csum = np.zeros(n, np.float64)
     nval = np.zeros(n, np.int64)
     box = np.empty((n, 4), np.int32)
-    box[:, 0] = w
-    box[:, 1] = h
-    box[:, 2] = -1
-    box[:, 3] = -1
     first = np.full(n, -1, np.int64)
-    for y in range(h):
-        for x in range(w):
-            r = runs[y, x]
-            g = run_group[r] if r >= 0 else seg_group[seg[y, x]]
-            if g < 0:
+    for g in range(n):
+        box[g, 0], box[g, 1], box[g, 2], box[g, 3] = w, h, -1, -1
+        for c in range(chunks):
+            if cnt_b[c, g] == 0:
                 continue
             if cnt[g] == 0:
-                first[g] = y * w + x
-            cnt[g] += 1
-            csum[g] += conf[seg[y, x]]
-            if has_depth and depth[y, x] > 0:
-                nval[g] += 1
-            box[g, 0] = min(box[g, 0], x)
-            box[g, 1] = min(box[g, 1], y)
-            box[g, 2] = max(box[g, 2], x)
-            box[g, 3] = max(box[g, 3], y)
-    return cnt, csum, nval, box, first
+                first[g] = first_b[c, g]
+                csum[g] = csum_b[c, g]
+            else:
+                csum[g] += csum_b[c, g]
+            cnt[g] += cnt_b[c, g]
+            nval[g] += nval_b[c, g]
+            box[g, 0] = min(box[g, 0], box_b[c, g, 0])
+            box[g, 1] = min(box[g, 1], box_b[c, g, 1])
+            box[g, 2] = max(box[g, 2], box_b[c, g, 2])
+            box[g, 3] = max(box[g, 3], box_b[c, g, 3])
+    return cnt, csum, nval, box, first, nval_b
 
 
-@njit(cache=True)
-def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offsets, fx, fy, cx, cy):  # noqa: ANN001, ANN202
+@njit(cache=True, parallel=True)
+def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offsets, seen0, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Instance map (``run_id[run]`` for things, ``seg_id[seg]`` otherwise; 0 = none); every
     ``stride[id]``-th valid-depth pixel of each instance (raster order) back-projected into
-    ``pts[offsets[id-1]:offsets[id]]``."""
+    ``pts[offsets[id-1]:offsets[id]]``. Row bands (``seen0``: chunks x N+1, the valid-depth pixels
+    of each instance in the bands above, from :func:`_group_stats`) run in parallel: the k-th
+    valid pixel of instance i (raster order) goes to row ``offsets[i-1] + k // stride[i]`` when k is
+    a multiple of the stride, whatever the number of bands."""
     h, w = runs.shape
-    inst = np.zeros((h, w), np.uint16)
+    chunks = seen0.shape[0]
+    band = (h + chunks - 1) // chunks
+    inst = np.empty((h, w), np.uint16)
     pts = np.empty((offsets[-1], 3), np.float64)
-    seen = np.zeros(offsets.size, np.int64)
-    fill = offsets[:-1].copy()
-    for y in range(h):
-        for x in range(w):
-            r = runs[y, x]
-            i = run_id[r] if r >= 0 else seg_id[seg[y, x]]
-            if i == 0:
-                continue
-            inst[y, x] = i
-            if not has_depth or stride[i] == 0:
-                continue
-            z = depth[y, x]
-            if not z > 0:
-                continue
-            if seen[i] % stride[i] == 0 and fill[i - 1] < offsets[i]:
-                j = fill[i - 1]
-                pts[j, 0] = (x - cx) / fx * z
-                pts[j, 1] = (y - cy) / fy * z
-                pts[j, 2] = z
-                fill[i - 1] += 1
-            seen[i] += 1
+    for c in prange(chunks):
+        seen = seen0[c].copy()
+        for y in range(c * band, min(h, c * band + band)):
+            x = 0
+            while x < w:  # one span of one instance at a time
+                r = runs[y, x]
+                i = run_id[r] if r >= 0 else seg_id[seg[y, x]]
+                x0 = x
+                inst[y, x] = i
+                x += 1
+                while x < w:
+                    r2 = runs[y, x]
+                    if (run_id[r2] if r2 >= 0 else seg_id[seg[y, x]]) != i:
+                        break
+                    inst[y, x] = i
+                    x += 1
+                if i == 0 or not has_depth or stride[i] == 0:
+                    continue
+                k, st, off = seen[i], stride[i], offsets[i - 1]
+                for xx in range(x0, x):
+                    z = depth[y, xx]
+                    if not z > 0:
+                        continue
+                    if k % st == 0:
+                        j = off + k // st
+                        pts[j, 0] = (xx - cx) / fx * z
+                        pts[j, 1] = (y - cy) / fy * z
+                        pts[j, 2] = z
+                    k += 1
+                seen[i] = k
     return inst, pts
 
 
@@ -606,8 +663,9 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     seg_group[stuff_seg] = n_comp + stuff_index[seg_labels[stuff_seg]]
     n_groups = n_comp + stuff_ids.size
     run_group = np.asarray(comp, np.int64)[rid] if rid.size else np.zeros(0, np.int64)
-    cnt, csum, nval, box, first = _group_stats(runs, run_group, segments, seg_group, seg_conf, dmap, has_depth,
-                                               n_groups)
+    chunks = _chunks()
+    cnt, csum, nval, box, first, nval_band = _group_stats(runs, run_group, segments, seg_group, seg_conf, dmap,
+                                                          has_depth, n_groups, chunks)
     # class per group: from any of its pixels
     gcls = np.zeros(n_groups, np.int64)
     seen = cnt > 0
@@ -642,7 +700,10 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     offsets = np.cumsum(take)
     run_id = lut[run_group] if run_group.size else np.zeros(0, np.int64)
     seg_id = np.where(seg_group >= 0, lut[np.maximum(seg_group, 0)] if n_groups else 0, 0)
-    inst, pts3 = _paint_and_gather(runs, run_id, segments, seg_id, dmap, want3d, stride, offsets, fx, fy, cx, cy)
+    seen0 = np.zeros((chunks, idx.size + 1), np.int64)  # valid depth of each instance in the bands above
+    seen0[1:, 1:] = np.cumsum(nval_band[:-1, idx], axis=0)
+    inst, pts3 = _paint_and_gather(runs, run_id, segments, seg_id, dmap, want3d, stride, offsets, seen0,
+                                   fx, fy, cx, cy)
     boxes = _boxes_batch(pts3, offsets, ok3d, lo_hi)
     if cfg.complete_depth and idx.size:
         thing = np.zeros(idx.size + 1, bool)

@@ -269,3 +269,49 @@ def test_trained_query_masks_stay_apart_per_segment_and_stuff_still_merges():
     # the geometric grouping would have joined A and B (touching in the image and in 3D)
     joined = extract_objects(seg, labels, conf, NAMES, depth, K)
     assert (10, 10, 49, 29) in [o.box for o in joined.instances]
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 7])
+def test_span_kernels_match_a_pixel_by_pixel_reference(chunks):
+    """_group_stats and _paint_and_gather (row bands in parallel, one span of a group at a time)
+    give, for any number of bands, what a plain per-pixel computation over the group map gives."""
+    from movseg_core.objects import _group_stats, _paint_and_gather
+
+    rng = np.random.default_rng(chunks)
+    h, w, n_seg, n_runs = 37, 29, 9, 40
+    seg = (rng.integers(0, n_seg, (h, w)) * (rng.random((h, w)) < 0.3)).astype(np.int32)
+    runs = np.where(rng.random((h, w)) < 0.5, rng.integers(0, n_runs, (h, w)), -1).astype(np.int32)
+    run_group = rng.integers(-1, 6, n_runs).astype(np.int64)
+    seg_group = rng.integers(-1, 6, n_seg).astype(np.int64)
+    conf = rng.random(n_seg)
+    depth = np.where(rng.random((h, w)) < 0.7, rng.uniform(0.5, 3.0, (h, w)), 0).astype(np.float32)
+    n = 7
+    group = np.where(runs >= 0, run_group[np.maximum(runs, 0)], seg_group[seg])
+    cnt, csum, nval, box, first, nval_band = _group_stats(runs, run_group, seg, seg_group, conf, depth, True, n, chunks)
+    for g in range(n):
+        ys, xs = np.nonzero(group == g)
+        assert cnt[g] == ys.size and nval[g] == int((depth[ys, xs] > 0).sum())
+        assert csum[g] == pytest.approx(conf[seg[ys, xs]].sum(), rel=1e-12, abs=0)
+        if ys.size:
+            assert tuple(box[g]) == (xs.min(), ys.min(), xs.max(), ys.max()) and first[g] == ys[0] * w + xs[0]
+        else:
+            assert first[g] == -1
+    assert (nval_band.sum(0) == nval).all()
+    # instances 1..4 = groups 0..3 (group 4 and 5 painted 0), strides 1, 2, 3, 0 (no points)
+    lut = np.array([1, 2, 3, 4, 0, 0])
+    stride = np.array([0, 1, 2, 3, 0])
+    take = np.array([0] + [-(-nval[g] // stride[g + 1]) if stride[g + 1] else 0 for g in range(4)])
+    offsets = np.cumsum(take)
+    seen0 = np.zeros((chunks, 5), np.int64)
+    seen0[1:, 1:] = np.cumsum(nval_band[:-1, :4], axis=0)
+    fx, fy, cx, cy = 50.0, 60.0, 14.0, 18.0
+    inst, pts = _paint_and_gather(runs, np.where(run_group >= 0, lut[run_group], 0), seg,
+                                  np.where(seg_group >= 0, lut[seg_group], 0), depth, True, stride, offsets, seen0,
+                                  fx, fy, cx, cy)
+    assert (inst == np.where(group >= 0, lut[group], 0)).all()
+    for i in range(1, 4):
+        ys, xs = np.nonzero((group == i - 1) & (depth > 0))
+        ys, xs = ys[::stride[i]], xs[::stride[i]]
+        z = depth[ys, xs].astype(np.float64)
+        want = np.stack([(xs - cx) / fx * z, (ys - cy) / fy * z, z], 1)
+        assert np.array_equal(pts[offsets[i - 1]:offsets[i]], want)
