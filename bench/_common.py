@@ -7,8 +7,13 @@ the third-party imports; numpy, torch, tqdm and yaml read none of these variable
 """
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import subprocess
 import sys
+import tempfile
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,3 +28,33 @@ def print_summary(summary: dict) -> int:
     """Print ``summary`` as the script's last line (one JSON object, what callers parse); returns exit code 0."""
     print(json.dumps(summary))
     return 0
+
+
+def baseline_module(rev: str, name: str = "movseg_core.proposals") -> types.ModuleType:
+    """Module ``name`` of git revision ``rev`` with that revision's own compiled kernels (for
+    interleaved timing). The revision's ``movseg_core`` is extracted once to a cache folder (so numba's
+    on-disk cache compiles its kernels only once) and imported while it stands in for the current
+    package; the current modules are put back afterwards."""
+    root = REPO
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", f"{rev}^{{commit}}"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = Path(tempfile.gettempdir()) / "movseg_bench_baseline" / sha
+    if not (tree / "movseg_core" / "__init__.py").exists():
+        part = tree.with_name(f"{sha}.part{os.getpid()}")
+        part.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", sha, "movseg_core"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(part)], input=archive, check=True)
+        os.replace(part, tree)
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "movseg_core" or k.startswith("movseg_core.")}
+    sys.path.insert(0, str(tree))
+    try:
+        mod = importlib.import_module(name)
+        if hasattr(mod, "_kernels"):
+            mod._kernels()  # the revision's kernels, bound now while its package stands in
+    finally:
+        sys.path.remove(str(tree))
+        for k in [k for k in sys.modules if k == "movseg_core" or k.startswith("movseg_core.")]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+    return mod

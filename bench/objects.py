@@ -20,7 +20,11 @@ renderer's instances (stuff = floor and walls merged per class) and the solids' 
 - ``ms``: median time of :func:`extract_objects` (grouping + 2D/3D boxes) on 640x480 renders with
   RGB-D proposals and oracle classes; proposals themselves are timed beside it for scale.
 
-    .venv/bin/python bench/objects.py [--scenes 40] [--quick]
+    .venv/bin/python bench/objects.py [--scenes 40] [--quick] [--speed-only] [--baseline REV]
+
+``--baseline REV`` also times git revision REV's ``extract_objects`` (its own ``movseg_core``,
+kernels included) on the same frames, call by call alternating with the current one, and checks
+that both give the same instance maps; ``--speed-only`` skips the quality figures.
 Last line: {"pq_oracle_rgb", "pq_oracle_rgbd", "pq_clip_rgbd", "centroid_err_cm_p50", "box3d_iou_p50", "ms"}
 """
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 import time
 
 import numpy as np
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+from _common import REPO, baseline_module, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSample, generate, object_boxes  # noqa: E402
 from movseg_core.eval.oracle import oracle_labels  # noqa: E402
@@ -84,17 +88,75 @@ def summary(r: dict) -> str:
             f"RQ {r['rq']:.3f}  mask AP {r['ap']:.3f}  AP50 {r['ap50']:.3f}")
 
 
+def speed(args: argparse.Namespace) -> float:
+    """ms per 640x480 frame of extract_objects (RGB-D proposals, oracle classes), printed; with
+    ``args.baseline`` also REV's, interleaved. Returns the current code's median ms."""
+    prepare_objects()
+    base = None
+    if args.baseline:
+        base = baseline_module(args.baseline, "movseg_core.objects")
+        base.prepare_objects()
+    tcfg = SceneConfig(height=480, width=640, clones=3, n_objects=(3, 4))
+    ms, cpu, ms_prop, n_inst, ms_base = [], [], [], [], []
+    for i in range(args.timing_frames):
+        s = generate(args.seed + 10_000 + i, tcfg)
+        n, nvalid = normals_from_depth(s.depth, s.K)
+        normals, valid = np.asarray(n), np.asarray(nvalid)
+        t0 = time.perf_counter()
+        segments = propose(s.rgb, s.depth, normals, valid, ProposalConfig())
+        ms_prop.append((time.perf_counter() - t0) * 1e3)
+        per_pixel = oracle_labels(segments, s.label, NUM_CLASSES - 1)
+        seg_cls = np.zeros(int(segments.max()) + 1, np.int64)
+        seg_cls[segments.ravel()] = per_pixel.ravel()
+        conf = np.ones(seg_cls.size)
+        for rep in range(7):
+            if base is not None and rep % 2 == 0:  # alternate which one runs first
+                ms_base.append(_timed(base.extract_objects, segments, seg_cls, conf, s, normals)[0])
+            t0, c0 = time.perf_counter(), time.process_time()
+            objs = extract_objects(segments, seg_cls, conf, CLASS_NAMES, s.depth, s.K, normals)
+            ms.append((time.perf_counter() - t0) * 1e3)
+            cpu.append((time.process_time() - c0) * 1e3)
+            if base is not None and rep % 2 == 1:
+                t, bobjs = _timed(base.extract_objects, segments, seg_cls, conf, s, normals)
+                ms_base.append(t)
+                if not np.array_equal(bobjs.instance_map, objs.instance_map):
+                    raise SystemExit(f"{args.baseline} gives other instances on timing frame {i}")
+        n_inst.append(len(objs.instances))
+    ms_p50 = float(np.median(ms))
+    print(f"640x480: extract_objects (grouping + 2D/3D boxes) p50 {ms_p50:.2f} ms (min {min(ms):.2f}) over "
+          f"{len(ms)} runs on {args.timing_frames} frames, {np.mean(n_inst):.1f} instances; "
+          f"proposals for scale: {np.median(ms_prop):.0f} ms")
+    if base is not None:
+        print(f"  {args.baseline} interleaved on the same frames: p50 {np.median(ms_base):.2f} ms "
+              f"(min {min(ms_base):.2f}), same instance maps")
+    print(f"  CPU time p50 {np.median(cpu):.2f} ms (all threads of the process); load average now "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs, "
+          f"{time.strftime('%H:%M UTC', time.gmtime())}")
+    return ms_p50
+
+
+def _timed(fn, segments, seg_cls, conf, s, normals):  # noqa: ANN001, ANN202
+    t0 = time.perf_counter()
+    r = fn(segments, seg_cls, conf, CLASS_NAMES, s.depth, s.K, normals)
+    return (time.perf_counter() - t0) * 1e3, r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, default=40, help="held-out scenes for the PQ figures")
     ap.add_argument("--timing-frames", type=int, default=3, help="640x480 renders for the speed figure")
     ap.add_argument("--seed", type=int, default=EVAL_SEED_BASE + 500)
     ap.add_argument("--quick", action="store_true", help="CI size: 6 scenes, 1 timing frame")
+    ap.add_argument("--speed-only", action="store_true", help="only the 640x480 timing (no PQ, no JSON figures)")
+    ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's extract_objects, interleaved")
     ap.add_argument("--ckpt", default=str(REPO / "test" / "fixtures" / "synth_clip.pt"))
     args = ap.parse_args()
     if args.quick:
         args.scenes, args.timing_frames = 6, 1
     t_start = time.perf_counter()
+    if args.speed_only:
+        speed(args)
+        return 0
     scfg = SceneConfig(clones=3, n_objects=(2, 4))
     scenes = [generate(args.seed + i, scfg) for i in range(args.scenes)]
     n_obj = sum(len(s.spec.objects) for s in scenes)
@@ -125,32 +187,7 @@ def main() -> int:
     per = res["oracle_rgbd"]["per_class"]
     print("oracle RGB-D per class PQ: " + ", ".join(f"{CLASS_NAMES[c - 1]} {v['pq']:.2f}" for c, v in per.items()))
 
-    # speed at 640x480
-    tcfg = SceneConfig(height=480, width=640, clones=3, n_objects=(3, 4))
-    ms, cpu, ms_prop, n_inst = [], [], [], []
-    for i in range(args.timing_frames):
-        s = generate(args.seed + 10_000 + i, tcfg)
-        n, nvalid = normals_from_depth(s.depth, s.K)
-        normals, valid = np.asarray(n), np.asarray(nvalid)
-        t0 = time.perf_counter()
-        segments = propose(s.rgb, s.depth, normals, valid, ProposalConfig())
-        ms_prop.append((time.perf_counter() - t0) * 1e3)
-        per_pixel = oracle_labels(segments, s.label, NUM_CLASSES - 1)
-        seg_cls = np.zeros(int(segments.max()) + 1, np.int64)
-        seg_cls[segments.ravel()] = per_pixel.ravel()
-        conf = np.ones(seg_cls.size)
-        for _ in range(7):
-            t0, c0 = time.perf_counter(), time.process_time()
-            objs = extract_objects(segments, seg_cls, conf, CLASS_NAMES, s.depth, s.K, normals)
-            ms.append((time.perf_counter() - t0) * 1e3)
-            cpu.append((time.process_time() - c0) * 1e3)
-        n_inst.append(len(objs.instances))
-    ms_p50 = float(np.median(ms))
-    print(f"640x480: extract_objects (grouping + 2D/3D boxes) p50 {ms_p50:.2f} ms (min {min(ms):.2f}) over "
-          f"{len(ms)} runs on {args.timing_frames} frames, {np.mean(n_inst):.1f} instances; "
-          f"proposals for scale: {np.median(ms_prop):.0f} ms")
-    print(f"  CPU time p50 {np.median(cpu):.2f} ms (all threads of the process); load average now "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    ms_p50 = speed(args)
     print(f"wall time {time.perf_counter() - t_start:.0f} s")
     clip = res["clip_rgbd"]
     out = {"pq_oracle_rgb": round(res["oracle_rgb"]["pq"], 4), "pq_oracle_rgbd": round(res["oracle_rgbd"]["pq"], 4),

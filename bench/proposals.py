@@ -33,15 +33,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _common import print_summary  # noqa: E402  (sets the environment up first)
+from _common import baseline_module, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.eval.metrics import boundary_f1, confusion_matrix, miou_from_confusion  # noqa: E402
@@ -153,39 +151,6 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
         if args.synthetic:
             sets["synthetic"] = synthetic_set(range(1000, 1000 + args.synthetic))
     return {k: v for k, v in sets.items() if v}
-
-
-def baseline_module(rev: str) -> types.ModuleType:
-    """``movseg_core.proposals`` of git revision ``rev`` with that revision's own compiled kernels (for
-    interleaved timing). The revision's ``movseg_core`` is extracted once to a cache folder (so numba's
-    on-disk cache compiles its kernels only once) and imported while it stands in for the current
-    package; the current modules are put back afterwards."""
-    import importlib
-    import tempfile
-
-    root = Path(__file__).resolve().parents[1]
-    sha = subprocess.run(["git", "-C", str(root), "rev-parse", f"{rev}^{{commit}}"], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    tree = Path(tempfile.gettempdir()) / "movseg_bench_baseline" / sha
-    if not (tree / "movseg_core" / "proposals.py").exists():
-        part = tree.with_name(f"{sha}.part{os.getpid()}")
-        part.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(root), "archive", sha, "movseg_core"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(part)], input=archive, check=True)
-        os.replace(part, tree)
-    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "movseg_core" or k.startswith("movseg_core.")}
-    sys.path.insert(0, str(tree))
-    try:
-        mod = importlib.import_module("movseg_core.proposals")
-        if hasattr(mod, "_kernels"):
-            mod._kernels()  # the revision's kernels, bound now while its package stands in
-    finally:
-        sys.path.remove(str(tree))
-        for k in [k for k in sys.modules if k == "movseg_core" or k.startswith("movseg_core.")]:
-            del sys.modules[k]
-        sys.modules.update(ours)
-    return mod
 
 
 def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int) -> dict:
