@@ -268,6 +268,18 @@ def _contacts(runs, rid, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_
     return A[:m], B[:m], Kd[:m]
 
 
+@njit(cache=True)
+def _join(n, a, b):  # noqa: ANN001, ANN202
+    """Connected components of n nodes joined by the pairs (a[k], b[k]): component per node,
+    numbered 0.. in the order of each component's smallest node (int32 (n,))."""
+    parent = np.arange(n, dtype=np.int64)
+    for k in range(a.size):
+        ra, rb = find(parent, a[k]), find(parent, b[k])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return set_ids(parent, n)[0]
+
+
 @njit(cache=True, parallel=True)
 def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chunks):  # noqa: ANN001, ANN202
     """Per group (``run_group[run]`` for things, ``seg_group[seg]`` otherwise, -1 = none): pixels,
@@ -453,6 +465,7 @@ def prepare_objects() -> float:
     cfg = ObjectsConfig(min_pixels=1, min_valid_depth=4)
     for d, n in ((depth, normals), (None, None)):
         extract_objects(seg, np.array([1, 2, 2]), np.ones(3), ("wall", "mug"), d, K if d is not None else None, n, cfg)
+    _join(2, np.zeros(1, np.int64), np.ones(1, np.int64))  # the two mugs above are never joined
     return time.perf_counter() - t0
 
 
@@ -647,11 +660,7 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
                         unknown >= cfg.min_contact)
         ja, jb = (uk[join] // n_units), (uk[join] % n_units)
         if ja.size:
-            from scipy.sparse import coo_matrix
-            from scipy.sparse.csgraph import connected_components
-
-            g = coo_matrix((np.ones(ja.size, np.int8), (ja, jb)), shape=(n_units, n_units))
-            _, comp = connected_components(g, directed=False)
+            comp = _join(n_units, ja, jb)
     n_comp = int(comp.max()) + 1 if n_units else 0
 
     # group map: thing components 0..n_comp-1, then one group per stuff class

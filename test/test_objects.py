@@ -315,3 +315,20 @@ def test_span_kernels_match_a_pixel_by_pixel_reference(chunks):
         z = depth[ys, xs].astype(np.float64)
         want = np.stack([(xs - cx) / fx * z, (ys - cy) / fy * z, z], 1)
         assert np.array_equal(pts[offsets[i - 1]:offsets[i]], want)
+
+
+def test_join_gives_the_components_of_scipy():
+    """_join (union-find) partitions nodes as scipy's connected_components does."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from movseg_core.objects import _join
+
+    rng = np.random.default_rng(3)
+    for n, m in ((1, 0), (5, 3), (200, 150), (300, 40)):
+        a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+        comp = _join(n, a, b)
+        _, ref = connected_components(coo_matrix((np.ones(m), (a, b)), shape=(n, n)), directed=False)
+        assert comp.max() + 1 == ref.max() + 1
+        assert (comp[:, None] == comp[None]).tolist() == (ref[:, None] == ref[None]).tolist()
+        assert (np.diff(np.unique(comp, return_index=True)[1]) > 0).all()  # numbered in order of their smallest node
