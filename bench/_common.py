@@ -30,11 +30,13 @@ def print_summary(summary: dict) -> int:
     return 0
 
 
-def baseline_module(rev: str, name: str = "movseg_core.proposals") -> types.ModuleType:
+def baseline_module(rev: str, name: str = "movseg_core.proposals", warm: str = "_kernels") -> types.ModuleType:
     """Module ``name`` of git revision ``rev`` with that revision's own compiled kernels (for
     interleaved timing). The revision's ``movseg_core`` is extracted once to a cache folder (so numba's
     on-disk cache compiles its kernels only once) and imported while it stands in for the current
-    package; the current modules are put back afterwards."""
+    package; the current modules are put back afterwards. ``warm``: the module's function that loads
+    its kernels, called while the revision's package stands in (numba resolves a kernel's callees,
+    and loads its on-disk cache, at the first call)."""
     root = REPO
     sha = subprocess.run(["git", "-C", str(root), "rev-parse", f"{rev}^{{commit}}"], check=True,
                          capture_output=True, text=True).stdout.strip()
@@ -50,8 +52,8 @@ def baseline_module(rev: str, name: str = "movseg_core.proposals") -> types.Modu
     sys.path.insert(0, str(tree))
     try:
         mod = importlib.import_module(name)
-        if hasattr(mod, "_kernels"):
-            mod._kernels()  # the revision's kernels, bound now while its package stands in
+        if hasattr(mod, warm):
+            getattr(mod, warm)()  # the revision's kernels, bound now while its package stands in
     finally:
         sys.path.remove(str(tree))
         for k in [k for k in sys.modules if k == "movseg_core" or k.startswith("movseg_core.")]:

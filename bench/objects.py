@@ -91,11 +91,10 @@ def summary(r: dict) -> str:
 def speed(args: argparse.Namespace) -> float:
     """ms per 640x480 frame of extract_objects (RGB-D proposals, oracle classes), printed; with
     ``args.baseline`` also REV's, interleaved. Returns the current code's median ms."""
-    prepare_objects()
     base = None
-    if args.baseline:
-        base = baseline_module(args.baseline, "movseg_core.objects")
-        base.prepare_objects()
+    if args.baseline:  # first: loading its kernels from numba's disk cache after ours fails (same names)
+        base = baseline_module(args.baseline, "movseg_core.objects", "prepare_objects")
+    prepare_objects()
     tcfg = SceneConfig(height=480, width=640, clones=3, n_objects=(3, 4))
     ms, cpu, ms_prop, n_inst, ms_base = [], [], [], [], []
     for i in range(args.timing_frames):

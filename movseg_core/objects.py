@@ -174,7 +174,7 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
     raster order of their first pixel. Union-find over row runs in one pass. Returns the run map
     (HxW, -1 = not a thing), the unit of each run (``rid``) and U: pixel unit = ``rid[runs[y, x]]``."""
     h, w = seg.shape
-    unit = np.full((h, w), -1, np.int32)
+    unit = np.empty((h, w), np.int32)
     parent = np.empty(h * w // 2 + w + 1, np.int32)
     n_runs = 0
     for y in range(h):
@@ -182,6 +182,7 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
         while x < w:
             s = seg[y, x]
             if not thing[s]:
+                unit[y, x] = -1
                 x += 1
                 continue
             r = n_runs  # a new run
@@ -231,7 +232,7 @@ def _contacts(runs, rid, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_
                 if yy >= h or xx >= w:
                     continue
                 rb = runs[yy, xx]
-                if rb < 0:
+                if rb < 0 or rb == ra:
                     continue
                 ub = rid[rb]
                 if ub == ua or cls[seg[y, x]] != cls[seg[yy, xx]]:
@@ -307,10 +308,13 @@ def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chu
                 g = run_group[r] if r >= 0 else seg_group[seg[y, x]]
                 x0 = x
                 x += 1
+                s = seg[y, x0]
                 while x < w:
                     r2 = runs[y, x]
-                    if (run_group[r2] if r2 >= 0 else seg_group[seg[y, x]]) != g:
-                        break
+                    if not (r2 == r and (r >= 0 or seg[y, x] == s)):  # else: same run / segment, same group
+                        if (run_group[r2] if r2 >= 0 else seg_group[seg[y, x]]) != g:
+                            break
+                        r, s = r2, seg[y, x]
                     x += 1
                 if g < 0:
                     continue
@@ -378,10 +382,13 @@ def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offse
                 x0 = x
                 inst[y, x] = i
                 x += 1
+                s = seg[y, x0]
                 while x < w:
                     r2 = runs[y, x]
-                    if (run_id[r2] if r2 >= 0 else seg_id[seg[y, x]]) != i:
-                        break
+                    if not (r2 == r and (r >= 0 or seg[y, x] == s)):  # else: same run / segment, same id
+                        if (run_id[r2] if r2 >= 0 else seg_id[seg[y, x]]) != i:
+                            break
+                        r, s = r2, seg[y, x]
                     inst[y, x] = i
                     x += 1
                 if i == 0 or not has_depth or stride[i] == 0:
