@@ -168,14 +168,43 @@ def _is_jump(za, zb, jump):  # noqa: ANN001, ANN202
     return za > 0 and zb > 0 and abs(za - zb) > jump * min(za, zb)
 
 
+@njit(cache=True, inline="always")
+def _pair_kind(y, x, yy, xx, depth, has_depth, jump, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
+    """Kind of the boundary pair (y, x) - (yy, xx): 0 = no valid depth, 1 = depth-consistent
+    convex/flat, 2 = depth jump, 3 = consistent concave (see the module docstring)."""
+    kind = 1
+    if has_depth:
+        za, zb = depth[y, x], depth[yy, xx]
+        if not (za > 0 and zb > 0):
+            kind = 0
+        elif abs(za - zb) > jump * min(za, zb):
+            kind = 2
+        elif use_convex:
+            dx = (x - cx) / fx * za - (xx - cx) / fx * zb
+            dy = (y - cy) / fy * za - (yy - cy) / fy * zb
+            dz = za - zb
+            dn = np.sqrt(dx * dx + dy * dy + dz * dz)
+            dot = ((nrm[y, x, 0] - nrm[yy, xx, 0]) * dx + (nrm[y, x, 1] - nrm[yy, xx, 1]) * dy
+                   + (nrm[y, x, 2] - nrm[yy, xx, 2]) * dz)
+            if dot < -sin_tol * dn:
+                kind = 3
+    return kind
+
+
 @njit(cache=True)
-def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
+def _units(seg, thing, depth, has_depth, jump, cls, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Thing pixels of one segment, 4-connected without a depth jump -> units 0..U-1, numbered in
     raster order of their first pixel. Union-find over row runs in one pass. Returns the run map
-    (HxW, -1 = not a thing), the unit of each run (``rid``) and U: pixel unit = ``rid[runs[y, x]]``."""
+    (HxW, -1 = not a thing), the unit of each run (``rid``), U, and the boundary pixel pairs
+    between different units of the same class, found in the same pass: (a, b, kind) with a < b
+    (units) and kind from :func:`_pair_kind`. Pixel unit = ``rid[runs[y, x]]``."""
     h, w = seg.shape
     unit = np.empty((h, w), np.int32)
     parent = np.empty(h * w // 2 + w + 1, np.int32)
+    A = np.empty(2 * h * w, np.int32)  # boundary pairs (at most 2 per pixel), as runs until the units are known
+    B = np.empty(2 * h * w, np.int32)
+    Kd = np.empty(2 * h * w, np.int8)
+    m = 0
     n_runs = 0
     for y in range(h):
         x = 0
@@ -195,78 +224,45 @@ def _units(seg, thing, depth, has_depth, jump):  # noqa: ANN001, ANN202
             last_above = -1
             while True:
                 unit[y, x] = r
-                if y > 0 and seg[y - 1, x] == s:
+                if y > 0:
                     above = unit[y - 1, x]
-                    if above != last_above and not (has_depth and _is_jump(depth[y - 1, x], depth[y, x], jump)):
-                        ra, rb = find(parent, above), find(parent, r)
-                        if ra != rb:
-                            parent[max(ra, rb)] = min(ra, rb)
-                        last_above = above
-                if x + 1 >= w or seg[y, x + 1] != s or (has_depth and _is_jump(depth[y, x], depth[y, x + 1], jump)):
+                    if seg[y - 1, x] == s:
+                        jumps = has_depth and _is_jump(depth[y - 1, x], depth[y, x], jump)
+                        if jumps:  # same segment across a jump: maybe two units
+                            A[m], B[m], Kd[m] = above, r, 2
+                            m += 1
+                        elif above != last_above:
+                            ra, rb = find(parent, above), find(parent, r)
+                            if ra != rb:
+                                parent[max(ra, rb)] = min(ra, rb)
+                            last_above = above
+                    elif above >= 0 and cls[seg[y - 1, x]] == cls[s]:
+                        A[m], B[m] = above, r
+                        Kd[m] = _pair_kind(y - 1, x, y, x, depth, has_depth, jump, nrm, use_convex, sin_tol,
+                                           fx, fy, cx, cy)
+                        m += 1
+                if x + 1 >= w:
+                    x += 1
+                    break
+                s2 = seg[y, x + 1]
+                if s2 != s or (has_depth and _is_jump(depth[y, x], depth[y, x + 1], jump)):
+                    if thing[s2] and cls[s2] == cls[s]:  # the next run starts at x + 1: id n_runs
+                        A[m], B[m] = r, n_runs
+                        Kd[m] = _pair_kind(y, x, y, x + 1, depth, has_depth, jump, nrm, use_convex, sin_tol,
+                                           fx, fy, cx, cy)
+                        m += 1
                     x += 1
                     break
                 x += 1
     # resolve runs to roots, number the roots in raster order (a root is its set's first run)
     rid, n = set_ids(parent, n_runs)
-    return unit, rid, n
-
-
-@njit(cache=True)
-def _contacts(runs, rid, seg, cls, depth, has_depth, jump, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
-    """Boundary pixel pairs between different units of the same class: (a, b, kind) with a < b and
-    kind 0 = no valid depth, 1 = depth-consistent convex/flat, 2 = depth jump, 3 = consistent concave."""
-    h, w = runs.shape
-    cap = 1024
-    A = np.empty(cap, np.int32)
-    B = np.empty(cap, np.int32)
-    Kd = np.empty(cap, np.int8)
-    m = 0
-    for y in range(h):
-        for x in range(w):
-            ra = runs[y, x]
-            if ra < 0:
-                continue
-            ua = rid[ra]
-            for k in range(2):
-                yy, xx = (y, x + 1) if k == 0 else (y + 1, x)
-                if yy >= h or xx >= w:
-                    continue
-                rb = runs[yy, xx]
-                if rb < 0 or rb == ra:
-                    continue
-                ub = rid[rb]
-                if ub == ua or cls[seg[y, x]] != cls[seg[yy, xx]]:
-                    continue
-                kind = 1
-                if has_depth:
-                    za, zb = depth[y, x], depth[yy, xx]
-                    if not (za > 0 and zb > 0):
-                        kind = 0
-                    elif abs(za - zb) > jump * min(za, zb):
-                        kind = 2
-                    elif use_convex:
-                        dx = (x - cx) / fx * za - (xx - cx) / fx * zb
-                        dy = (y - cy) / fy * za - (yy - cy) / fy * zb
-                        dz = za - zb
-                        dn = np.sqrt(dx * dx + dy * dy + dz * dz)
-                        dot = ((nrm[y, x, 0] - nrm[yy, xx, 0]) * dx + (nrm[y, x, 1] - nrm[yy, xx, 1]) * dy
-                               + (nrm[y, x, 2] - nrm[yy, xx, 2]) * dz)
-                        if dot < -sin_tol * dn:
-                            kind = 3
-                if m == cap:
-                    cap *= 2
-                    A2 = np.empty(cap, np.int32)
-                    B2 = np.empty(cap, np.int32)
-                    K2 = np.empty(cap, np.int8)
-                    A2[:m] = A[:m]
-                    B2[:m] = B[:m]
-                    K2[:m] = Kd[:m]
-                    A, B, Kd = A2, B2, K2
-                A[m] = min(ua, ub)
-                B[m] = max(ua, ub)
-                Kd[m] = kind
-                m += 1
-    return A[:m], B[:m], Kd[:m]
+    k = 0
+    for i in range(m):  # pairs of runs -> pairs of different units
+        ua, ub = rid[A[i]], rid[B[i]]
+        if ua != ub:
+            A[k], B[k], Kd[k] = min(ua, ub), max(ua, ub), Kd[i]
+            k += 1
+    return unit, rid, n, A[:k].copy(), B[:k].copy(), Kd[:k].copy()
 
 
 @njit(cache=True)
@@ -636,24 +632,23 @@ def extract_objects(segments: np.ndarray, seg_labels: np.ndarray, seg_conf: np.n
     seg_thing = (seg_labels > 0) & ~cls_stuff[seg_labels]
     has_depth = depth is not None
     dmap = depth if has_depth else np.zeros((1, 1), np.float32)
+    # units (each thing segment, or its parts split by depth jumps), and the pixel pairs on their
+    # boundaries: units join below where they touch in the image and in 3D
+    use_convex = bool(cfg.convexity and has_depth and normals is not None and K is not None)
+    Kf = K if K is not None else np.eye(3)
+    fx, fy, cx, cy = float(Kf[0, 0]), float(Kf[1, 1]), float(Kf[0, 2]), float(Kf[1, 2])
+    nrm = normals if use_convex else np.zeros((1, 1, 3), np.float32)
     if per_segment:  # trained proposals: each query mask is one instance, kept apart
         used = np.unique(segments[seg_thing[segments]]) if seg_thing.any() else np.zeros(0, np.int64)
         seg_unit = np.full(seg_labels.size, -1, np.int32)
         seg_unit[used] = np.arange(used.size, dtype=np.int32)
         runs, n_units = seg_unit[segments], int(used.size)
         rid = np.arange(n_units, dtype=np.int32)
+        a, b, kind = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)
     else:
-        runs, rid, n_units = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump))
-
-    # join units that touch in the image and in 3D
-    use_convex = bool(cfg.convexity and has_depth and normals is not None and K is not None)
-    Kf = K if K is not None else np.eye(3)
-    fx, fy, cx, cy = float(Kf[0, 0]), float(Kf[1, 1]), float(Kf[0, 2]), float(Kf[1, 2])
-    nrm = normals if use_convex else np.zeros((1, 1, 3), np.float32)
-    a, b, kind = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)
-    if not per_segment:
-        a, b, kind = _contacts(runs, rid, segments, seg_labels, dmap, has_depth, float(cfg.depth_jump), nrm, use_convex,
-                               float(np.sin(np.deg2rad(cfg.concave_tol_deg))), fx, fy, cx, cy)
+        runs, rid, n_units, a, b, kind = _units(segments, seg_thing, dmap, has_depth, float(cfg.depth_jump), seg_labels,
+                                                nrm, use_convex, float(np.sin(np.deg2rad(cfg.concave_tol_deg))),
+                                                fx, fy, cx, cy)
     comp = np.arange(n_units)
     if a.size:
         key = a.astype(np.int64) * n_units + b

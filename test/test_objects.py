@@ -332,3 +332,44 @@ def test_join_gives_the_components_of_scipy():
         assert comp.max() + 1 == ref.max() + 1
         assert (comp[:, None] == comp[None]).tolist() == (ref[:, None] == ref[None]).tolist()
         assert (np.diff(np.unique(comp, return_index=True)[1]) > 0).all()  # numbered in order of their smallest node
+
+
+@pytest.mark.parametrize("mode", ["convex", "depth", "rgb"])
+def test_units_boundary_pairs_match_a_scan_of_all_neighbour_pairs(mode):
+    """The boundary pairs _units collects while it builds the units are the pairs a separate scan
+    of every right / down neighbour pair finds (different units, same class), with the same kinds."""
+    from movseg_core.objects import _units
+
+    rng = np.random.default_rng(7)
+    h, w = 40, 52
+    seg = np.repeat(np.repeat(rng.integers(0, 12, (8, 13)), 5, 0), 4, 1).astype(np.int32)
+    cls = np.array([0, 1, 1, 1, 2, 2, 2, 3, 3, 1, 2, 3])
+    thing = cls != 3  # class 3 is stuff here
+    depth = np.repeat(np.repeat(rng.uniform(1.0, 1.3, (8, 13)), 5, 0), 4, 1).astype(np.float32)
+    depth[rng.random((h, w)) < 0.1] = 0
+    nrm = rng.normal(size=(h, w, 3)).astype(np.float32)
+    has_depth, convex = mode != "rgb", mode == "convex"
+    sin_tol, jump, (fx, fy, cx, cy) = np.sin(np.deg2rad(10.0)), 0.05, (60.0, 60.0, 25.5, 19.5)
+    runs, rid, n, a, b, kind = _units(seg, thing, depth, has_depth, jump, cls, nrm, convex, sin_tol, fx, fy, cx, cy)
+    unit = np.where(runs >= 0, rid[np.maximum(runs, 0)], -1)
+    want = []
+    for (y, x) in np.ndindex(h, w):
+        for yy, xx in ((y, x + 1), (y + 1, x)):
+            if yy >= h or xx >= w or unit[y, x] < 0 or unit[yy, xx] < 0 or unit[y, x] == unit[yy, xx]:
+                continue
+            if cls[seg[y, x]] != cls[seg[yy, xx]]:
+                continue
+            za, zb = float(depth[y, x]), float(depth[yy, xx])
+            k = 1
+            if has_depth and not (za > 0 and zb > 0):
+                k = 0
+            elif has_depth and float(np.float32(abs(depth[y, x] - depth[yy, xx]))) > jump * min(za, zb):
+                k = 2
+            elif convex:
+                d = np.array([(x - cx) / fx * za - (xx - cx) / fx * zb, (y - cy) / fy * za - (yy - cy) / fy * zb,
+                              za - zb])
+                dn = (nrm[y, x].astype(np.float64) - nrm[yy, xx]) @ d
+                k = 3 if dn < -sin_tol * np.linalg.norm(d) else 1
+            want.append((min(unit[y, x], unit[yy, xx]), max(unit[y, x], unit[yy, xx]), k))
+    assert len(want) > 50 and {k for *_, k in want} >= ({0, 1, 2, 3} if convex else {1} if mode == "rgb" else {0, 1, 2})
+    assert sorted(zip(a.tolist(), b.tolist(), kind.tolist())) == sorted(want)
