@@ -277,6 +277,26 @@ def _join(n, a, b):  # noqa: ANN001, ANN202
     return set_ids(parent, n)[0]
 
 
+@njit(cache=True)
+def _span(runs, seg, run_map, seg_map, y, x0):  # noqa: ANN001, ANN202
+    """``(end, value)``: pixels ``x0..end-1`` of row ``y`` all map to ``value`` (``run_map[run]`` on a run
+    pixel, ``seg_map[segment]`` elsewhere) and pixel ``end`` (if any) maps to another value. The map is
+    looked up only where the run or segment changes."""
+    w = runs.shape[1]
+    r = runs[y, x0]
+    v = run_map[r] if r >= 0 else seg_map[seg[y, x0]]
+    s = seg[y, x0]
+    x = x0 + 1
+    while x < w:
+        r2 = runs[y, x]
+        if not (r2 == r and (r >= 0 or seg[y, x] == s)):  # else: same run / segment, same value
+            if (run_map[r2] if r2 >= 0 else seg_map[seg[y, x]]) != v:
+                break
+            r, s = r2, seg[y, x]
+        x += 1
+    return x, v
+
+
 @njit(cache=True, parallel=True)
 def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chunks):  # noqa: ANN001, ANN202
     """Per group (``run_group[run]`` for things, ``seg_group[seg]`` otherwise, -1 = none): pixels,
@@ -300,18 +320,8 @@ def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chu
         for y in range(c * band, min(h, c * band + band)):
             x = 0
             while x < w:  # one span of pixels of one group at a time, its sums kept in registers
-                r = runs[y, x]
-                g = run_group[r] if r >= 0 else seg_group[seg[y, x]]
                 x0 = x
-                x += 1
-                s = seg[y, x0]
-                while x < w:
-                    r2 = runs[y, x]
-                    if not (r2 == r and (r >= 0 or seg[y, x] == s)):  # else: same run / segment, same group
-                        if (run_group[r2] if r2 >= 0 else seg_group[seg[y, x]]) != g:
-                            break
-                        r, s = r2, seg[y, x]
-                    x += 1
+                x, g = _span(runs, seg, run_group, seg_group, y, x0)
                 if g < 0:
                     continue
                 if cnt[g] == 0:
@@ -373,20 +383,9 @@ def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offse
         for y in range(c * band, min(h, c * band + band)):
             x = 0
             while x < w:  # one span of one instance at a time
-                r = runs[y, x]
-                i = run_id[r] if r >= 0 else seg_id[seg[y, x]]
                 x0 = x
-                inst[y, x] = i
-                x += 1
-                s = seg[y, x0]
-                while x < w:
-                    r2 = runs[y, x]
-                    if not (r2 == r and (r >= 0 or seg[y, x] == s)):  # else: same run / segment, same id
-                        if (run_id[r2] if r2 >= 0 else seg_id[seg[y, x]]) != i:
-                            break
-                        r, s = r2, seg[y, x]
-                    inst[y, x] = i
-                    x += 1
+                x, i = _span(runs, seg, run_id, seg_id, y, x0)
+                inst[y, x0:x] = i
                 if i == 0 or not has_depth or stride[i] == 0:
                     continue
                 k, st, off = seen[i], stride[i], offsets[i - 1]
