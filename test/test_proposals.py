@@ -8,6 +8,9 @@ from movseg_core.geometry import normals_from_depth
 from movseg_core.proposals import ProposalConfig, propose
 
 K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+# Depth always has its say (registration gate off): for scenes whose only depth step has no colour
+# edge, which the registration score cannot tell from depth not registered to colour
+TRUSTED = dict(registration_min=-np.inf, registration_full=-np.inf)
 
 
 def step_scene(seed=0):
@@ -35,7 +38,7 @@ def test_rgbd_proposals_respect_a_depth_step_colour_does_not_show():
     normals, valid = normals_from_depth(depth, K)
     side = np.zeros(depth.shape, bool)
     side[:, 160:] = True
-    cfg = ProposalConfig(max_segments=6)
+    cfg = ProposalConfig(max_segments=6, **TRUSTED)
     rgbd = propose(rgb, depth, normals, valid, cfg)
     rgb_only = propose(rgb, None, None, None, cfg)
     assert purity(rgbd, side) >= 0.97
@@ -98,8 +101,11 @@ def test_unmeasured_depth_has_no_say():
     # and the colour boundary stays where colour puts it
     side = np.zeros(depth.shape, bool); side[:, 160:] = True
     assert purity(ref, side) >= 0.97
-    # the same fake step as *measured* depth does split (geometry counts where it was measured)
-    assert not np.array_equal(propose(rgb, fake, None, None, cfg), ref)
+    # the same fake step as *measured* depth does split (geometry counts where it was measured) when
+    # depth is trusted; as the frame's only depth step, off every colour edge, it reads as depth not
+    # registered to colour, so by default it has no say either
+    assert not np.array_equal(propose(rgb, fake, None, None, dataclasses.replace(cfg, **TRUSTED)), ref)
+    np.testing.assert_array_equal(propose(rgb, fake, None, None, cfg), propose(rgb, None, None, None, cfg))
 
 
 def test_sensor_noise_alone_does_not_split():
@@ -137,3 +143,82 @@ def test_prepare_proposals_loads_the_kernels():
     from movseg_core.proposals import prepare_proposals
 
     assert prepare_proposals() >= 0.0
+
+
+def nyuv2_frame(name="0001"):
+    """A bundled NYUv2 frame with its raw depth, normals and their validity (as the Segmenter passes them)."""
+    from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
+
+    f = next(f for f in NYUv2Folder(default_nyuv2_dir(), require_depth=True, raw_depth=True) if f.name == name)
+    return f.rgb, f.depth, f.K
+
+
+def with_geometry(depth, K_):
+    normals, valid = normals_from_depth(depth, K_, depth > 0)
+    return depth, np.asarray(normals), np.asarray(valid)
+
+
+@pytest.mark.parametrize("source", ["nyuv2", "synthetic"])
+def test_unregistered_depth_falls_back_to_the_rgb_only_proposals(source):
+    """Depth warped against colour (another field of view: scaled 0.87, shifted 8 % / 4 %) scores as
+    unregistered and has no say: exactly the RGB-only segments; the registered depth of the same
+    frame scores as registered and keeps its full say (the same segments as with the gate off)."""
+    from movseg_core.data.synthetic import SceneConfig, generate, kinect_depth, misregistered_depth
+
+    if source == "nyuv2":
+        rgb, depth, K_ = nyuv2_frame()
+    else:
+        smp = generate(3, SceneConfig(height=240, width=320))
+        rgb, K_ = smp.rgb, smp.K
+        depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=3)
+    cfg = ProposalConfig(max_segments=24)
+    info: dict = {}
+    seg = propose(rgb, *with_geometry(depth, K_), cfg, info=info)
+    assert info["registration"] >= cfg.registration_full and info["depth_trust"] == 1.0
+    np.testing.assert_array_equal(seg, propose(rgb, *with_geometry(depth, K_), dataclasses.replace(cfg, **TRUSTED)))
+    assert not np.array_equal(seg, propose(rgb, None, None, None, cfg))  # depth did move boundaries
+
+    warped = misregistered_depth(depth, 0.87, (0.08, 0.04))
+    assert (warped > 0).mean() > 0.5
+    info = {}
+    seg = propose(rgb, *with_geometry(warped, K_), cfg, info=info)
+    assert info["registration"] <= cfg.registration_min and info["depth_trust"] == 0.0
+    assert info["depth_steps"] > 50
+    np.testing.assert_array_equal(seg, propose(rgb, None, None, None, cfg))
+    # with the gate off the warped depth would have moved boundaries
+    assert not np.array_equal(seg, propose(rgb, *with_geometry(warped, K_), dataclasses.replace(cfg, **TRUSTED)))
+
+
+def test_partial_registration_scales_the_depth_terms():
+    """A score inside the ramp gives the depth terms (graph depth weight, merge depth and normal
+    weights) that share of their weight: the same segments as those weights scaled by hand."""
+    rgb, depth, K_ = nyuv2_frame()
+    geo = with_geometry(depth, K_)
+    info: dict = {}
+    propose(rgb, *geo, ProposalConfig(), info=info)
+    score = info["registration"]
+    cfg = ProposalConfig(max_segments=48, registration_min=score - 0.2, registration_full=score + 0.2)
+    info = {}
+    seg = propose(rgb, *geo, cfg, info=info)
+    assert info["depth_trust"] == pytest.approx(0.5)
+    t = info["depth_trust"]
+    by_hand = dataclasses.replace(cfg, depth_weight=cfg.depth_weight * t, merge_depth=cfg.merge_depth * t,
+                                  merge_normal=cfg.merge_normal * t, **TRUSTED)
+    np.testing.assert_array_equal(seg, propose(rgb, *geo, by_hand))
+    full = propose(rgb, *geo, dataclasses.replace(cfg, **TRUSTED))
+    assert not np.array_equal(seg, full) and not np.array_equal(seg, propose(rgb, None, None, None, cfg))
+
+
+def test_depth_trust_ramp_and_its_config():
+    from movseg_core.proposals import depth_trust, registration_score
+
+    cfg = ProposalConfig(registration_min=0.2, registration_full=0.6)
+    assert [depth_trust(s, cfg) for s in (-0.5, 0.2, 0.4, 0.6, 0.9)] == pytest.approx([0, 0, 0.5, 1, 1])
+    assert depth_trust(float("nan"), cfg) == 1.0  # too few depth steps to judge: depth keeps its say
+    with pytest.raises(ValueError, match="registration_min"):
+        ProposalConfig(registration_min=0.6, registration_full=0.2)
+    lab = np.zeros((60, 80, 3), np.float32)
+    z = np.full((60, 80), 2.0, np.float32)
+    z[:, 40:] = 3.0  # 60 steps, on no colour edge
+    assert registration_score(lab, z, cfg) == (pytest.approx(0.0), 60)
+    assert np.isnan(registration_score(lab, z[:40], cfg)[0])  # 40 steps: under REGISTRATION_MIN_STEPS

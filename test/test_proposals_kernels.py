@@ -287,3 +287,63 @@ def test_downsampling_matches_the_plain_masked_block_mean(f, with_valid):
     np.testing.assert_array_equal(got_ok, ok_ref)
     np.testing.assert_array_equal(got_n, n_ref)
     assert 0.2 < (z > 0).mean() < 1.0 and ok_ref.any()
+
+
+def reference_registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):
+    """The registration score as its docstring defines it, pair by pair (float32 as the kernel)."""
+    h, w = z.shape
+    a = np.float32((1 + min(min_evidence, 1.0)) * jump_rel)
+    b = np.float32((1 + min(min_evidence, 1.0)) * noise_m * noise_k)
+
+    def colour_pair(y, x, yy, xx):
+        c = lab[y, x] - lab[yy, xx]
+        return float(c[0] * c[0] + c[1] * c[1] + c[2] * c[2]) >= colour_min * colour_min
+
+    starts = np.zeros((h, w), bool)  # a right or down pair with a colour edge starts here
+    for y in range(h):
+        for x in range(w):
+            starts[y, x] = (x + 1 < w and colour_pair(y, x, y, x + 1)) or (y + 1 < h and colour_pair(y, x, y + 1, x))
+
+    def near(y, x):
+        return bool(starts[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].any())
+
+    hits, chance = [], []
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in ((0, 1), (1, 0)):
+                yy, xx = y + dy, x + dx
+                if yy >= h or xx >= w:
+                    continue
+                za, zb = z[y, x], z[yy, xx]
+                zm = min(za, zb)
+                if not (zm > 0 and abs(za - zb) >= zm * (a + b * zm)):
+                    continue
+                hits.append(near(y, x))
+                for s in (-shift, shift):
+                    ys, xs = y + s * dy, x + s * dx
+                    if 0 <= ys < h and 0 <= xs < w:
+                        chance.append(near(ys, xs))
+    if not hits or not chance or all(chance):
+        return np.nan, len(hits)
+    c = np.mean(chance)
+    return (np.mean(hits) - c) / (1 - c), len(hits)
+
+
+@pytest.mark.parametrize("params", [(0.5, 6.0, 2, 8), (1.0, 10.0, 1, 3), (0.2, 3.0, 0, 5)])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_registration_score_matches_its_definition(params, shifted):
+    lab, z, _, _ = scene(48, 64, seed=5, blocks=8)
+    if shifted:  # depth moved 5 px right: its steps leave the colour edges
+        z = np.ascontiguousarray(np.roll(z, 5, axis=1))
+    score, n = K.registration(lab, z, 0.02, 3.0, 1.425e-3, *params)
+    ref, n_ref = reference_registration(lab, z, 0.02, 3.0, 1.425e-3, *params)
+    assert n == n_ref and n > 50
+    np.testing.assert_allclose(score, ref, rtol=0, atol=1e-12)
+    if params[2] > 0:  # the blocks' depth steps are their colour edges, until moved off them
+        assert (score < 0.3) if shifted else (score > 0.7)
+
+
+def test_registration_score_without_depth_steps_is_nan():
+    lab, z, _, _ = scene(48, 64, seed=6)
+    score, n = K.registration(lab, np.full_like(z, 2.0), 0.02, 3.0, 1.425e-3, 0.5, 6.0, 2, 8)
+    assert n == 0 and np.isnan(score)

@@ -754,3 +754,20 @@ def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
     ok &= ~shadow
     ok &= rng.random(zz.shape) >= dropout
     return np.where(ok, noisy, 0.0).astype(np.float32)
+
+
+def misregistered_depth(depth: np.ndarray, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    """Depth as an unregistered depth camera would deliver it against the colour image: HxW float32
+    metres (0 = missing), the content scaled by ``scale`` about the image centre and shifted by
+    ``shift`` = (dx, dy) as fractions of the width and height (a depth camera with another field
+    of view and position, its image not aligned to colour). Nearest-neighbour, so no depth is
+    invented; pixels the warp brings in from outside are missing.
+    """
+    import cv2
+
+    h, w = depth.shape
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    m = np.array([[scale, 0.0, (1 - scale) * cx + shift[0] * w],
+                  [0.0, scale, (1 - scale) * cy + shift[1] * h]], np.float64)
+    return cv2.warpAffine(np.asarray(depth, np.float32), m, (w, h), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
