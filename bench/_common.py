@@ -2,8 +2,9 @@
 
 Importing this module (``from _common import ...``: a script's own folder is first on ``sys.path``)
 puts the repository first on ``sys.path`` and calls :func:`movseg_ros.env.local_ros_env` (DDS on
-loopback, no model hub), so import it before open_clip, rclpy or the project (ruff sorts it among
-the third-party imports; numpy, torch, tqdm and yaml read none of these variables).
+loopback, no model hub); importing :mod:`movseg_ros` also sets ``OMP_WAIT_POLICY=PASSIVE`` as in the
+node, which torch reads when it loads. So it is imported first (ruff's ``bench-env`` section), before
+torch, open_clip, rclpy or the project.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ held-out synthetic scenes: RGB-D mIoU per variant and pixel agreement with torch
 """
 from __future__ import annotations
 
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import dataclasses
 import importlib.util
@@ -27,7 +29,6 @@ from pathlib import Path
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.backends import attach_backend  # noqa: E402
 from movseg_core.classify import paint, pool_segments, score_segments  # noqa: E402

@@ -20,6 +20,8 @@ pretrained ViTs: its figures decide nothing alone.
 """
 from __future__ import annotations
 
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import os
 import sys
@@ -30,7 +32,6 @@ from pathlib import Path
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.clip import DENSE_MODES, DenseConfig  # noqa: E402
 from movseg_core.data.nyuv2 import NYU40_CLASSES, NYUv2Folder, default_nyuv2_dir  # noqa: E402

@@ -29,6 +29,8 @@ figures: the last model, last budget); with --model-ms also "rate_hz_pipelined",
 """
 from __future__ import annotations
 
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import contextlib
 import os
@@ -43,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 
 MODELS = {
     "tiny": {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cpu"},

@@ -19,6 +19,8 @@ Last line: one JSON object.
 """
 from __future__ import annotations
 
+from _common import print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import os
 import sys
@@ -28,7 +30,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.geometry import NormalsConfig, backproject, normals_from_depth, prepare_cpu_normals  # noqa: E402
 

@@ -29,12 +29,13 @@ Last line: {"pq_oracle_rgb", "pq_oracle_rgbd", "pq_clip_rgbd", "centroid_err_cm_
 """
 from __future__ import annotations
 
+from _common import REPO, baseline_module, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import os
 import time
 
 import numpy as np
-from _common import REPO, baseline_module, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSample, generate, object_boxes  # noqa: E402
 from movseg_core.eval.oracle import oracle_labels  # noqa: E402

@@ -35,6 +35,8 @@ segments, or the first set/count run), "sets": {set: {"rgb", "rgbd", "at": {"24"
 """
 from __future__ import annotations
 
+from _common import baseline_module, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import dataclasses
 import os
@@ -44,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _common import baseline_module, print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.eval.metrics import boundary_f1, confusion_matrix, miou_from_confusion  # noqa: E402

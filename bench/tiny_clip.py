@@ -17,6 +17,8 @@ Last line: JSON {"zero_shot_acc", "unseen_pair_acc", "dense_miou_rgb", "dense_mi
 """
 from __future__ import annotations
 
+from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import json
 import logging
@@ -24,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch  # noqa: E402
-from _common import REPO, print_summary  # noqa: E402  (sets the environment up first)
 from tqdm import tqdm  # noqa: E402
 
 from movseg_core.clip import DENSE_MODES  # noqa: E402

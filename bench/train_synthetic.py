@@ -16,6 +16,8 @@ proposals: geometry separates shapes), with the other figures under their own ke
 """
 from __future__ import annotations
 
+from _common import print_summary  # noqa: E402  (sets the environment up first)
+
 import argparse
 import logging
 import tempfile
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import print_summary  # noqa: E402  (sets the environment up first)
 
 from movseg_core.data.synthetic import CLASS_IDS, SHAPES  # noqa: E402
 from movseg_core.training.config import TrainConfig  # noqa: E402

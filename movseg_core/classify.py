@@ -16,12 +16,14 @@ Shapes: segments HxW int32 in 0..S-1; dense features D x h x w; embeddings S x D
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 
 from movseg_core.geometry.modality import X_MODALITIES
 
@@ -76,17 +78,46 @@ class ClassifyConfig:
 def segment_patch_weights(segments: torch.Tensor, n_segments: int, grid: tuple[int, int]) -> torch.Tensor:
     """Fraction of each segment's pixels in each patch cell: ``S x (h*w)`` float32, rows sum to 1.
 
-    segments: HxW int tensor in 0..S-1; grid (h, w): patch grid laid evenly over the image.
-    Every pixel belongs to exactly one cell, so no segment is lost however small it is.
+    segments: HxW int tensor in 0..S-1; grid (h, w): patch grid laid evenly over the image (pixel row y
+    is in cell row ``y * h // H``). Every pixel belongs to exactly one cell, so no segment is lost
+    however small it is. On the CPU one compiled pass counts the pixels (0.3 ms at 640x480 against
+    3.4 for the tensor ops, which stay for other devices).
     """
     hgt, wid = segments.shape
     gh, gw = grid
     ys = (torch.arange(hgt, device=segments.device) * gh) // hgt
     xs = (torch.arange(wid, device=segments.device) * gw) // wid
-    cell = (ys[:, None] * gw + xs[None, :]).flatten()
-    idx = segments.flatten().long() * (gh * gw) + cell
-    counts = torch.bincount(idx, minlength=n_segments * gh * gw).float().view(n_segments, gh * gw)
+    if segments.device.type == "cpu":
+        seg = np.ascontiguousarray(segments.numpy(), dtype=np.int32)
+        counts = torch.from_numpy(_patch_counts(seg, n_segments, ys.numpy().astype(np.int32),
+                                                xs.numpy().astype(np.int32), gh * gw, gw))
+    else:
+        cell = (ys[:, None] * gw + xs[None, :]).flatten()
+        idx = segments.flatten().long() * (gh * gw) + cell
+        counts = torch.bincount(idx, minlength=n_segments * gh * gw).float().view(n_segments, gh * gw)
     return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+
+
+@njit(cache=True)
+def _patch_counts(seg, n_segments, cell_row, cell_col, n_cells, gw):  # noqa: ANN001, ANN202
+    """Pixels of each segment in each cell: ``S x n_cells`` float32 (cell = cell_row[y] * gw + cell_col[x])."""
+    counts = np.zeros((n_segments, n_cells), np.float32)
+    for y in range(seg.shape[0]):
+        base = cell_row[y] * gw
+        for x in range(seg.shape[1]):
+            s = seg[y, x]
+            if s < 0 or s >= n_segments:
+                raise ValueError("segment id out of range 0..n_segments-1")
+            counts[s, base + cell_col[x]] += 1.0
+    return counts
+
+
+def prepare_classify() -> float:
+    """Load (first run after an install: compile) the compiled pooling kernel now, so that the first frame is
+    not slow. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    segment_patch_weights(torch.zeros(4, 4, dtype=torch.int32), 1, (2, 2))
+    return time.perf_counter() - t0
 
 
 def pool_segments(features: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -259,7 +290,15 @@ def ensemble_decisions(p_head: torch.Tensor, p_clip: torch.Tensor, background_wo
 
 
 def paint(segments: torch.Tensor, seg_labels: torch.Tensor, seg_conf: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-segment decisions -> (labels HxW uint16, confidence HxW float32) numpy arrays."""
+    """Per-segment decisions -> (labels HxW uint16, confidence HxW float32) numpy arrays.
+
+    segments: HxW int tensor in 0..S-1; seg_labels / seg_conf: S per-segment label ids and confidences.
+    """
+    if segments.device.type == "cpu":  # table lookups in numpy: 0.5 ms at 640x480 against 3.6 for tensor indexing
+        seg = segments.numpy()
+        labels = np.take(seg_labels.to(torch.int32).cpu().numpy().astype(np.uint16), seg)
+        conf = np.take(seg_conf.float().cpu().numpy().astype(np.float32), seg)
+        return labels, conf
     seg = segments.long()
     labels = seg_labels[seg].to(torch.int32).cpu().numpy().astype(np.uint16)
     conf = seg_conf[seg].float().cpu().numpy().astype(np.float32)

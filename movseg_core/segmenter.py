@@ -47,6 +47,7 @@ from movseg_core.classify import (
     fuse_embeddings,
     paint,
     pool_segments,
+    prepare_classify,
     score_segments,
 )
 from movseg_core.clip import ClipConfig, ClipModel, DenseConfig, create_clip, load_visual_weights
@@ -243,6 +244,7 @@ class Segmenter:
             log.info("proposal kernels ready in %.1f s", prepare_proposals())
         if cfg.objects.enabled:
             log.info("objects kernels ready in %.1f s", prepare_objects())
+        log.info("pooling kernel ready in %.1f s", prepare_classify())
         log.info("Segmenter ready: %s/%s on %s (fp16=%s), dense=%s@%d",
                  cfg.clip.model_name, cfg.clip.pretrained, self.device, self.clip.use_fp16,
                  cfg.dense.mode, cfg.dense.short_side)

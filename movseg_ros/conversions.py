@@ -10,8 +10,10 @@ reason; the node turns that into a counted, logged drop.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.geometry.depth import DEPTH_ENCODINGS, depth_m_to_mm, depth_mm_to_m  # the one list and unit helpers
 
 #: encoding -> (numpy dtype, channels)
@@ -79,6 +81,30 @@ def depth_to_raw(msg) -> tuple[np.ndarray, str]:
     if msg.encoding not in DEPTH_ENCODINGS:
         raise ValueError(unsupported_depth(msg.encoding))
     return image_to_array(msg), msg.encoding
+
+
+def rgbd_from_messages(color, depth, info, valid_range: tuple[float, float] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, tuple[int, int]]:
+    """A synchronised colour + depth + camera_info triple -> (rgb, depth_m, K, depth size as received).
+
+    rgb: HxWx3 uint8; depth_m: HxW float32 metres registered to rgb, 0 = invalid (outside ``valid_range``
+    metres too), or None when no pixel holds depth; K: 3x3 float64 of rgb (scaled when camera_info
+    describes another resolution of the same aspect); depth at another resolution of the same aspect is
+    resized (nearest) to rgb's: compare the returned (height, width) with rgb's to know. The caller
+    checks the aspects; ValueError for an unusable message.
+    """
+    rgb = color_to_rgb(color)
+    raw, enc = depth_to_raw(depth)
+    K, info_hw = camera_info_to_K(info)
+    h, w = rgb.shape[:2]
+    if info_hw != (h, w):
+        K = scale_intrinsics(K, info_hw, (h, w))
+    depth_hw = (int(raw.shape[0]), int(raw.shape[1]))
+    if depth_hw != (h, w):
+        raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_NEAREST)
+    depth_m, valid = decode_depth(raw, enc, valid_range=valid_range)
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    return rgb, (depth_m if np.asarray(valid).any() else None), K, depth_hw
 
 
 def array_to_image(arr: np.ndarray, encoding: str, header=None, types: dict | None = None):

@@ -36,7 +36,6 @@ import types
 import typing
 from collections import Counter, defaultdict
 
-import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
@@ -49,28 +48,19 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 
-from movseg_core.geometry import decode_depth, scale_intrinsics
 from movseg_core.segmenter import FrameInProgress, Segmenter, SegmenterConfig, Vocabulary
-from movseg_core.viz import draw_objects, overlay
+from movseg_core.viz import prepare_viz
 from movseg_ros import topics
 from movseg_ros.conversions import (
     COLOR_ENCODINGS,
     DEPTH_ENCODINGS,
-    array_to_image,
     camera_info_to_K,
-    color_to_rgb,
-    depth_to_raw,
+    rgbd_from_messages,
     unsupported_depth,
 )
 from movseg_ros.msg import LabelInfo, ObjectArray
-from movseg_ros.objects_msg import (
-    detections_2d,
-    detections_3d,
-    instance_image,
-    objects_to_msg,
-    vision_label_info,
-    vision_msgs_available,
-)
+from movseg_ros.objects_msg import vision_msgs_available
+from movseg_ros.outputs import output_messages
 from movseg_ros.params import (
     NODE_PARAMETERS,
     SEGMENTER_PREFIX,
@@ -172,6 +162,8 @@ class MovsegNode(Node):
         self.pub_labels = publisher(pub["labels"], Image, topics.LABELS)
         self.pub_info = publisher(pub["label_info"], LabelInfo, topics.LABEL_INFO)
         self.pub_overlay = publisher(pub["overlay"], Image, topics.OVERLAY)
+        if self.pub_overlay is not None:
+            prepare_viz()  # the overlay kernel, loaded before the first frame
         self.pub_conf = publisher(pub["confidence"], Image, topics.CONFIDENCE)
         self.pub_points = None
         if pub["pointcloud"]:
@@ -479,25 +471,17 @@ class MovsegNode(Node):
         queue_ms = (time.monotonic() - t_in) * 1000.0
         t0 = time.perf_counter()
         try:
-            rgb = color_to_rgb(color)
-            raw, enc = depth_to_raw(depth)
-            K, info_hw = camera_info_to_K(info)
+            rgb, depth_m, K, depth_hw = rgbd_from_messages(color, depth, info, self._depth_range)
         except ValueError as exc:
             return self._drop("input", str(exc))
         h, w = rgb.shape[:2]
-        if info_hw != (h, w):  # same aspect (checked): K of a scaled image
-            K = scale_intrinsics(K, info_hw, (h, w))
-        if raw.shape != (h, w):  # same aspect (checked): registered depth at another resolution
+        if depth_hw != (h, w):  # same aspect (checked): registered depth at another resolution
             self.stats["depth_resized"] += 1
             if self.stats["depth_resized"] == 1:
-                self.get_logger().warning(f"depth {raw.shape[1]}x{raw.shape[0]} resized (nearest) to colour {w}x{h}; "
+                self.get_logger().warning(f"depth {depth_hw[1]}x{depth_hw[0]} resized (nearest) to colour {w}x{h}; "
                                           "assumes depth is registered to colour")
-            raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_NEAREST)
-        depth_m, valid = decode_depth(raw, enc, valid_range=self._depth_range)
-        depth_m = np.asarray(depth_m, dtype=np.float32)
-        if not np.asarray(valid).any():
+        if depth_m is None:
             self.stats["depth_all_invalid"] += 1  # still segmented, from colour alone
-            depth_m = None
         t1 = time.perf_counter()
         # pipelined: the worker runs the segmenter's first part (geometry beside the CLIP pass), the
         # publisher the rest (pooling, classification, painting, objects) while the worker takes the next frame
@@ -531,38 +515,21 @@ class MovsegNode(Node):
                 self.stage_ms[k].append(v)
 
     def _publish(self, header, rgb, result, depth_m, K, inference_ms: float) -> None:
-        labels = np.asarray(result.labels, dtype=np.uint16)
-        # label-info comes from the result itself: the vocabulary the labels were made with
-        info = LabelInfo(header=header, vocabulary_version=int(result.vocabulary_version),
-                         names=list(result.names), ids=[int(i) for i in result.ids],
-                         inference_ms=float(inference_ms))
-        if self.pub_info is not None:
-            self.pub_info.publish(info)
-        if self.pub_labels is not None:
-            self.pub_labels.publish(array_to_image(labels, "mono16", header))
-        if self.pub_conf is not None:
-            self.pub_conf.publish(array_to_image(np.asarray(result.confidence, dtype=np.float32), "32FC1", header))
-        objects = result.objects  # None when segmenter.objects.enabled is false
-        if objects is not None:  # with the labels: a client matches all of them by stamp
-            if self.pub_instances is not None:
-                self.pub_instances.publish(instance_image(header, result))
-            if self.pub_objects is not None:
-                self.pub_objects.publish(objects_to_msg(header, result))
-            if self.pub_vision_info is not None and result.vocabulary_version != self._vision_info_version:
-                self.pub_vision_info.publish(vision_label_info(header, result))
+        publishers = self._output_publishers()
+        if result.vocabulary_version == self._vision_info_version:  # sent once per vocabulary (transient-local)
+            publishers.pop("vision_label_info", None)
+        for key, msg in output_messages(header, rgb, result, depth_m, K, inference_ms, publishers):
+            publishers[key].publish(msg)
+            if key == "vision_label_info":
                 self._vision_info_version = result.vocabulary_version
-            if self.pub_det2d is not None:
-                self.pub_det2d.publish(detections_2d(header, result))
-                self.pub_det3d.publish(detections_3d(header, result))
-        if self.pub_overlay is not None:
-            image = overlay(rgb, labels, list(result.names))
-            if objects is not None:
-                image = draw_objects(image, objects.instances, len(result.names))
-            self.pub_overlay.publish(array_to_image(image, "rgb8", header))
-        if self.pub_points is not None and depth_m is not None:
-            from movseg_ros.pointcloud import labelled_cloud
-            self.pub_points.publish(labelled_cloud(header, depth_m, K, labels, result.confidence,
-                                                   None if objects is None else objects.instance_map))
+
+    def _output_publishers(self) -> dict[str, typing.Any]:
+        """The created output publishers by :data:`movseg_ros.outputs.OUTPUTS` key."""
+        pubs = {"label_info": self.pub_info, "labels": self.pub_labels, "confidence": self.pub_conf,
+                "instances": self.pub_instances, "objects": self.pub_objects, "vision_label_info": self.pub_vision_info,
+                "detections_2d": self.pub_det2d, "detections_3d": self.pub_det3d, "overlay": self.pub_overlay,
+                "points": self.pub_points}
+        return {k: p for k, p in pubs.items() if p is not None}
 
     def _log_stats(self) -> None:
         self._check_inputs_flowing()

@@ -41,6 +41,34 @@ def test_patch_weights_are_area_fractions():
     assert w[0, 0] == pytest.approx(3 / 15)
 
 
+@pytest.mark.parametrize("shape,grid", [((480, 640), (28, 37)), ((37, 53), (5, 7)), ((9, 4), (9, 4))])
+def test_patch_weights_compiled_equal_a_plain_count(shape, grid):
+    """The CPU kernel against a plain computation: pixel (y, x) is in cell (y * gh // H, x * gw // W)."""
+    rng = np.random.default_rng(sum(shape))
+    n = 23
+    seg = rng.integers(0, n - 1, size=shape).astype(np.int32)  # segment n-1 empty: its row stays 0
+    h, w = shape
+    gh, gw = grid
+    cell = (np.arange(h)[:, None] * gh // h) * gw + (np.arange(w)[None, :] * gw // w)
+    counts = np.zeros((n, gh * gw))
+    np.add.at(counts, (seg.ravel(), cell.ravel()), 1.0)
+    expected = counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    got = segment_patch_weights(torch.from_numpy(seg), n, grid)
+    assert got.dtype == torch.float32 and got.shape == (n, gh * gw)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=0)
+    assert float(got[n - 1].sum()) == 0.0
+
+
+def test_patch_weights_refuse_out_of_range_ids():
+    seg = torch.zeros(4, 6, dtype=torch.int32)
+    seg[2, 3] = 3
+    with pytest.raises(ValueError, match="out of range"):
+        segment_patch_weights(seg, 3, (2, 3))
+    seg[2, 3] = -1
+    with pytest.raises(ValueError, match="out of range"):
+        segment_patch_weights(seg, 3, (2, 3))
+
+
 def test_pool_segments_recovers_constant_regions():
     d = 8
     a, b = F.normalize(torch.randn(d), dim=0), F.normalize(torch.randn(d), dim=0)
@@ -70,12 +98,22 @@ def test_score_labels_follow_text_order_and_unknown_rejection():
     assert labels_t[3] == 0 and conf_t[3] < 0.9 and labels_t[0] == 2
 
 
-def test_paint():
-    seg = torch.tensor([[0, 1], [2, 1]])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_paint(dtype):
+    seg = torch.tensor([[0, 1], [2, 1]], dtype=dtype)
     labels, conf = paint(seg, torch.tensor([3, 0, 1]), torch.tensor([0.9, 0.2, 0.5]))
     assert labels.dtype == np.uint16 and conf.dtype == np.float32
     assert labels.tolist() == [[3, 0], [1, 0]]
     assert np.allclose(conf, [[0.9, 0.2], [0.5, 0.2]])
+
+
+def test_paint_large_ids_and_out_of_range():
+    seg = torch.from_numpy(np.arange(600, dtype=np.int32).reshape(20, 30))
+    labels, conf = paint(seg, torch.arange(600) * 100, torch.linspace(0, 1, 600, dtype=torch.float64))
+    assert labels.dtype == np.uint16 and labels[19, 29] == 59900 and labels[0, 1] == 100
+    assert conf.dtype == np.float32 and conf[19, 29] == pytest.approx(1.0)
+    with pytest.raises(IndexError):
+        paint(seg, torch.zeros(10, dtype=torch.int64), torch.zeros(10))
 
 
 def test_segment_boxes():

@@ -11,6 +11,7 @@ from movseg_ros.conversions import (
     depth_to_raw,
     image_to_array,
     make_camera_info,
+    rgbd_from_messages,
 )
 
 RNG = np.random.default_rng(0)
@@ -135,3 +136,40 @@ def test_one_codec_for_rclpy_and_rosbags_messages():
                             data=np.concatenate([np.concatenate([r.astype(">u2").view(np.uint8), np.zeros(4, np.uint8)])
                                                  for r in depth]))
     assert np.array_equal(depth_to_raw(padded)[0], depth)  # step padding and big-endian, rosbags side
+
+
+def test_rgbd_from_messages_scales_K_resizes_depth_and_reports_no_depth():
+    """The node's input decode: colour size rules; K and depth of another size of the same aspect follow it."""
+    rgb = (RNG.random((8, 12, 3)) * 255).astype(np.uint8)
+    depth_mm = np.full((4, 6), 1500, np.uint16)
+    depth_mm[0, 0] = 0       # no measurement
+    depth_mm[3, 5] = 9000    # beyond the valid range below
+    K = np.array([[5.0, 0, 2.5], [0, 5.0, 1.5], [0, 0, 1]])  # calibrated at 4x6
+    out_rgb, depth_m, K_out, depth_hw = rgbd_from_messages(
+        array_to_image(rgb, "bgr8"), array_to_image(depth_mm, "16UC1"), make_camera_info(K, 4, 6), (0.3, 8.0))
+    assert np.array_equal(out_rgb, rgb[..., ::-1]) and depth_hw == (4, 6)
+    assert depth_m.shape == (8, 12) and depth_m.dtype == np.float32
+    assert depth_m[0:2, 0:2].max() == 0 and depth_m[6:, 10:].max() == 0  # nearest: each source pixel -> 2x2
+    assert depth_m[4, 4] == pytest.approx(1.5)
+    assert K_out[0, 0] == pytest.approx(10.0) and K_out[1, 1] == pytest.approx(10.0)
+    empty = array_to_image(np.zeros((8, 12), np.uint16), "16UC1")
+    _, none, _, _ = rgbd_from_messages(array_to_image(rgb, "rgb8"), empty, make_camera_info(K, 4, 6))
+    assert none is None, "a depth image without one valid pixel must come back as None (colour alone)"
+    with pytest.raises(ValueError, match="unusable K"):
+        rgbd_from_messages(array_to_image(rgb, "rgb8"), array_to_image(depth_mm, "16UC1"),
+                           make_camera_info(np.zeros((3, 3)), 4, 6))
+
+
+def test_importing_the_ros_layer_sets_a_passive_openmp_wait_policy_unless_set():
+    """Read by torch's OpenMP runtime when it loads: it must be in the environment of every node process."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import movseg_ros, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE", "a user's setting must be kept"
