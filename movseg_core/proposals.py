@@ -178,9 +178,9 @@ def _downsample_depth(depth: np.ndarray, valid: np.ndarray | None, size: tuple[i
 
 
 REGISTRATION_EVIDENCE = 0.5  # a depth step: |dz| >= (1 + this) x the merge step's discontinuity threshold
-REGISTRATION_COLOUR = 6.0  # Lab distance between neighbours that makes a colour edge (registration score)
-REGISTRATION_RADIUS = 2  # working px: a depth step this close to a colour edge lies on it
-REGISTRATION_SHIFT = 8  # working px: where the chance rate is sampled, across each depth step
+REGISTRATION_COLOUR = 4.0  # Lab distance between neighbours that makes a colour edge (registration score)
+REGISTRATION_RADIUS = 1  # working px: a depth step this close to a colour edge lies on it
+REGISTRATION_SHIFT = 10  # working px: where the chance rate is sampled, across each depth step
 REGISTRATION_MIN_STEPS = 50  # fewer depth steps than this: no judgement (score NaN, depth trusted)
 
 
