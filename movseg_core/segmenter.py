@@ -135,6 +135,10 @@ class SegmentationResult:
     vocabulary_version: its version; timings_ms: per-stage wall time (ms) plus ``total``;
     segments: HxW int32 class-agnostic segment ids (0..S-1) the labels were painted from.
     objects: instance map + records (:class:`movseg_core.objects.Objects`), None when disabled.
+    diagnostics: evidence about the inputs, for the caller to log or count: with depth and the graph
+    proposals, ``registration`` (depth-to-colour registration score, ~1 registered, ~0 not; NaN = not
+    judged), ``depth_steps`` and ``depth_trust`` (0 = depth had no say: the frame was segmented as
+    RGB-only) from :func:`movseg_core.proposals.propose`; empty otherwise.
     """
 
     labels: np.ndarray
@@ -145,6 +149,7 @@ class SegmentationResult:
     timings_ms: dict[str, float]
     segments: np.ndarray | None = None
     objects: Objects | None = None
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +171,7 @@ class FrameInProgress:
     times: dict[str, float]
     t_start: float
     t_started: float
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 def validate_queries(queries: Any, max_queries: int, max_chars: int) -> list[str]:
@@ -394,6 +400,7 @@ class Segmenter:
         rgb, depth, K, normals, valid = self._check_inputs(rgb, depth, K, normals)
         cfg = self.cfg
         times: dict[str, float] = {}
+        diagnostics: dict[str, float] = {}  # filled by propose (on the geometry thread)
 
         lap = functools.partial(self._lap, times)
 
@@ -413,7 +420,8 @@ class Segmenter:
                 v_out = valid & nvalid
                 t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
-            segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals)
+            segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals,
+                                                                          info=diagnostics)
             segs = np.ascontiguousarray(segs, dtype=np.int32)
             if segs.shape != rgb.shape[:2] or segs.min() < 0:
                 raise RuntimeError(f"proposals returned bad segments {segs.shape} (expected {rgb.shape[:2]})")
@@ -438,7 +446,7 @@ class Segmenter:
             feats = self.clip.dense_features(rgb, cfg.dense, segments=scope, text=text)
             lap("dense", t)
         return FrameInProgress(vocab, rgb, depth, K, normals, valid, segments, trained, feats, text, times, t_start,
-                               time.perf_counter())
+                               time.perf_counter(), diagnostics)
 
     @torch.inference_mode()
     def finish(self, f: FrameInProgress) -> SegmentationResult:
@@ -488,4 +496,5 @@ class Segmenter:
                                       depth, K, normals, cfg.objects, per_segment=trained is not None)
             t = lap("objects", t)
         times["total"] = (f.t_started - f.t_start + t - t_begin) * 1e3
-        return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments, objects)
+        return SegmentationResult(labels, conf, vocab.names, vocab.ids, vocab.version, times, segments, objects,
+                                  f.diagnostics)

@@ -503,11 +503,29 @@ class MovsegNode(Node):
             work = self.segmenter.finish(work)
             timings["segment"] += (time.perf_counter() - t0) * 1000.0
         timings.update({f"segment.{k}": float(v) for k, v in (getattr(work, "timings_ms", None) or {}).items()})
+        self._check_registration(getattr(work, "diagnostics", None) or {})
         t1 = time.perf_counter()
         self._publish(header, rgb, work, depth_m, K, timings["segment"])
         timings["publish"] = (time.perf_counter() - t1) * 1000.0
         self.stats["frames_out"] += 1
         self._record(timings)
+
+    def _check_registration(self, diagnostics: dict[str, float]) -> None:
+        """Count (``depth_unregistered``) and warn, at most once per log period, about a frame whose
+        depth the core judged not registered to colour (``depth_trust`` < 1: depth had less or no say)."""
+        trust = diagnostics.get("depth_trust", 1.0)
+        if trust >= 1.0:
+            return
+        with self._stats_lock:
+            self.stats["depth_unregistered"] += 1
+            n = self.stats["depth_unregistered"]
+        full = self.params.segmenter.proposals.registration_full
+        self.get_logger().warning(
+            f"depth looks unregistered to colour (score {diagnostics.get('registration', float('nan')):.2f}, "
+            f"registered frames > {full:g}; {n} frames so far): depth had {trust:.0%} of its say. Subscribe to the "
+            f"depth aligned to colour, e.g. remap {topics.DEPTH} to /camera/aligned_depth_to_color/image_raw, "
+            "or check the depth-to-colour extrinsics",
+            throttle_duration_sec=float(self.get_parameter("log_period_s").value))
 
     def _record(self, timings: dict[str, float]) -> None:
         with self._stage_lock:

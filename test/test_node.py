@@ -403,3 +403,31 @@ def test_a_slow_vocabulary_change_keeps_frames_labelled_with_the_old_one(running
     during2 = [info.vocabulary_version for _, at, info in got if t_req2 <= at and info.vocabulary_version <= v + 1]
     assert during2.count(v + 1) >= 2, f"frames were not labelled while the parameter's queries were encoded: {versions}"
     assert c.call(QUERIES).success
+
+
+def test_depth_not_registered_to_colour_is_warned_about_and_counted(running_node):
+    """Depth warped against colour (a depth camera with another field of view, not aligned): the core
+    segments the frame from colour alone and says so (``diagnostics``); the node logs a warning that
+    names the aligned depth topic and counts the frame (``depth_unregistered``). Registered frames never count."""
+    import dataclasses
+
+    from movseg_core.data.synthetic import misregistered_depth
+    from movseg_core.eval.synthetic import synth_segmenter_config
+    from movseg_core.geometry import normals_from_depth
+    from movseg_core.proposals import ProposalConfig, propose
+
+    proc, c = running_node
+    c.publish_and_wait(1)  # registered depth (and every frame the tests before sent)
+    assert "depth_unregistered" not in proc.output() and "depth looks unregistered" not in proc.output()
+    f = c.frames[1]
+    warped = misregistered_depth(f.depth, 0.87, (0.08, 0.04))
+    normals, valid = normals_from_depth(warped, f.K, warped > 0)
+    info: dict = {}
+    propose(f.rgb, warped, np.asarray(normals), np.asarray(valid),
+            ProposalConfig(**synth_segmenter_config(str(SYNTH_CLIP))["proposals"]), info=info)
+    assert info["depth_trust"] == 0.0  # the core's verdict on this frame, at the node's settings
+    k = c.key(c.camera.publish(dataclasses.replace(f, depth=warped)))
+    assert c.wait(lambda: k in c.labels, 30), "the frame is still labelled (from colour alone)"
+    assert c.wait(lambda: "depth looks unregistered to colour" in proc.output(), 5), proc.output()[-2000:]
+    assert "remap /camera/depth/image_raw to /camera/aligned_depth_to_color/image_raw" in proc.output()
+    assert c.wait(lambda: "depth_unregistered=1" in proc.output(), 5), "stats line missing the counter"

@@ -108,6 +108,22 @@ def test_depth_without_valid_pixels_degrades_to_rgb(seg, frame):
     assert np.array_equal(res.labels, seg.segment(rgb).labels)
 
 
+def test_depth_registration_evidence_is_reported(seg, frame):
+    """The proposals' depth-to-colour registration evidence comes with the result (``diagnostics``):
+    the frame's depth is trusted; the same depth warped against colour (another field of view) is
+    not, and that frame is segmented exactly as without depth; without depth there is none."""
+    from movseg_core.data.synthetic import misregistered_depth
+
+    rgb, depth, K = frame
+    diag = seg.segment(rgb, depth, K).diagnostics
+    assert diag["depth_trust"] == 1.0 and diag["registration"] >= seg.cfg.proposals.registration_full
+    warped = seg.segment(rgb, misregistered_depth(depth, 0.87, (0.08, 0.04)), K)
+    assert warped.diagnostics["depth_trust"] == 0.0 and warped.diagnostics["depth_steps"] > 0
+    rgb_only = seg.segment(rgb)
+    assert rgb_only.diagnostics == {}
+    assert np.array_equal(warped.segments, rgb_only.segments)
+
+
 def test_label_ids_follow_query_order(frame):
     rgb, depth, K = frame
     s = make()
