@@ -87,6 +87,27 @@ def listening(name: str, subscriptions: list[tuple]):
         rclpy.shutdown(context=ctx)
 
 
+def default_outputs() -> list[tuple[type, str]]:
+    """(message type, topic) of the node's default outputs other than label-info (movseg_ros/outputs.py)."""
+    from sensor_msgs.msg import Image
+
+    from movseg_ros import topics
+    from movseg_ros.msg import ObjectArray
+    from movseg_ros.outputs import OUTPUTS, VISION_OUTPUTS, publish_switch
+    from movseg_ros.params import declared_defaults
+
+    defaults = declared_defaults()
+    known = {"labels": (Image, topics.LABELS), "confidence": (Image, topics.CONFIDENCE),
+             "instances": (Image, topics.INSTANCES), "objects": (ObjectArray, topics.OBJECTS),
+             "overlay": (Image, topics.OVERLAY)}
+    on = [k for k in OUTPUTS
+          if k not in VISION_OUTPUTS and k != "label_info" and defaults[f"publish.{publish_switch(k)}"]]
+    missing = set(on) - set(known)
+    if missing:
+        raise RuntimeError(f"bench/node.py does not know the message type of default output(s) {sorted(missing)}")
+    return [known[k] for k in on]
+
+
 SCHEDULES = {"pipelined": (True, True), "sequential": (False, False)}  # (node pipeline, segmenter.overlap)
 
 
@@ -115,9 +136,13 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         got.append((stamp, (now - stamp) * 1000.0, msg.inference_ms))
 
+    # every other default output has a subscriber too (the node builds only what is subscribed), so the
+    # node's share includes building and sending all of them, as for a client that shows the overlay
+    others = [(msg_type, topic, qos_by_name("reliable", depth=5), lambda _msg: None)
+              for msg_type, topic in default_outputs()]
     try:
         with listening("movseg_bench_listener",
-                       [(LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=100), on_info)]):
+                       [(LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=100), on_info)] + others):
             # warm-up: a short burst until the first labels come back (model load, first forward)
             deadline = time.monotonic() + 300
             while not got and time.monotonic() < deadline and node.poll() is None:

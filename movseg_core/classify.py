@@ -100,15 +100,24 @@ def segment_patch_weights(segments: torch.Tensor, n_segments: int, grid: tuple[i
 
 @njit(cache=True)
 def _patch_counts(seg, n_segments, cell_row, cell_col, n_cells, gw):  # noqa: ANN001, ANN202
-    """Pixels of each segment in each cell: ``S x n_cells`` float32 (cell = cell_row[y] * gw + cell_col[x])."""
+    """Pixels of each segment in each cell: ``S x n_cells`` float32 (cell = cell_row[y] * gw + cell_col[x]).
+
+    Counts runs of equal (segment, cell) along each row and adds each run once (a few per cell row)."""
     counts = np.zeros((n_segments, n_cells), np.float32)
+    w = seg.shape[1]
     for y in range(seg.shape[0]):
         base = cell_row[y] * gw
-        for x in range(seg.shape[1]):
+        x = 0
+        while x < w:
             s = seg[y, x]
             if s < 0 or s >= n_segments:
                 raise ValueError("segment id out of range 0..n_segments-1")
-            counts[s, base + cell_col[x]] += 1.0
+            c = cell_col[x]
+            x0 = x
+            x += 1
+            while x < w and seg[y, x] == s and cell_col[x] == c:
+                x += 1
+            counts[s, base + c] += x - x0
     return counts
 
 

@@ -8,7 +8,9 @@ Publishes, each with the colour image's header (each switchable):
   ~/confidence (32FC1), ~/points (PointCloud2 x y z label confidence instance, off by default),
   ~/instances (mono16, 0 = none), ~/objects (movseg_ros/ObjectArray); where vision_msgs is installed
   also ~/detections_2d, ~/detections_3d (vision_msgs Detection2DArray / Detection3DArray) and
-  ~/vision_label_info (vision_msgs/LabelInfo, transient-local, sent again on a vocabulary change)
+  ~/vision_label_info (vision_msgs/LabelInfo, transient-local, sent again on a vocabulary change).
+  Lazy: an output with no subscriber is not built (counted as ``no_subscriber_<output>`` in the stats
+  log), but for the transient-local ~/vision_label_info; movseg_ros/outputs.py builds them.
 Vocabulary: parameter ``queries`` and service ``set_queries`` (movseg_ros/srv/SetQueries); both
 are validated at once (``Segmenter.check_queries``), then encoded by an encoding thread while frames
 keep being labelled with the old vocabulary; ``Segmenter.set_queries`` switches atomically (version
@@ -533,7 +535,14 @@ class MovsegNode(Node):
                 self.stage_ms[k].append(v)
 
     def _publish(self, header, rgb, result, depth_m, K, inference_ms: float) -> None:
-        publishers = self._output_publishers()
+        # lazy, as image_pipeline's nodes: an output nobody subscribes to is not built (the overlay alone costs
+        # ~1 ms); ~/vision_label_info is transient-local, kept for late subscribers, so always sent
+        publishers = {}
+        for k, p in self._output_publishers().items():
+            if k == "vision_label_info" or p.get_subscription_count() > 0:
+                publishers[k] = p
+            else:
+                self.stats[f"no_subscriber_{k}"] += 1  # counted in the stats log (only this thread publishes)
         if result.vocabulary_version == self._vision_info_version:  # sent once per vocabulary (transient-local)
             publishers.pop("vision_label_info", None)
         for key, msg in output_messages(header, rgb, result, depth_m, K, inference_ms, publishers):

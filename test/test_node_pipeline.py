@@ -71,3 +71,7 @@ def test_pipelined_node_keeps_order_and_vocabularies_and_counts_every_frame(tmp_
     drops = sum(v for k, v in stats.items() if k.startswith("drop_"))
     assert stats["frames_out"] == len(order), (stats, len(order))
     assert stats["frames_in"] == stats["frames_out"] + drops, f"frames neither published nor counted: {stats}"
+    # lazy outputs: this client subscribes to labels and label-info only; nothing else is built or sent
+    for key in ("overlay", "confidence", "instances", "objects"):
+        assert stats.get(f"no_subscriber_{key}") == stats["frames_out"], (key, stats)
+    assert not any(stats.get(f"no_subscriber_{k}") for k in ("labels", "label_info")), stats
