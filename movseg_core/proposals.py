@@ -65,7 +65,7 @@ class ProposalConfig:
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
         x 0: the RGB-only proposals), and at or above which it has its full say; linear between.
-        ``registration_min`` > ``registration_full`` is refused; set both to -1 to always trust depth.
+        ``registration_min`` > ``registration_full`` is refused; both -inf: depth always has its full say.
     """
 
     method: str = "graph"
