@@ -80,6 +80,9 @@ class SegmenterConfig:
     overlap: compute normals and proposals on a helper thread while the CLIP dense pass runs on the
         calling one (they do not depend on it; not with ``dense.scope: proposals``, whose dense pass
         needs the proposals first); false = one stage after another, as before.
+    normals_on_device: on a CUDA device, compute normals there (the torch implementation, on a CUDA
+        stream of the geometry thread's own, so they run beside the CLIP pass); false, or any other
+        device: the compiled CPU kernels (same normals within 1e-4, tests/test_geometry.py).
     backend (torch | onnxruntime | openvino), backend_dir, backend_int8, onnx_providers, openvino_device: where
     the CLIP encoders run (:mod:`movseg_core.backends`; ``movseg export-onnx`` writes ``backend_dir``).
     """
@@ -93,6 +96,7 @@ class SegmenterConfig:
     max_queries: int = 512
     max_query_chars: int = 200
     overlap: bool = True
+    normals_on_device: bool = True
     backend: str = "torch"
     backend_dir: str = ""
     backend_int8: bool = False
@@ -242,6 +246,7 @@ class Segmenter:
         self._lock = threading.Lock()
         # one persistent helper thread for normals + proposals (started on the first overlapped frame)
         self._geometry_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movseg-geometry")
+        self._thread_streams: dict[int, torch.cuda.Stream] = {}  # CUDA normals: one stream per calling thread
         self._vocab: Vocabulary | None = None
         self._version = 0
         secs = prepare_cpu_normals(cfg.normals)  # so the first frame is not the one that compiles
@@ -362,6 +367,28 @@ class Segmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def normals_device(self) -> torch.device:
+        """Where :meth:`segment` computes normals: this segmenter's CUDA device (``normals_on_device``), else
+        the CPU (compiled kernels)."""
+        if self.cfg.normals_on_device and self.device.type == "cuda":
+            return self.device
+        return torch.device("cpu")
+
+    def _normals(self, depth: np.ndarray, K: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(HxWx3 float32 unit normals, HxW bool valid) on the host for HxW float32 metres ``depth``, computed
+        on :meth:`normals_device`; on CUDA in a stream of the calling thread's own (the CLIP pass may be
+        running on the default stream), and the copy back waits for that stream only."""
+        dev = self.normals_device()
+        if dev.type != "cuda":
+            n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
+            return np.asarray(n), np.asarray(nvalid)
+        stream = self._thread_streams.setdefault(threading.get_ident(), torch.cuda.Stream(dev))
+        with torch.cuda.stream(stream):
+            d = torch.from_numpy(depth).to(dev, non_blocking=True)
+            v = torch.from_numpy(valid).to(dev, non_blocking=True)
+            n, nvalid = normals_from_depth(d, K, v, self.cfg.normals)
+            return n.cpu().numpy(), nvalid.cpu().numpy()  # synchronous copies: wait for this stream's work
+
     def _x_image(self, depth: np.ndarray, valid: np.ndarray | None, normals: np.ndarray | None,
                  K: np.ndarray | None) -> np.ndarray | None:
         """The CLIP-X input image (HxWx3 uint8) for the configured modality, or None if unavailable."""
@@ -414,9 +441,7 @@ class Segmenter:
             t = time.perf_counter()
             n_out, v_out = normals, valid
             if depth is not None and normals is None and K is not None:
-                n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
-                n_out = n.cpu().numpy() if torch.is_tensor(n) else np.asarray(n)
-                nvalid = nvalid.cpu().numpy() if torch.is_tensor(nvalid) else np.asarray(nvalid)
+                n_out, nvalid = self._normals(depth, K, valid)
                 v_out = valid & nvalid
                 t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None

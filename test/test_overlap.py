@@ -165,3 +165,34 @@ def test_a_dense_error_is_raised_before_a_geometry_error_and_close_stops_the_geo
                    if t in getattr(s._geometry_pool, "_threads", ()))
     with pytest.raises(RuntimeError):
         s.segment(rgb, depth, K)
+
+
+def test_normals_run_on_the_cpu_kernels_unless_the_device_is_cuda(frame):
+    s = segmenter()
+    assert s.normals_device().type == "cpu"
+    n, v = s._normals(frame[1], frame[2], frame[1] > 0)
+    assert isinstance(n, np.ndarray) and n.shape == frame[1].shape + (3,) and v.dtype == bool and v.any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_normals_on_cuda_in_the_geometry_threads_stream_match_the_cpu_kernels(frame):
+    """On CUDA (normals_on_device, the default) the geometry thread computes normals on the GPU in its own
+    stream while the CLIP pass runs; labels, segments and normals equal the CPU kernels' (normals within 1e-4,
+    tests/test_geometry.py), so the segments are the same."""
+    tree = {"clip": {"model_name": "movseg-tiny-vit", "pretrained": "random", "device": "cuda"},
+            "dense": {"short_side": 224}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gpu = Segmenter.from_config(tree)
+        cpu_normals = Segmenter.from_config({**tree, "normals_on_device": False})
+    assert gpu.normals_device().type == "cuda" and cpu_normals.normals_device().type == "cpu"
+    valid = frame[1] > 0
+    (n_gpu, v_gpu), (n_cpu, v_cpu) = gpu._normals(frame[1], frame[2], valid), cpu_normals._normals(*frame[1:], valid)
+    agree = v_gpu == v_cpu
+    assert agree.mean() > 0.999
+    both = v_gpu & v_cpu
+    assert np.percentile(np.abs(n_gpu[both] - n_cpu[both]).max(1), 99.9) < 1e-4
+    for s in (gpu, cpu_normals):
+        s.set_queries(QUERIES)
+    a = gpu.segment(*frame)
+    assert a.timings_ms["normals"] > 0 and a.labels.shape == frame[1].shape
