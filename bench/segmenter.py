@@ -9,16 +9,19 @@ CPU stages (``cpu_stages_ms``, issue 14): everything a frame costs the CPU excep
 as the node runs it, with the CLIP passes replaced by the GPU stand-in (``clip.simulated_ms``: a wait that
 uses no CPU, as a GPU pass looks from the host; the same model shapes): decoding the three input
 messages (:func:`movseg_ros.conversions.rgbd_from_messages`), normals, proposals, pooling,
-classification, painting, objects, the segmenter's untimed glue (input checks), then building and
-serialising every default output of the node (:func:`movseg_ros.outputs.output_messages`: label-info,
-labels, confidence, instances, objects, the overlay), as for a client subscribed to all of them.
-Stages run one after another (``overlap`` off, so none is slowed by another); the figure is the p50
-of the per-frame sum over ``--cpu-repeats`` passes over the frames.
+classification, painting, the segmenter's untimed glue (input checks), then building and serialising the
+outputs (:func:`movseg_ros.outputs.output_messages`). Two clients, interleaved frame by frame:
+``cpu_stages_ms`` for a client of the label outputs (label-info, labels, confidence, the overlay: the
+stages issue 14 lists; the node then skips instance extraction, its outputs being lazy) and
+``cpu_stages_with_objects_ms`` for a client of every default output (instance extraction and the
+instance image and ObjectArray too). Stages run one after another (``overlap`` off, so none is slowed by
+another); each figure is the p50 of the per-frame sum over ``--cpu-repeats`` passes over the frames.
 
     python bench/segmenter.py [--quick] [--data DIR] [--model ViT-B-16] [--short-side 448] [--cpu-repeats 10]
 
 Last line: {"ours_ms", "baseline_ms", "speedup", "proposals", "stages_ms", "cpu_stages_ms",
-"cpu_stages_split_ms", ...} (per-frame means; the CPU stages p50).
+"cpu_stages_split_ms", "cpu_stages_with_objects_ms", "cpu_stages_with_objects_split_ms", ...} (per-frame
+means; the CPU stages p50).
 """
 from __future__ import annotations
 
@@ -68,9 +71,14 @@ def baseline(seg: Segmenter, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, 
 CLIP_STAGES = ("dense", "crops", "clip_x", "total")  # CLIP forward passes (and the sum): not CPU stages
 
 
-def cpu_stages(frames, args) -> tuple[float, dict[str, float]]:
-    """(p50 of the per-frame sum of the non-CLIP stages, p50 of each stage) in ms, as the node runs them
-    (module docstring)."""
+OBJECT_OUTPUTS = ("instances", "objects", "detections_2d", "detections_3d", "vision_label_info", "points")
+
+
+def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
+    """Per variant, (p50 of the per-frame sum of the non-CLIP stages, p50 of each stage) in ms, as the node runs
+    them (module docstring). Variants, interleaved frame by frame: ``labels`` (a client of the label outputs:
+    label-info, labels, confidence, overlay; the node then skips instance extraction) and ``all`` (every
+    default output, instances and objects too)."""
     from rclpy.serialization import serialize_message
 
     from movseg_ros.conversions import array_to_image, depth_to_image, make_camera_info, make_header, rgbd_from_messages
@@ -79,9 +87,10 @@ def cpu_stages(frames, args) -> tuple[float, dict[str, float]]:
     from movseg_ros.params import declared_defaults
 
     defaults = declared_defaults()  # the node's default outputs
-    wanted = {k for k in OUTPUTS if defaults[f"publish.{publish_switch(k)}"]
-              and (k not in VISION_OUTPUTS or vision_msgs_available())}
-    log.info("CPU stages: outputs %s", sorted(wanted))
+    every = {k for k in OUTPUTS if defaults[f"publish.{publish_switch(k)}"]
+             and (k not in VISION_OUTPUTS or vision_msgs_available())}
+    variants = {"labels": (every - set(OBJECT_OUTPUTS), False), "all": (every, True)}
+    log.info("CPU stages: outputs %s", {k: sorted(v[0]) for k, v in variants.items()})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         seg = Segmenter.from_config({
@@ -91,27 +100,30 @@ def cpu_stages(frames, args) -> tuple[float, dict[str, float]]:
     header = make_header(0, "camera_color_optical_frame")
     msgs = [(array_to_image(f.rgb, "rgb8", header), depth_to_image(f.depth, header),
              make_camera_info(f.K, *f.rgb.shape[:2], header)) for f in frames]
-    sums, split = [], {}
+    sums: dict[str, list[float]] = {v: [] for v in variants}
+    split: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     for rep in tqdm(range(args.cpu_repeats + 1), desc="CPU stages", unit="pass"):
         for color, depth, info in msgs:
-            t0 = time.perf_counter()
-            rgb, depth_m, K, _ = rgbd_from_messages(color, depth, info)
-            times = {"decode": (time.perf_counter() - t0) * 1e3}
-            t0 = time.perf_counter()
-            res = seg.segment(rgb, depth_m, K)
-            wall = (time.perf_counter() - t0) * 1e3
-            times.update({k: v for k, v in res.timings_ms.items() if k not in CLIP_STAGES})
-            # the segmenter's time outside its timed stages (input checks, hand-offs), so the sum is all of it
-            times["segment_other"] = wall - sum(v for k, v in res.timings_ms.items() if k != "total")
-            t0 = time.perf_counter()
-            for _, msg in output_messages(header, rgb, res, depth_m, K, res.timings_ms["total"], wanted):
-                serialize_message(msg)
-            times["messages"] = (time.perf_counter() - t0) * 1e3
-            if rep:  # the first pass warms caches up
-                sums.append(sum(times.values()))
-                for k, v in times.items():
-                    split.setdefault(k, []).append(v)
-    return round(statistics.median(sums), 2), {k: round(statistics.median(v), 2) for k, v in split.items()}
+            for variant, (wanted, objects) in variants.items():
+                t0 = time.perf_counter()
+                rgb, depth_m, K, _ = rgbd_from_messages(color, depth, info)
+                times = {"decode": (time.perf_counter() - t0) * 1e3}
+                t0 = time.perf_counter()
+                res = seg.finish(seg.start(rgb, depth_m, K), want_objects=objects)  # as the node does
+                wall = (time.perf_counter() - t0) * 1e3
+                times.update({k: v for k, v in res.timings_ms.items() if k not in CLIP_STAGES})
+                # the segmenter's time outside its timed stages (input checks, hand-offs): the sum is all of it
+                times["segment_other"] = wall - sum(v for k, v in res.timings_ms.items() if k != "total")
+                t0 = time.perf_counter()
+                for _, msg in output_messages(header, rgb, res, depth_m, K, res.timings_ms["total"], wanted):
+                    serialize_message(msg)
+                times["messages"] = (time.perf_counter() - t0) * 1e3
+                if rep:  # the first pass warms caches up
+                    sums[variant].append(sum(times.values()))
+                    for k, v in times.items():
+                        split[variant].setdefault(k, []).append(v)
+    return {v: (round(statistics.median(sums[v]), 2), {k: round(statistics.median(x), 2) for k, x in split[v].items()})
+            for v in variants}
 
 
 def main() -> int:
@@ -185,10 +197,11 @@ def main() -> int:
             sweep[mode] = round((time.perf_counter() - t) * 1e3, 1)
         print("dense stage by mode (ms, one frame): " + ", ".join(f"{k} {v:.0f}" for k, v in sweep.items()))
 
-    cpu_ms, cpu_split = cpu_stages(frames, args)
-    print("CPU stages (p50 ms per frame, CLIP passes on the GPU stand-in): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in cpu_split.items())
-          + f"; per-frame sum p50 {cpu_ms:.1f} ms (goal <= 25), load average {os.getloadavg()[0]:.2f}")
+    cpu = cpu_stages(frames, args)
+    for variant, (total, split) in cpu.items():
+        print(f"CPU stages, {variant} outputs (p50 ms per frame, CLIP passes on the GPU stand-in): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in split.items())
+              + f"; per-frame sum p50 {total:.1f} ms (goal <= 25), load average {os.getloadavg()[0]:.2f}")
 
     stages_ms = {k: round(statistics.mean(v), 1) for k, v in stages.items()}
     ours_ms, base_ms = statistics.mean(ours), statistics.mean(base)
@@ -207,8 +220,10 @@ def main() -> int:
         "speedup": round(base_ms / ours_ms, 2),
         "proposals": round(statistics.mean(n_props), 1),
         "stages_ms": stages_ms,
-        "cpu_stages_ms": cpu_ms,
-        "cpu_stages_split_ms": cpu_split,
+        "cpu_stages_ms": cpu["labels"][0],
+        "cpu_stages_split_ms": cpu["labels"][1],
+        "cpu_stages_with_objects_ms": cpu["all"][0],
+        "cpu_stages_with_objects_split_ms": cpu["all"][1],
         "baseline_crops_ms": round(statistics.mean(base_crops), 1),
         "cpu_ms": {"ours": round(ours_c, 1), "baseline": round(base_c, 1), "speedup": round(base_c / ours_c, 2)},
         "text_ms": {"cold": round(text_cold_ms, 1), "cached": round(text_warm_ms, 1)},

@@ -333,8 +333,8 @@ class Segmenter:
             if depth.shape != (h, w):
                 raise ValueError(f"depth shape {depth.shape} does not match rgb {(h, w)}")
             depth = depth.astype(np.float32, copy=False)
-            valid = np.isfinite(depth) & (depth > 0)
-            depth = np.where(valid, depth, 0.0).astype(np.float32)
+            valid = (depth > 0) & (depth < np.inf)  # NaN compares false: finite and positive
+            depth = np.where(valid, depth, np.float32(0.0))  # a float32 copy (the caller's array is not changed)
         if K is not None:
             K = np.asarray(K, dtype=np.float64)
             if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
@@ -474,9 +474,10 @@ class Segmenter:
                                time.perf_counter(), diagnostics)
 
     @torch.inference_mode()
-    def finish(self, f: FrameInProgress) -> SegmentationResult:
+    def finish(self, f: FrameInProgress, want_objects: bool = True) -> SegmentationResult:
         """The rest of :meth:`segment` for a frame from :meth:`start`; ``timings_ms['total']`` is the time of
-        both parts (not the wait between them)."""
+        both parts (not the wait between them). ``want_objects``: extract instances (with ``objects.enabled``);
+        false skips them for this frame (``result.objects`` None), e.g. when nobody consumes them."""
         cfg, c, times, vocab = self.cfg, self.cfg.classify, f.times, f.vocab
         rgb, depth, K, normals, valid, segments, trained, text = (f.rgb, f.depth, f.K, f.normals, f.valid, f.segments,
                                                                   f.trained, f.text)
@@ -516,7 +517,7 @@ class Segmenter:
         labels, conf = paint(seg_t, seg_labels, seg_conf)
         t = lap("paint", t)
         objects = None
-        if cfg.objects.enabled:
+        if cfg.objects.enabled and want_objects:
             objects = extract_objects(segments, seg_labels.cpu().numpy(), seg_conf.float().cpu().numpy(), vocab.names,
                                       depth, K, normals, cfg.objects, per_segment=trained is not None)
             t = lap("objects", t)

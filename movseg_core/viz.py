@@ -6,7 +6,7 @@ import time
 
 import cv2
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,21 +85,22 @@ def _blend_table(palette: np.ndarray, alpha: float) -> np.ndarray:
     return table
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _blend_labels(rgb, labels, table):  # noqa: ANN001, ANN202
     """One pass of :func:`overlay`'s blend through :func:`_blend_table`: (HxWx3 uint8 image, pixel count per
-    label 0..n). Labels above n count (and are coloured) as n, negative ones as unknown. One pass of table
-    lookups instead of the five numpy/OpenCV passes it replaces."""
+    label 0..n). Labels above n count (and are coloured) as n, negative ones as unknown. Table lookups in
+    one pass over rows in parallel (counts per row, summed after) instead of five numpy/OpenCV passes."""
     n = table.shape[0] - 1
+    h, w = labels.shape
     out = np.empty_like(rgb)
-    counts = np.zeros(n + 1, np.int64)
-    for y in range(labels.shape[0]):
-        for x in range(labels.shape[1]):
+    row_counts = np.zeros((h, n + 1), np.int32)
+    for y in prange(h):
+        for x in range(w):
             lab = min(max(int(labels[y, x]), 0), n)  # negative ids: unknown
-            counts[lab] += 1
+            row_counts[y, lab] += 1
             for c in range(3):
                 out[y, x, c] = table[lab, c, rgb[y, x, c]]
-    return out, counts
+    return out, row_counts.sum(axis=0).astype(np.int64)
 
 
 def draw_objects(image: np.ndarray, objects, n_classes: int, stuff: bool = False) -> np.ndarray:

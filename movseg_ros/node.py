@@ -50,7 +50,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
 
-from movseg_core.segmenter import FrameInProgress, Segmenter, SegmenterConfig, Vocabulary
+from movseg_core.segmenter import Segmenter, SegmenterConfig, Vocabulary
 from movseg_core.viz import prepare_viz
 from movseg_ros import topics
 from movseg_ros.conversions import (
@@ -487,7 +487,7 @@ class MovsegNode(Node):
         t1 = time.perf_counter()
         # pipelined: the worker runs the segmenter's first part (geometry beside the CLIP pass), the
         # publisher the rest (pooling, classification, painting, objects) while the worker takes the next frame
-        work = (self.segmenter.segment if self._publisher is None else self.segmenter.start)(rgb, depth_m, K)
+        work = self.segmenter.start(rgb, depth_m, K)  # finished by _finish, here or on the publisher thread
         t2 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "queue": queue_ms, "input_age": age_ms}
         done = (color.header, rgb, work, depth_m, K, timings, t2)
@@ -500,14 +500,14 @@ class MovsegNode(Node):
         """Finish (pipelined) and publish one segmented frame (worker or publisher thread); record its timings."""
         header, rgb, work, depth_m, K, timings, t_done = done
         t0 = time.perf_counter()
-        if isinstance(work, FrameInProgress):  # the segmenter's second part, on the publisher thread
+        if self._publisher is not None:  # pipelined: the second part runs on the publisher thread
             timings["publish_queue"] = (t0 - t_done) * 1000.0  # first part done -> second part started
-            work = self.segmenter.finish(work)
-            timings["segment"] += (time.perf_counter() - t0) * 1000.0
-        timings.update({f"segment.{k}": float(v) for k, v in (getattr(work, "timings_ms", None) or {}).items()})
-        self._check_registration(getattr(work, "diagnostics", None) or {})
+        result = self.segmenter.finish(work, want_objects=self._objects_wanted())
+        timings["segment"] += (time.perf_counter() - t0) * 1000.0
+        timings.update({f"segment.{k}": float(v) for k, v in result.timings_ms.items()})
+        self._check_registration(result.diagnostics or {})
         t1 = time.perf_counter()
-        self._publish(header, rgb, work, depth_m, K, timings["segment"])
+        self._publish(header, rgb, result, depth_m, K, timings["segment"])
         timings["publish"] = (time.perf_counter() - t1) * 1000.0
         self.stats["frames_out"] += 1
         self._record(timings)
@@ -549,6 +549,11 @@ class MovsegNode(Node):
             publishers[key].publish(msg)
             if key == "vision_label_info":
                 self._vision_info_version = result.vocabulary_version
+
+    def _objects_wanted(self) -> bool:
+        """Whether some subscriber consumes instances (lazy, like the outputs: extraction costs ~6 ms a frame)."""
+        return any(p is not None and p.get_subscription_count() > 0
+                   for p in (self.pub_instances, self.pub_objects, self.pub_det2d, self.pub_det3d, self.pub_points))
 
     def _output_publishers(self) -> dict[str, typing.Any]:
         """The created output publishers by :data:`movseg_ros.outputs.OUTPUTS` key."""

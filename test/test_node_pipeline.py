@@ -75,3 +75,6 @@ def test_pipelined_node_keeps_order_and_vocabularies_and_counts_every_frame(tmp_
     for key in ("overlay", "confidence", "instances", "objects"):
         assert stats.get(f"no_subscriber_{key}") == stats["frames_out"], (key, stats)
     assert not any(stats.get(f"no_subscriber_{k}") for k in ("labels", "label_info")), stats
+    last_line = [ln for ln in proc.output().splitlines() if "stats:" in ln and "median ms:" in ln][-1]
+    assert "segment.objects" not in last_line, "instances extracted although nobody subscribes to them"
+    assert "segment.paint" in last_line, last_line

@@ -196,3 +196,12 @@ def test_normals_on_cuda_in_the_geometry_threads_stream_match_the_cpu_kernels(fr
         s.set_queries(QUERIES)
     a = gpu.segment(*frame)
     assert a.timings_ms["normals"] > 0 and a.labels.shape == frame[1].shape
+
+
+def test_finish_without_objects_skips_their_extraction(frame):
+    s = segmenter()
+    with_objects = s.finish(s.start(*frame))
+    without = s.finish(s.start(*frame), want_objects=False)
+    assert with_objects.objects is not None and "objects" in with_objects.timings_ms
+    assert without.objects is None and "objects" not in without.timings_ms
+    assert np.array_equal(with_objects.labels, without.labels)
