@@ -19,13 +19,17 @@ host; movseg_core/gpu_standin.py), run with the pipelined schedule (``pipeline: 
 ``segmenter.overlap: true``: geometry beside the CLIP pass, publishing beside the next frame) and the
 sequential one (both false), alternating, ``--rounds`` times each, in the same run.
 
+The listener subscribes to every default output of the node (``--outputs all``: labels, confidence,
+instances, objects and the overlay delivered raw, as to a C++ client; the node builds and sends all of
+them) or to label-info alone (``--outputs label_info``: the node's lazy outputs skip the rest).
+
     .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30] [--budgets 0,0.1]
-    .venv/bin/python bench/node.py --model-ms 30 [--seconds 20] [--rounds 2] [--budgets 0.1]
+    .venv/bin/python bench/node.py --model-ms 30 [--seconds 20] [--rounds 2] [--budgets 0.1] [--outputs all]
 Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
 "rss_end_mb", "node_share_ms_p50", "dds_floor", "per_model": {"<model>@<budget>": {...}}} (top-level
 figures: the last model, last budget); with --model-ms also "rate_hz_pipelined", "rate_hz_sequential",
 "latency_ms_p50_pipelined", "latency_ms_p50_sequential", "node_share_ms_p50_pipelined",
-"node_share_ms_p50_sequential" (medians over the rounds) and "model_ms".
+"node_share_ms_p50_sequential" (medians over the rounds) and "model_ms"; "outputs".
 """
 from __future__ import annotations
 
@@ -64,15 +68,16 @@ def rss_mb(pid: int) -> float:
 @contextlib.contextmanager
 def listening(name: str, subscriptions: list[tuple]):
     """A listener node in this process, spun in a thread: ``subscriptions`` are
-    (msg_type, topic, qos, callback); torn down on exit."""
+    (msg_type, topic, qos, callback[, raw]) (raw: the callback gets the serialized bytes, not deserialized
+    here); torn down on exit."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx)
     me = rclpy.create_node(name, context=ctx)
-    for msg_type, topic, qos, callback in subscriptions:
-        me.create_subscription(msg_type, topic, callback, qos)
+    for msg_type, topic, qos, callback, *raw in subscriptions:
+        me.create_subscription(msg_type, topic, callback, qos, raw=bool(raw and raw[0]))
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(me)
     stop = threading.Event()
@@ -118,7 +123,7 @@ def standin(model_ms: float, overlap: bool) -> dict:
 
 
 def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float,
-              segmenter: dict | None = None, pipeline: bool = True) -> dict:
+              segmenter: dict | None = None, pipeline: bool = True, all_outputs: bool = True) -> dict:
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
@@ -137,9 +142,11 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
         got.append((stamp, (now - stamp) * 1000.0, msg.inference_ms))
 
     # every other default output has a subscriber too (the node builds only what is subscribed), so the
-    # node's share includes building and sending all of them, as for a client that shows the overlay
-    others = [(msg_type, topic, qos_by_name("reliable", depth=5), lambda _msg: None)
-              for msg_type, topic in default_outputs()]
+    # node's share includes building and sending all of them, as for a client that shows the overlay; raw:
+    # delivered but not deserialized by this Python process (as a C++ client, e.g. rviz, would take them), so
+    # the client's own decoding does not take these 2 cores from the node
+    others = [(msg_type, topic, qos_by_name("reliable", depth=5), lambda _msg: None, True)
+              for msg_type, topic in default_outputs()] if all_outputs else []
     try:
         with listening("movseg_bench_listener",
                        [(LabelInfo, "/movseg/label_info", qos_by_name("reliable", depth=100), on_info)] + others):
@@ -250,6 +257,9 @@ def main() -> int:
                     help="> 0: the GPU stand-in model (each CLIP forward a wait of this many ms, no CPU), pipelined "
                          "and sequential schedules side by side, instead of --models")
     ap.add_argument("--rounds", type=int, default=2, help="with --model-ms: runs of each schedule, alternating")
+    ap.add_argument("--outputs", choices=("all", "label_info"), default="all",
+                    help="what the listener subscribes to: every default output (the node builds and sends all of "
+                         "them) or label-info alone (the node's lazy outputs skip the rest, instances too)")
     args = ap.parse_args()
     budgets = [float(b) for b in (args.budgets or ("0.1" if args.model_ms > 0 else "0,0.1")).split(",")]
     if args.model_ms > 0:  # (label, segmenter config, node pipeline), the two schedules alternating
@@ -263,7 +273,7 @@ def main() -> int:
           f"LabelInfo p50 {floor['label_info_ms_p50']} ms: {floor['floor_ms_p50']} ms of any end-to-end overhead")
     with tempfile.TemporaryDirectory(prefix="movseg_bench_node_") as tmp:
         for name, segmenter, pipeline, budget in runs:
-            r = run_model(name, args.seconds, args.rate, Path(tmp), budget, segmenter, pipeline)
+            r = run_model(name, args.seconds, args.rate, Path(tmp), budget, segmenter, pipeline, args.outputs == "all")
             r["node_share_ms_p50"] = round(r["overhead_ms_p50"] - floor["floor_ms_p50"], 1)
             r["load_average"] = round(os.getloadavg()[0], 2)
             per_model[f"{name}@{budget:g}"] = r
@@ -291,6 +301,7 @@ def main() -> int:
               f"{out['node_share_ms_p50_pipelined']} ms | sequential {out['rate_hz_sequential']} Hz, latency p50 "
               f"{out['latency_ms_p50_sequential']} ms, node share {out['node_share_ms_p50_sequential']} ms "
               f"(goals: >= 25 Hz, <= {args.model_ms + 35:g} ms, <= 2 ms)")
+    out["outputs"] = args.outputs
     out["dds_floor"] = floor
     out["per_model"] = per_model
     return print_summary(out)

@@ -34,7 +34,7 @@ _BINS_PER_UNIT = 16.0
 _NBINS = 16384  # weights above 1024 Lab units share the last bin
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     """Depth-discontinuity evidence in [0, 1] between two pixels (0 if either has no depth)."""
     if za <= 0.0 or zb <= 0.0:
@@ -47,7 +47,7 @@ def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     return min(e, 1.0), True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _near_colour(lab, y, x, radius, c2min):  # noqa: ANN001, ANN202
     """Whether a 4-neighbour pair (right or down) with Lab distance^2 >= ``c2min`` starts within
     ``radius`` px (Chebyshev) of (y, x)."""
@@ -61,7 +61,7 @@ def _near_colour(lab, y, x, radius, c2min):  # noqa: ANN001, ANN202
     return False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _step_row(za, zb, out, a, b):  # noqa: ANN001, ANN202
     """out[i] = 1 where za[i] and zb[i] (float32 metres, 0 = not measured) are both measured and
     |za - zb| >= a z + b z^2 (z = the nearer one; a, b float32), else 0; returns how many.
@@ -75,7 +75,7 @@ def _step_row(za, zb, out, a, b):  # noqa: ANN001, ANN202
     return cnt
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):  # noqa: ANN001, ANN202
     """How well the measured depth discontinuities coincide with colour edges: (score, n_steps).
 
@@ -126,7 +126,7 @@ def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, r
     return (hit / n - chance) / (1.0 - chance), n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _lab_dist2(lab, y, x, yy, xx):  # noqa: ANN001, ANN202
     """Squared Lab colour distance (Lab units^2) between pixels (y, x) and (yy, xx) of an h x w x 3 image."""
     c0 = lab[y, x, 0] - lab[yy, xx, 0]
@@ -135,7 +135,7 @@ def _lab_dist2(lab, y, x, yy, xx):  # noqa: ANN001, ANN202
     return c0 * c0 + c1 * c1 + c2 * c2
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def sorted_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k, crease, diagonals, chunks):  # noqa: ANN001, ANN202
     """The 8- (``diagonals``) or 4-neighbour edges of an h x w image sorted by weight: (codes int32,
     weights float32), each of length m (the number of edges).
@@ -221,7 +221,7 @@ def sorted_edges(lab, z, nrm, nok, depth_weight, normal_weight, noise_m, noise_k
     return edges
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _union(parent, size, a, b):  # noqa: ANN001, ANN202
     """Join the sets of roots ``a`` != ``b`` (union by size); returns the joined set's root."""
     if size[a] < size[b]:
@@ -231,7 +231,7 @@ def _union(parent, size, a, b):  # noqa: ANN001, ANN202
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def graph_segment(n_pixels, w, diagonals, edges, k, min_size):  # noqa: ANN001, ANN202
     """Felzenszwalb-Huttenlocher segmentation of the pixel graph of an image ``w`` pixels wide
     (``n_pixels`` in all) from its edges in increasing weight (:func:`sorted_edges`): n_pixels int32
@@ -270,7 +270,7 @@ def graph_segment(n_pixels, w, diagonals, edges, k, min_size):  # noqa: ANN001, 
     return set_ids(parent, n_pixels)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sort_pairs(keys, R):  # noqa: ANN001, ANN202
     """Indices that sort ``keys = a * R + b`` (0 <= a, b < R): two stable counting-sort passes (by b,
     then by a), O(n + R) instead of a comparison sort."""
@@ -299,7 +299,7 @@ def _sort_pairs(keys, R):  # noqa: ANN001, ANN202
     return order
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _cheaper(cost, i, j):  # noqa: ANN001, ANN202
     """The cheaper of pairs ``i`` < ``j`` (-1: none); a tie goes to ``i``, the pair listed first."""
     if j < 0:
@@ -309,7 +309,7 @@ def _cheaper(cost, i, j):  # noqa: ANN001, ANN202
     return j if cost[j] < cost[i] else i
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _update(tree, cost, leaves, e):  # noqa: ANN001, ANN202
     """Re-decide the tournament on the path from pair ``e``'s leaf to the root."""
     i = (leaves + e) >> 1
@@ -318,7 +318,7 @@ def _update(tree, cost, leaves, e):  # noqa: ANN001, ANN202
         i >>= 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _drop(tree, cost, alive, leaves, e):  # noqa: ANN001, ANN202
     """Take pair ``e`` out of the tournament (merged away)."""
     alive[e] = False
@@ -326,7 +326,7 @@ def _drop(tree, cost, alive, leaves, e):  # noqa: ANN001, ANN202
     _update(tree, cost, leaves, e)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, noise_m, noise_k,  # noqa: ANN001, ANN202, C901
                   merge_depth, merge_normal, merge_contrast, use_depth, use_normals):
     """Greedy adjacency merging of an h x w int32 label map (ids 0..n_regions-1) down to at most
@@ -497,7 +497,7 @@ def merge_regions(labels, n_regions, lab, z, nrm, nok, max_segments, jump_rel, n
     return out, s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _cost(a, b, st, area, col, nsum, ncnt, mean_area, merge_depth, merge_normal, merge_contrast):  # noqa: ANN001, ANN202
     aa, ab = area[a], area[b]
     d = 0.0
@@ -515,14 +515,14 @@ def _cost(a, b, st, area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
     return cst * np.sqrt(min(aa, ab) / mean_area)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _depth_sample(z, ok, s, n):  # noqa: ANN001, ANN202
     """Add a source depth to a block's (sum, count) if measured (branch-free: s + 0.0 == s)."""
     use = z > 0.0 and z < np.inf and ok
     return s + (z if use else 0.0), n + use
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _normal_sample(n, yy, xx, s0, s1, s2):  # noqa: ANN001, ANN202
     """Add a source normal to a block's sums if valid (norm > 0.5 and < 2; NaN compares False)."""
     a, b, c = n[yy, xx, 0], n[yy, xx, 1], n[yy, xx, 2]
@@ -531,7 +531,7 @@ def _normal_sample(n, yy, xx, s0, s1, s2):  # noqa: ANN001, ANN202
     return s0 + (a if use else 0.0), s1 + (b if use else 0.0), s2 + (c if use else 0.0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
     """Masked f x f block mean of measured depth: (H//f) x (W//f) float32 metres, 0 where fewer than
     ``min_cover`` of the block's pixels hold depth (> 0, finite, and ``valid`` unless None). Output
@@ -558,7 +558,7 @@ def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def downsample_normals(n, z_small, f):  # noqa: ANN001, ANN202
     """f x f block mean of the valid unit normals (norm > 0.5; NaN/0 = none), renormalised, where the
     working pixel also has measured depth: ((H//f) x (W//f) x 3 float32, (H//f) x (W//f) bool).

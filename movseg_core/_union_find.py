@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def find(parent, i):  # noqa: ANN001, ANN201
     """Root of ``i`` in ``parent``, halving the path on the way."""
     while parent[i] != i:
@@ -18,7 +18,7 @@ def find(parent, i):  # noqa: ANN001, ANN201
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def set_ids(parent, n):  # noqa: ANN001, ANN201
     """Elements 0..n-1 of ``parent`` -> (their set ids, int32 (n,); the number of sets S).
 

@@ -98,7 +98,7 @@ def segment_patch_weights(segments: torch.Tensor, n_segments: int, grid: tuple[i
     return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _patch_counts(seg, n_segments, cell_row, cell_col, n_cells, gw):  # noqa: ANN001, ANN202
     """Pixels of each segment in each cell: ``S x n_cells`` float32 (cell = cell_row[y] * gw + cell_col[x]).
 

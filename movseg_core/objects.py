@@ -163,12 +163,12 @@ class Objects:
 # ------------------------------------------------------------------------------------- kernels
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _is_jump(za, zb, jump):  # noqa: ANN001, ANN202
     return za > 0 and zb > 0 and abs(za - zb) > jump * min(za, zb)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _pair_kind(y, x, yy, xx, depth, has_depth, jump, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Kind of the boundary pair (y, x) - (yy, xx): 0 = no valid depth, 1 = depth-consistent
     convex/flat, 2 = depth jump, 3 = consistent concave (see the module docstring)."""
@@ -191,7 +191,7 @@ def _pair_kind(y, x, yy, xx, depth, has_depth, jump, nrm, use_convex, sin_tol, f
     return kind
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _units(seg, thing, depth, has_depth, jump, cls, nrm, use_convex, sin_tol, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Thing pixels of one segment, 4-connected without a depth jump -> units 0..U-1, numbered in
     raster order of their first pixel. Union-find over row runs in one pass. Returns the run map
@@ -265,7 +265,7 @@ def _units(seg, thing, depth, has_depth, jump, cls, nrm, use_convex, sin_tol, fx
     return unit, rid, n, A[:k].copy(), B[:k].copy(), Kd[:k].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _join(n, a, b):  # noqa: ANN001, ANN202
     """Connected components of n nodes joined by the pairs (a[k], b[k]): component per node,
     numbered 0.. in the order of each component's smallest node (int32 (n,))."""
@@ -277,7 +277,7 @@ def _join(n, a, b):  # noqa: ANN001, ANN202
     return set_ids(parent, n)[0]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _span(runs, seg, run_map, seg_map, y, x0):  # noqa: ANN001, ANN202
     """``(end, value)``: pixels ``x0..end-1`` of row ``y`` all map to ``value`` (``run_map[run]`` on a run
     pixel, ``seg_map[segment]`` elsewhere) and pixel ``end`` (if any) maps to another value. The map is
@@ -297,7 +297,7 @@ def _span(runs, seg, run_map, seg_map, y, x0):  # noqa: ANN001, ANN202
     return x, v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chunks):  # noqa: ANN001, ANN202
     """Per group (``run_group[run]`` for things, ``seg_group[seg]`` otherwise, -1 = none): pixels,
     confidence sum, valid depth pixels, box (x0, y0, x1, y1), first raster index; and the valid
@@ -365,7 +365,7 @@ def _group_stats(runs, run_group, seg, seg_group, conf, depth, has_depth, n, chu
     return cnt, csum, nval, box, first, nval_b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offsets, seen0, fx, fy, cx, cy):  # noqa: ANN001, ANN202
     """Instance map (``run_id[run]`` for things, ``seg_id[seg]`` otherwise; 0 = none); every
     ``stride[id]``-th valid-depth pixel of each instance (raster order) back-projected into
@@ -403,7 +403,7 @@ def _paint_and_gather(runs, run_id, seg, seg_id, depth, has_depth, stride, offse
     return inst, pts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _inlier_moments(pts, offsets, ok, box):  # noqa: ANN001, ANN202
     """Per instance i (where ok[i]): mean (3,) and covariance (3x3) of its points inside box[i] (2x3)."""
     n = offsets.size
@@ -436,7 +436,7 @@ def _inlier_moments(pts, offsets, ok, box):  # noqa: ANN001, ANN202
     return mean, cov
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_local(pts, offsets, ok, mean, R):  # noqa: ANN001, ANN202
     """Points in their instance's box frame: ``(p - mean[i]) @ R[i]`` (M x 3)."""
     out = np.zeros(pts.shape)

@@ -85,7 +85,7 @@ def _blend_table(palette: np.ndarray, alpha: float) -> np.ndarray:
     return table
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _blend_labels(rgb, labels, table):  # noqa: ANN001, ANN202
     """One pass of :func:`overlay`'s blend through :func:`_blend_table`: (HxWx3 uint8 image, pixel count per
     label 0..n). Labels above n count (and are coloured) as n, negative ones as unknown. Table lookups in
