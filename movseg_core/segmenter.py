@@ -80,6 +80,9 @@ class SegmenterConfig:
     overlap: compute normals and proposals on a helper thread while the CLIP dense pass runs on the
         calling one (they do not depend on it; not with ``dense.scope: proposals``, whose dense pass
         needs the proposals first); false = one stage after another, as before.
+    sync_stage_timings: on a GPU, synchronise with the device after each device stage so that
+        ``timings_ms`` are each stage's own time (profiling: ``bench/gpu.py`` sets it); false (default): no
+        host-device synchronisation in the middle of a frame, device stages report their host time.
     normals_on_device: on a CUDA device, compute normals there (the torch implementation, on a CUDA
         stream of the geometry thread's own, so they run beside the CLIP pass); false, or any other
         device: the compiled CPU kernels (same normals within 1e-4, tests/test_geometry.py).
@@ -97,6 +100,7 @@ class SegmenterConfig:
     max_query_chars: int = 200
     overlap: bool = True
     normals_on_device: bool = True
+    sync_stage_timings: bool = False
     backend: str = "torch"
     backend_dir: str = ""
     backend_int8: bool = False
@@ -355,9 +359,12 @@ class Segmenter:
         return self.cfg.overlap and self.cfg.dense.scope != "proposals" and self.cfg.classify.dense_weight > 0
 
     def _lap(self, times: dict[str, float], name: str, t0: float, sync: bool = True) -> float:
-        """Record stage ``name`` as the ms since ``t0`` in ``times``; returns now. ``sync``: wait for the device
-        first (GPU stages); CPU stages on the geometry thread must not, or they would wait for the CLIP pass."""
-        if sync:
+        """Record stage ``name`` as the ms since ``t0`` in ``times``; returns now. ``sync``: a device stage; with
+        ``sync_stage_timings`` wait for the device first, so the time is the stage's own (a host-device
+        synchronisation in the middle of the frame: profiling only); otherwise the stage's host time, its
+        device work showing up in the stage that next waits for it (painting copies the labels to the host).
+        CPU stages on the geometry thread never wait, or they would wait for the CLIP pass."""
+        if sync and self.cfg.sync_stage_timings:
             self._sync()
         t1 = time.perf_counter()
         times[name] = (t1 - t0) * 1e3
