@@ -19,6 +19,8 @@ For each model, over the bundled NYUv2 frames (640x480, cycled):
 
     python bench/gpu.py [--models ViT-B-16,ViT-L-14] [--frames 40] [--device auto] [--budget-s 240] [--quick]
 
+On a GPU machine (``device`` tool): ``python bench/gpu.py`` (under five minutes on a desktop GPU).
+
 Last line: {"device", "gpu", "models": {"<model>": {"precision", "normals_device", "stages_ms",
 "cpu_stages_ms", "ms_p50", "fps_sequential", "fps_pipelined", "peak_memory_mb"} or {"skipped": why}},
 "seconds"}.
@@ -125,7 +127,7 @@ def run_model(name: str, device: str, frames: list, n: int, queries: list[str]) 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="ViT-B-16,ViT-L-14")
-    ap.add_argument("--frames", type=int, default=40, help="frames per schedule and model")
+    ap.add_argument("--frames", type=int, default=None, help="frames per schedule and model (40 on CUDA, 5 on CPU)")
     ap.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cpu")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--budget-s", type=float, default=240.0, help="start no further model after this many seconds")
@@ -136,6 +138,8 @@ def main() -> int:
         args.models, args.frames = "movseg-tiny-vit", 3
     t_start = time.perf_counter()
     device = resolve_device(args.device)
+    if args.frames is None:
+        args.frames = 40 if device.type == "cuda" else 5  # a CPU run (make bench) only checks the script
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     frames = [f for f in NYUv2Folder(default_nyuv2_dir(), require_depth=True)]
     queries = [NYU40_CLASSES[i % 40] + ("" if i < 40 else f" {i // 40}") for i in range(args.queries)]
