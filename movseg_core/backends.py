@@ -73,7 +73,7 @@ def check_backend(backend: str, dense: DenseConfig) -> None:
 
 #: what to install for each runtime
 _INSTALL = {"onnxruntime": "pip install onnxruntime; onnxruntime-gpu for CUDA / TensorRT",
-            "openvino": "pip install openvino; not installable on the project's machines: use onnxruntime or torch"}
+            "openvino": "pip install openvino (requirements.txt pins it)"}
 
 
 def import_runtime(backend: str):
@@ -99,6 +99,36 @@ def onnxruntime_session(path: Path, providers: tuple[str, ...] | list[str]):
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+
+
+def openvino_devices(device: str) -> list[str]:
+    """The physical devices an ``openvino_device`` string names: ``GPU.1`` -> [GPU.1]; ``AUTO:GPU,CPU``,
+    ``HETERO:GPU,CPU``, ``MULTI:...`` -> [GPU, CPU]; plain ``AUTO`` -> [] (any available one)."""
+    virtual, _, listed = device.partition(":")
+    if virtual in ("AUTO", "HETERO", "MULTI", "BATCH"):
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    return [device]
+
+
+def openvino_model(path: Path, device: str):
+    """``path`` compiled by OpenVINO for ``device`` (every named device must be available), in fp32 on every
+    device: the CPU plugin's default precision is bf16 on CPUs with AMX / AVX512-BF16 and the GPU plugin's
+    f16, which would change the features (``backend_int8`` is the faster, approximate variant). CPU threads
+    = torch's, as for onnxruntime."""
+    ov = import_runtime("openvino")
+    core = ov.Core()
+    available = core.available_devices  # e.g. ['CPU', 'GPU.0', 'GPU.1']
+    names = openvino_devices(device)
+    missing = [d for d in names if d not in available and not any(a.startswith(d + ".") for a in available)]
+    if missing or not (names or available):
+        raise BackendUnavailableError(f"OpenVINO devices {missing or [device]} are not available here (available: "
+                                      f"{available}); set segmenter.openvino_device")
+    for family in sorted({d.split(".")[0] for d in (names or available)}):
+        props = {"INFERENCE_PRECISION_HINT": "f32"}
+        if family == "CPU":
+            props["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
+        core.set_property(family, props)
+    return core.compile_model(str(path), device)
 
 
 class Encoder:
@@ -131,8 +161,7 @@ def load_encoder(path: Path, backend: str, shape: list[int | None], dtype, hint:
         name = sess.get_inputs()[0].name
         return Encoder(lambda a: sess.run(None, {name: a})[0], shape, dtype, hint)
     if backend == "openvino":
-        ov = import_runtime("openvino")
-        compiled = ov.Core().compile_model(str(path), cfg.openvino_device)
+        compiled = openvino_model(path, cfg.openvino_device)
         out = compiled.output(0)
         return Encoder(lambda a: compiled([a])[out], shape, dtype, hint)
     raise ValueError(f"backend {backend!r} runs no exported graph (one of {BACKENDS[1:]})")
