@@ -7,7 +7,8 @@ else (proposals, pooling, classification, the optional crop and CLIP-X members, 
 Which to pick (docs/segmenter.md "Backends" has this machine's figures):
 
 - x86 CPU: ``onnxruntime`` (``backend_int8: true`` for more speed at a small accuracy cost), or
-  ``openvino`` on Intel CPUs / iGPUs (``pip install openvino``; ``openvino_device`` CPU, GPU, AUTO);
+  ``openvino`` (fp32 as fast as onnxruntime on an AVX2 CPU; its int8 wants VNNI / AMX; ``openvino_device`` CPU,
+  GPU for Intel iGPUs, AUTO);
 - NVIDIA GPU / Jetson: ``onnxruntime`` with ``onnx_providers: [TensorrtExecutionProvider,
   CUDAExecutionProvider, CPUExecutionProvider]`` (the ``onnxruntime-gpu`` wheel, or NVIDIA's Jetson
   wheel of it, built against the JetPack's CUDA / TensorRT). TensorRT options come from onnxruntime's
