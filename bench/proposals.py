@@ -151,7 +151,11 @@ class RegistrationSearch:
         grid's scales (geometric, ``scale_step`` apart in log scale); shift_max, shift_step: its
         shifts dx, dy (fractions of the width / height, -shift_max..shift_max); top: how many of its
         best warps (plus the identity) are refined; anisotropic: the refinement moves the horizontal
-        and vertical scales apart.
+        and vertical scales apart. evidence: the objective is the registration score shrunk by its
+        number of depth steps n, score n / (n + evidence), so that a warp keeping few steps cannot
+        win on a lucky ratio (the score saturates at 1 with ~100 steps; 0: the score itself).
+        margin: the depth stays as given unless the best warp's registration score beats the
+        unwarped depth's by more than this (registered depth with a saturated score stays put).
     """
 
     widths: tuple[int | None, ...] = (160, None)
@@ -160,7 +164,9 @@ class RegistrationSearch:
     shift_max: float = 0.15
     shift_step: float = 0.0125
     top: int = 5
-    anisotropic: bool = True
+    anisotropic: bool = False
+    evidence: float = 50.0
+    margin: float = 0.05
 
 
 IDENTITY = (1.0, 1.0, 0.0, 0.0)
@@ -172,7 +178,8 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
 
     rgb: HxWx3 uint8; depth: HxW float32 metres (0 = missing). Only these two are looked at (never
     labels). The objective is the proposals' own registration score (``registration_score`` on
-    ``working_images``: do the measured depth steps lie on colour edges); the candidates are warps
+    ``working_images``: do the measured depth steps lie on colour edges), shrunk by its evidence
+    (x n / (n + ``search.evidence``), n its depth steps); the candidates are warps
     (sx, sy, dx, dy) of the depth image as ``misregistered_depth`` applies them (content scaled by
     sx, sy about the centre, shifted by dx, dy fractions of the width / height; nearest neighbour,
     missing outside), applied to the working-resolution depth of each level. Coarse to fine: (1)
@@ -182,9 +189,10 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     one step (3^3 with sx = sy unless ``anisotropic``), to the best if it raises the score, else
     the steps halve; the shift step starts at 2 px of that width (the scale step in proportion)
     and stops under half a pixel. NaN scores (too few depth steps) count as -inf; among equal best
-    scores (the score saturates at 1) the warp that moves the pixels least wins (the identity first).
-    Returns {"warp": (sx, sy, dx, dy), "score": its score, "identity": the unwarped depth's score,
-    both at the last width, "evaluations": scores computed}.
+    scores (the score saturates at 1) the warp that moves the pixels least wins (the identity
+    first); the identity also wins unless the best warp's score beats it by ``search.margin``.
+    Returns {"warp": (sx, sy, dx, dy), "score": its registration score, "identity": the unwarped
+    depth's, both at the last width, "evaluations": scores computed}.
     """
     from movseg_core.data.synthetic import misregistered_depth
     from movseg_core.proposals import registration_score, working_images
@@ -195,11 +203,11 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
         c = dataclasses.replace(cfg, work_width=width)
         lab, z = working_images(rgb, depth, None, c)
 
-        def score(w: tuple[float, float, float, float]) -> float:
+        def score(w: tuple[float, float, float, float], raw: bool = False) -> float:
             nonlocal n_eval
             n_eval += 1
-            v = registration_score(lab, z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:]), c)[0]
-            return v if np.isfinite(v) else -np.inf
+            v, n = registration_score(lab, z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:]), c)
+            return v if raw else v * n / (n + search.evidence) if np.isfinite(v) else -np.inf
         return score
 
     widths = [w or cfg.work_width for w in search.widths]
@@ -229,22 +237,25 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
             refined.append((cur_v, cur))
         # best first; equal scores (a saturated score, 1) -> the warp that moves pixels least first
         refined.sort(key=lambda r: (-r[0], warp_residual_px(IDENTITY, r[1], 64, 48)[0]))
-        cands, best_v = [w for _, w in refined], refined[0][0]
-    identity = score(IDENTITY)
-    return {"warp": tuple(round(float(v), 4) for v in cands[0]), "score": round(float(best_v), 3),
-            "identity": round(float(identity), 3), "evaluations": n_eval}
+        cands = [w for _, w in refined]
+    raw = [score(w, raw=True) for w in (cands[0], IDENTITY)]
+    if not raw[0] > raw[1] + search.margin:  # not clearly better registered than as given: keep it
+        cands[0], raw[0] = IDENTITY, raw[1]
+    return {"warp": tuple(round(float(v), 4) for v in cands[0]), "score": round(float(raw[0]), 3),
+            "identity": round(float(raw[1]), 3), "evaluations": n_eval}
 
 
-def warp_residual_px(applied: tuple, found: tuple, width: int, height: int) -> tuple[float, float]:
-    """Mean and max (over the pixels of a width x height image) of how far ``found`` after ``applied``
-    moves a pixel (px): 0 when ``found`` undoes ``applied``. Warps as (sx, sy, dx, dy) of
-    ``misregistered_depth`` (identity (1, 1, 0, 0)); x -> s (x - c) + c + d (w, h) per axis."""
+def warp_residual_px(applied: tuple, found: tuple, width: int, height: int,
+                     reference: tuple = IDENTITY) -> tuple[float, float]:
+    """Mean and max (over the pixels of a width x height image, every 4th) of the distance (px)
+    between where ``found`` after ``applied`` puts a pixel and where ``reference`` does: 0 when
+    ``found`` undoes ``applied`` (reference: the identity). Warps as (sx, sy, dx, dy) of
+    ``misregistered_depth``: x -> s (x - c) + c + d (w, h) per axis, c the image centre."""
     c, size = np.array([(width - 1) / 2, (height - 1) / 2]), np.array([width, height], float)
-    sa, ta, sf, tf = (np.array(applied[:2]), np.array(applied[2:]) * size, np.array(found[:2]),
-                      np.array(found[2:]) * size)
+    (sa, ta), (sf, tf), (sr, tr) = ((np.array(w[:2]), np.array(w[2:]) * size) for w in (applied, found, reference))
     yy, xx = np.mgrid[0:height:4, 0:width:4]
     p = np.stack([xx.ravel(), yy.ravel()], 1) - c
-    r = np.linalg.norm((sf * sa - 1) * p + sf * ta + tf, axis=1)
+    r = np.linalg.norm((sf * sa - sr) * p + sf * ta + tf - tr, axis=1)
     return round(float(r.mean()), 2), round(float(r.max()), 2)
 
 
@@ -268,30 +279,35 @@ def registered_set(items: list[Item]) -> list[Item]:
 
 
 def search_check(sets: dict[str, list[Item]]) -> dict:
-    """:func:`search_registration` on the tuning frames (labels unused): the registered ones (it
-    should return about the identity) and the raw NYUv2 / synthetic ones under each MISREG_TUNE warp
-    (it should return about the inverse warp). Prints and returns each frame's residual (mean / max
-    px over the image of the found warp after the applied one; 0 = undone) and scores."""
+    """:func:`search_registration` on the tuning frames (labels unused): as given (it should find
+    about the identity) and the raw NYUv2 / synthetic ones under each MISREG_TUNE warp (about the
+    inverse warp). Prints and returns per frame the residual (mean / max px over the image) of the
+    found warp after the applied one against the identity (exact inverse) and against the warp found
+    on the same frame as given (consistency: a frame whose depth is itself slightly off colour)."""
     from movseg_core.data.synthetic import misregistered_depth
 
     rows = []
     for key in ("nyuv2_tune_filled", "nyuv2_tune_raw", "synthetic_tune"):
         warps = [(1.0, (0.0, 0.0))] + (list(MISREG_TUNE) if key != "nyuv2_tune_filled" else [])
         for it in sets.get(key, []):
+            h, w = it.depth.shape
+            base = IDENTITY  # then the warp found on the frame as given (warps[0])
             for s, t in warps:
                 r = search_registration(it.rgb, misregistered_depth(it.depth, s, t) if s != 1.0 else it.depth)
-                h, w = it.depth.shape
-                res = warp_residual_px((s, s, *t), r["warp"], w, h)
-                rows.append({"set": key, "frame": it.name, "applied": [s, *t], **r, "residual_px": list(res)})
+                base = r["warp"] if s == 1.0 else base
+                res, con = (warp_residual_px((s, s, *t), r["warp"], w, h, ref) for ref in (IDENTITY, base))
+                rows.append({"set": key, "frame": it.name, "applied": [s, *t], **r, "residual_px": list(res),
+                             "vs_as_given_px": list(con)})
                 print(f"search check {key:>17} {it.name:>12} applied ({s}, {t[0]:+.2f}, {t[1]:+.2f}): found "
-                      f"{r['warp']}, residual mean {res[0]:.1f} / max {res[1]:.1f} px, score {r['score']:.2f} "
-                      f"(as given {r['identity']:.2f})")
-    for kind, sel in (("registered", [r for r in rows if r["applied"][0] == 1.0]),
-                      ("warped", [r for r in rows if r["applied"][0] != 1.0])):
+                      f"{r['warp']}, score {r['score']:.2f} (as given {r['identity']:.2f}); residual mean / max "
+                      f"{res[0]:.1f} / {res[1]:.1f} px, vs the frame as given {con[0]:.1f} / {con[1]:.1f} px")
+    for kind, sel, k in (("as given, vs identity", [r for r in rows if r["applied"][0] == 1.0], "residual_px"),
+                         ("warped, vs exact inverse", [r for r in rows if r["applied"][0] != 1.0], "residual_px"),
+                         ("warped, vs as given", [r for r in rows if r["applied"][0] != 1.0], "vs_as_given_px")):
         if sel:
-            m = np.array([r["residual_px"][0] for r in sel])
-            print(f"search check {kind}: {len(sel)} frames, mean residual median {np.median(m):.1f} px, "
-                  f"worst {m.max():.1f} px")
+            m = np.array([r[k][0] for r in sel])
+            print(f"search check {kind}: {len(sel)} frames, mean residual median {np.median(m):.1f} px, worst "
+                  f"{m.max():.1f} px, {int((m <= 8).sum())} within 8 px")
     return {"frames": rows}
 
 

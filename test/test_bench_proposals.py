@@ -41,7 +41,7 @@ def test_search_undoes_a_known_warp(bench, frame):
     assert bench.warp_residual_px((0.9, 0.9, *applied[1]), (1, 1, 0, 0), w, h)[0] > 30  # unsearched: far off
     inverse = (1 / 0.9, 1 / 0.9, -0.05 / 0.9, 0.04 / 0.9)
     assert bench.warp_residual_px((0.9, 0.9, *applied[1]), inverse, w, h)[1] < 1e-6
-    assert mean_px < 4 and max_px < 10, r
+    assert mean_px < 6 and max_px < 12, r  # 1 % of the width (the score resolves ~1 working px = 2 px)
     assert r["identity"] < 0.35 < 0.55 < r["score"], r  # gated off as given, trusted once re-registered
 
 
