@@ -147,9 +147,9 @@ class RegistrationSearch:
     """Settings of :func:`search_registration` (chosen on the tuning data, ``--tune --search-check``).
 
     widths: the working widths (px) of the levels, coarse to fine; the last (``None``: the
-        proposals' ``work_width``) is what ``propose`` scores. scale_range, scale_step: the coarse
-        grid's scales (geometric, ``scale_step`` apart in log scale); shift_max, shift_step: its
-        shifts dx, dy (fractions of the width / height, -shift_max..shift_max); top: how many of its
+        proposals' ``work_width``) is what ``propose`` scores. scales: the coarse grid's scales
+        (geometric, lowest to highest, a step apart in log scale); shifts: its shifts dx, dy
+        (fractions of the width / height, -max..max a step apart); top: how many of its
         best warps (plus the identity) are refined; anisotropic: the refinement moves the horizontal
         and vertical scales apart. evidence: the objective is the registration score shrunk by its
         number of depth steps n, score n / (n + evidence), so that a warp keeping few steps cannot
@@ -159,10 +159,8 @@ class RegistrationSearch:
     """
 
     widths: tuple[int | None, ...] = (160, None)
-    scale_range: tuple[float, float] = (0.75, 1.33)
-    scale_step: float = 0.03
-    shift_max: float = 0.15
-    shift_step: float = 0.0125
+    scales: tuple[float, float, float] = (0.75, 1.33, 0.03)  # lowest, highest, step in log scale
+    shifts: tuple[float, float] = (0.15, 0.0125)  # -max..max, step (fractions of the width / height)
     top: int = 5
     anisotropic: bool = False
     evidence: float = 50.0
@@ -183,10 +181,10 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     (sx, sy, dx, dy) of the depth image as ``misregistered_depth`` applies them (content scaled by
     sx, sy about the centre, shifted by dx, dy fractions of the width / height; nearest neighbour,
     missing outside), applied to the working-resolution depth of each level. Coarse to fine: (1)
-    every isotropic warp of a grid (``scale_range`` x +-``shift_max`` at ``scale_step`` /
-    ``shift_step``) at the first of ``search.widths``; (2) at each following width, for each of
-    its ``top`` best warps and the identity, a pattern search: all 3^4 (sx, sy, dx, dy) moves of
-    one step (3^3 with sx = sy unless ``anisotropic``), to the best if it raises the score, else
+    every isotropic warp of a grid (``search.scales`` x ``search.shifts``) at the first of
+    ``search.widths``; (2) at each following width, for each of its ``top`` best warps and the
+    identity, a pattern search: all 3^4 (sx, sy, dx, dy) moves of one step (3^3 with sx = sy
+    unless ``anisotropic``, the default), to the best if it raises the score, else
     the steps halve; the shift step starts at 2 px of that width (the scale step in proportion)
     and stops under half a pixel. NaN scores (too few depth steps) count as -inf; among equal best
     scores (the score saturates at 1) the warp that moves the pixels least wins (the identity
@@ -212,9 +210,9 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
 
     widths = [w or cfg.work_width for w in search.widths]
     coarse = scorer(widths[0])
-    lo, hi = np.log(search.scale_range)
-    scales = np.exp(np.linspace(lo, hi, int(round((hi - lo) / search.scale_step)) + 1))
-    shifts = np.arange(-search.shift_max, search.shift_max + 1e-9, search.shift_step)
+    (lo, hi), step = np.log(search.scales[:2]), search.shifts[1]
+    scales = np.exp(np.linspace(lo, hi, int(round((hi - lo) / search.scales[2])) + 1))
+    shifts = np.arange(-search.shifts[0], search.shifts[0] + 1e-9, step)
     grid = [(float(s), float(s), float(dx), float(dy)) for s in scales for dx in shifts for dy in shifts]
     cands = sorted(grid, key=coarse, reverse=True)[: search.top] + [IDENTITY]
     moves = [(a, b if search.anisotropic else a, c, d) for a in (-1, 0, 1) for b in (-1, 0, 1)
@@ -225,7 +223,7 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
         for cur in cands:
             cur_v, dt = score(cur), 2.0 / width
             while dt >= 0.5 / width:
-                ds = search.scale_step * dt / search.shift_step
+                ds = search.scales[2] * dt / step
                 nxt = [(cur[0] * np.exp(a * ds), cur[1] * np.exp(b * ds), cur[2] + c * dt, cur[3] + d * dt)
                        for a, b, c, d in moves]
                 vals = [score(w) for w in nxt]

@@ -30,7 +30,7 @@ def frame():
 
 
 def small_search(bench):  # a small grid, so the test takes seconds (the bench's defaults are wider)
-    return bench.RegistrationSearch(scale_range=(0.85, 1.18), shift_max=0.08, top=2)
+    return bench.RegistrationSearch(scales=(0.85, 1.18, 0.03), shifts=(0.08, 0.0125), top=2)
 
 
 def test_search_undoes_a_known_warp(bench, frame):
