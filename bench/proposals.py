@@ -190,7 +190,7 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     scores (the score saturates at 1) the warp that moves the pixels least wins (the identity
     first); the identity also wins unless the best warp's score beats it by ``search.margin``.
     Returns {"warp": (sx, sy, dx, dy), "score": its registration score, "identity": the unwarped
-    depth's, both at the last width, "evaluations": scores computed}.
+    depth's, both at the last width (None: under 50 depth steps), "evaluations": scores computed}.
     """
     from movseg_core.data.synthetic import misregistered_depth
     from movseg_core.proposals import registration_score, working_images
@@ -239,8 +239,9 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     raw = [score(w, raw=True) for w in (cands[0], IDENTITY)]
     if not raw[0] > raw[1] + search.margin:  # not clearly better registered than as given: keep it
         cands[0], raw[0] = IDENTITY, raw[1]
-    return {"warp": tuple(round(float(v), 4) for v in cands[0]), "score": round(float(raw[0]), 3),
-            "identity": round(float(raw[1]), 3), "evaluations": n_eval}
+    raw = [round(float(v), 3) if np.isfinite(v) else None for v in raw]  # None: under 50 depth steps
+    return {"warp": tuple(round(float(v), 4) for v in cands[0]), "score": raw[0], "identity": raw[1],
+            "evaluations": n_eval}
 
 
 def warp_residual_px(applied: tuple, found: tuple, width: int, height: int,
@@ -268,8 +269,8 @@ def registered_set(items: list[Item]) -> list[Item]:
     out = []
     for it in items:
         r = search_registration(it.rgb, it.depth)
-        print(f"registration search {it.name}: warp (sx, sy, dx, dy) = {r['warp']}, score {r['score']:.3f} "
-              f"(identity {r['identity']:.3f}; {r['evaluations']} warps scored, label-free)")
+        print(f"registration search {it.name}: warp (sx, sy, dx, dy) = {r['warp']}, score {r['score']} "
+              f"(identity {r['identity']}; {r['evaluations']} warps scored, label-free)")
         reg = _with_geometry(it.name, it.rgb, misregistered_depth(it.depth, r["warp"][:2], r["warp"][2:]), it.K,
                              it.label, it.n_classes)
         out.append(dataclasses.replace(reg, registration=r))
@@ -297,7 +298,7 @@ def search_check(sets: dict[str, list[Item]]) -> dict:
                 rows.append({"set": key, "frame": it.name, "applied": [s, *t], **r, "residual_px": list(res),
                              "vs_as_given_px": list(con)})
                 print(f"search check {key:>17} {it.name:>12} applied ({s}, {t[0]:+.2f}, {t[1]:+.2f}): found "
-                      f"{r['warp']}, score {r['score']:.2f} (as given {r['identity']:.2f}); residual mean / max "
+                      f"{r['warp']}, score {r['score']} (as given {r['identity']}); residual mean / max "
                       f"{res[0]:.1f} / {res[1]:.1f} px, vs the frame as given {con[0]:.1f} / {con[1]:.1f} px")
     for kind, sel, k in (("as given, vs identity", [r for r in rows if r["applied"][0] == 1.0], "residual_px"),
                          ("warped, vs exact inverse", [r for r in rows if r["applied"][0] != 1.0], "residual_px"),
