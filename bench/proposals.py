@@ -161,9 +161,9 @@ class RegistrationSearch:
     widths: tuple[int | None, ...] = (160, None)
     scales: tuple[float, float, float] = (0.75, 1.33, 0.03)  # lowest, highest, step in log scale
     shifts: tuple[float, float] = (0.15, 0.0125)  # -max..max, step (fractions of the width / height)
-    top: int = 5
+    top: int = 5  # coarse warps refined (+ the identity)
     anisotropic: bool = False
-    evidence: float = 50.0
+    evidence: float = 50.0  # depth steps: score x n / (n + evidence)
     margin: float = 0.05
 
 
