@@ -25,11 +25,14 @@ them) or to label-info alone (``--outputs label_info``: the node's lazy outputs 
 
     .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30] [--budgets 0,0.1]
     .venv/bin/python bench/node.py --model-ms 30 [--seconds 20] [--rounds 2] [--budgets 0.1] [--outputs all]
+        [--executors auto,single_threaded]   # the node's executor parameter values, side by side
 Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
 "rss_end_mb", "node_share_ms_p50", "dds_floor", "per_model": {"<model>@<budget>": {...}}} (top-level
 figures: the last model, last budget); with --model-ms also "rate_hz_pipelined", "rate_hz_sequential",
 "latency_ms_p50_pipelined", "latency_ms_p50_sequential", "node_share_ms_p50_pipelined",
-"node_share_ms_p50_sequential" (medians over the rounds) and "model_ms"; "outputs".
+"node_share_ms_p50_sequential", "cpu_ms_per_frame_pipelined", "cpu_ms_per_frame_sequential" (medians over
+the rounds; for the first of --executors, the others' with an ``_<executor>`` suffix) and "model_ms";
+"outputs". cpu_ms_per_frame: the node's CPU time (all threads) per camera frame sent.
 """
 from __future__ import annotations
 
@@ -63,6 +66,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 @contextlib.contextmanager
@@ -123,14 +132,15 @@ def standin(model_ms: float, overlap: bool) -> dict:
 
 
 def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: float,
-              segmenter: dict | None = None, pipeline: bool = True, all_outputs: bool = True) -> dict:
+              segmenter: dict | None = None, pipeline: bool = True, all_outputs: bool = True,
+              executor: str | None = None) -> dict:
     from movseg_ros.msg import LabelInfo
     from movseg_ros.qos import qos_by_name
 
     cfg = workdir / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"movseg": {"ros__parameters": {
         "segmenter": segmenter or MODELS[name], "log_period_s": 5.0, "freshness_budget": budget,
-        "pipeline": pipeline}}}))
+        "pipeline": pipeline, **({"executor": executor} if executor else {})}}}))
     node_log = open(workdir / f"node-{name}-{budget}.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "movseg_ros.cli", "run", "--config", str(cfg)],
                             stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -158,7 +168,7 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
             if not got:
                 raise RuntimeError(f"node produced no labels; see {node_log.name}")
             time.sleep(1.0)
-            rss_start = rss_mb(node.pid)
+            rss_start, cpu_start = rss_mb(node.pid), cpu_s(node.pid)
             # measured: frames stamped from here on (a queued warm-up frame can be labelled later:
             # a ViT-B/16 frame takes ~2.4 s on CPU)
             t0 = time.time()
@@ -167,7 +177,7 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
                                     cwd=REPO, capture_output=True, text=True)
             t_end = time.time()
             time.sleep(2.0)  # the last frame in flight
-            rss_end = rss_mb(node.pid)
+            rss_end, cpu_end = rss_mb(node.pid), cpu_s(node.pid)
     finally:
         node.send_signal(signal.SIGINT)
         node_rc = node.wait(timeout=30)
@@ -191,6 +201,8 @@ def run_model(name: str, seconds: float, rate: float, workdir: Path, budget: flo
         "overhead_ms_p50": round(float(np.median(over)), 1),
         "overhead_ms_p99": round(float(np.percentile(over, 99)), 1),
         "rate_hz": round(len(recv) / publishing_s, 2),
+        # the node's CPU time (every thread) per camera frame sent, over the measured window
+        "cpu_ms_per_frame": round(1000.0 * (cpu_end - cpu_start) / max(sent, 1), 1),
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
         "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
         "node_exit_code": node_rc,
@@ -260,20 +272,28 @@ def main() -> int:
     ap.add_argument("--outputs", choices=("all", "label_info"), default="all",
                     help="what the listener subscribes to: every default output (the node builds and sends all of "
                          "them) or label-info alone (the node's lazy outputs skip the rest, instances too)")
+    ap.add_argument("--executors", default="",
+                    help="comma list of the node's executor parameter values to run side by side (alternating; "
+                         "default: the node's default)")
     args = ap.parse_args()
+    executors = [e for e in args.executors.split(",") if e] or [None]
     budgets = [float(b) for b in (args.budgets or ("0.1" if args.model_ms > 0 else "0,0.1")).split(",")]
     if args.model_ms > 0:  # (label, segmenter config, node pipeline), the two schedules alternating
-        runs = [(f"standin{args.model_ms:g}ms-{sched}-r{i}", standin(args.model_ms, overlap), pipe, b)
-                for i in range(args.rounds) for b in budgets for sched, (pipe, overlap) in SCHEDULES.items()]
+        runs = [(f"standin{args.model_ms:g}ms-{sched}-r{i}" + (f"-{ex}" if ex else ""), standin(args.model_ms, overlap),
+                 pipe, b, ex)
+                for i in range(args.rounds) for b in budgets for sched, (pipe, overlap) in SCHEDULES.items()
+                for ex in executors]
     else:
-        runs = [(n, None, True, b) for n in args.models.split(",") for b in budgets]
+        runs = [(n + (f"-{ex}" if ex else ""), None, True, b, ex) for n in args.models.split(",") for b in budgets
+                for ex in executors]
     per_model = {}
     floor = transport_floor(min(10.0, args.seconds), args.rate)
     print(f"DDS floor (no node): 640x480 colour frame p50 {floor['image_ms_p50']} ms ({floor['image_n']} frames), "
           f"LabelInfo p50 {floor['label_info_ms_p50']} ms: {floor['floor_ms_p50']} ms of any end-to-end overhead")
     with tempfile.TemporaryDirectory(prefix="movseg_bench_node_") as tmp:
-        for name, segmenter, pipeline, budget in runs:
-            r = run_model(name, args.seconds, args.rate, Path(tmp), budget, segmenter, pipeline, args.outputs == "all")
+        for name, segmenter, pipeline, budget, executor in runs:
+            r = run_model(name, args.seconds, args.rate, Path(tmp), budget, segmenter, pipeline, args.outputs == "all",
+                          executor)
             r["node_share_ms_p50"] = round(r["overhead_ms_p50"] - floor["floor_ms_p50"], 1)
             r["load_average"] = round(os.getloadavg()[0], 2)
             per_model[f"{name}@{budget:g}"] = r
@@ -282,6 +302,7 @@ def main() -> int:
                   f"latency p50/p90/p99 {r['latency_ms_p50']}/{r['latency_ms_p90']}/{r['latency_ms_p99']} ms, "
                   f"inference p50 {r['inference_ms_p50']} ms, overhead p50 {r['overhead_ms_p50']} ms "
                   f"(beyond the DDS floor: {r['node_share_ms_p50']} ms), "
+                  f"node CPU {r['cpu_ms_per_frame']} ms/frame, "
                   f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB ({r['rss_growth_pct']:+.1f}%), "
                   f"exit {r['node_exit_code']}")
             print(f"    node stage medians (last log line): {r['node_stage_ms_last']}")
@@ -292,15 +313,21 @@ def main() -> int:
     if args.model_ms > 0:
         out["model_ms"] = args.model_ms
         for sched in SCHEDULES:
-            mine = [r for k, r in per_model.items() if f"-{sched}-" in k]
-            for key, src in (("rate_hz", "rate_hz"), ("latency_ms_p50", "latency_ms_p50"),
-                             ("node_share_ms_p50", "node_share_ms_p50"), ("inference_ms_p50", "inference_ms_p50")):
-                out[f"{key}_{sched}"] = round(float(np.median([r[src] for r in mine])), 2)
+            for ex in executors:  # keys without a suffix: the first executor (the node's default when none given)
+                mine = [r for k, r in per_model.items() if f"-{sched}-" in k and (ex is None or f"-{ex}@" in k)]
+                suffix = "" if ex == executors[0] else f"_{ex}"
+                for key in ("rate_hz", "latency_ms_p50", "node_share_ms_p50", "inference_ms_p50", "cpu_ms_per_frame"):
+                    out[f"{key}_{sched}{suffix}"] = round(float(np.median([r[key] for r in mine])), 2)
         print(f"GPU stand-in {args.model_ms:g} ms, medians over {args.rounds} round(s): pipelined "
               f"{out['rate_hz_pipelined']} Hz, latency p50 {out['latency_ms_p50_pipelined']} ms, node share "
               f"{out['node_share_ms_p50_pipelined']} ms | sequential {out['rate_hz_sequential']} Hz, latency p50 "
               f"{out['latency_ms_p50_sequential']} ms, node share {out['node_share_ms_p50_sequential']} ms "
               f"(goals: >= 25 Hz, <= {args.model_ms + 35:g} ms, <= 2 ms)")
+        for ex in executors[1:]:
+            print(f"  executor {ex}: " + " | ".join(
+                f"{sched} {out[f'rate_hz_{sched}_{ex}']} Hz, latency p50 {out[f'latency_ms_p50_{sched}_{ex}']} ms, "
+                f"node share {out[f'node_share_ms_p50_{sched}_{ex}']} ms, node CPU "
+                f"{out[f'cpu_ms_per_frame_{sched}_{ex}']} ms/frame" for sched in SCHEDULES))
     out["outputs"] = args.outputs
     out["dds_floor"] = floor
     out["per_model"] = per_model

@@ -42,7 +42,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -60,6 +60,7 @@ from movseg_ros.conversions import (
     rgbd_from_messages,
     unsupported_depth,
 )
+from movseg_ros.executor import check_executor, make_executor
 from movseg_ros.msg import LabelInfo, ObjectArray
 from movseg_ros.objects_msg import vision_msgs_available
 from movseg_ros.outputs import output_messages
@@ -128,6 +129,8 @@ class MovsegNode(Node):
         self._declare_parameters()
         # the settings as `movseg eval` builds them from the same parameters (movseg_ros.params.node_params)
         self.params = node_params(self._parameter_values())
+        #: the executor :func:`main` spins this node with (a bad value fails here, before the model loads)
+        self.executor_name = check_executor(str(self.get_parameter("executor").value))
         self.segmenter = Segmenter(self.params.segmenter)
 
         queries = list(self.get_parameter("queries").value)
@@ -636,8 +639,9 @@ def main(argv: list[str] | None = None) -> int:
         node = MovsegNode(argv if argv is not None else sys.argv)
         # single-threaded: rclpy's MultiThreadedExecutor busy-loops on a 30 Hz image stream (100 %
         # of a core, 4.6 of 30 messages/s taken here; ros2/rclpy#1223, #1452), starving the model
-        executor = SingleThreadedExecutor()
+        executor = make_executor(node.executor_name)
         executor.add_node(node)
+        node.get_logger().info(f"callbacks run on rclpy's {type(executor).__name__}")
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.2)  # the signal handler runs between waits
     except (KeyboardInterrupt, ExternalShutdownException):

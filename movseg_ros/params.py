@@ -38,6 +38,9 @@ NODE_PARAMETERS: dict[str, tuple[typing.Any, str]] = {
     "sync.reset_jump_s": (1.0, "a stamp this many seconds before the newest one starts a new stream (bag loop, "
                                "sim clock reset, restarted driver): synchroniser and stamp order are reset; "
                                "smaller steps back are dropped as out of order; 0 = never"),
+    "executor": ("single_threaded", "what runs the callbacks: single_threaded (rclpy's SingleThreadedExecutor) | "
+                                    "events (rclpy.experimental.EventsExecutor, Jazzy and newer: ~1 ms less CPU a "
+                                    "frame here; /set_queries needs an rclpy with ros2/rclpy#1478)"),
     "max_rate": (0.0, "max frames per second to process (0 = as fast as possible)"),
     "freshness_budget": (0.1, "share of the worker's time it may spend waiting for the camera's next frame "
                               "instead of labelling one that queued while it was busy (lower latency, "

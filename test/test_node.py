@@ -74,6 +74,7 @@ def test_labels_arrive_with_matching_stamp_and_label_info(running_node):
         assert list(info.names) == QUERIES and list(info.ids) == [1, 2, 3, 4]
         assert int(label.max()) <= 4 and info.inference_ms > 0
     assert c.wait(lambda: c.points >= 3, 10), "labelled point cloud not published"
+    assert "callbacks run on rclpy's SingleThreadedExecutor" in proc.output()  # the default
 
 
 def test_set_queries_mid_stream_takes_effect_within_two_frames_never_mixing(running_node, cube_scene):
