@@ -51,6 +51,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
@@ -339,6 +340,26 @@ def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> d
                 "depth_trust": [round(i["depth_trust"], 3) for i in infos]} if mode == "rgbd" else {})}
 
 
+def grid_ceiling(items: list[Item], cfg: ProposalConfig) -> dict:
+    """What any proposals at ``cfg.work_width`` can reach: the ground truth resampled (nearest) to the
+    working grid and back to full size, as ``propose`` upsamples its segments, scored like
+    :func:`run_mode` (mIoU %, boundary F). A gain that would need a figure above it cannot come from
+    the proposals' grouping alone."""
+    n = max(it.n_classes for it in items)
+    cm = np.zeros((n + 1, n + 1), np.int64)
+    bf = []
+    for it in items:
+        h, w = it.label.shape
+        ww = min(cfg.work_width, w)
+        wh = max(1, int(round(h * ww / w)))
+        small = cv2.resize(it.label.astype(np.int32), (ww, wh), interpolation=cv2.INTER_NEAREST)
+        pred = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        cm += confusion_matrix(pred, it.label, n + 1)
+        bf.append(boundary_f1(pred, it.label))
+    return {"miou": round(100 * miou_from_confusion(cm), 2), "boundary_f1": round(float(np.mean(bf)), 4),
+            "work_width": cfg.work_width}
+
+
 def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
     tune_ids = set(args.tune_frames)
     if args.tune:
@@ -433,8 +454,6 @@ def depth_edge_report(sets: dict[str, list[Item]], jump_rel: float = 0.04) -> No
     """Per frame: share of pixels with depth, median depth, and how far the measured depth steps
     (> jump_rel between horizontal neighbours) lie from the nearest labelled ground-truth boundary:
     depth helps the proposals only where its steps are object boundaries."""
-    import cv2
-
     from movseg_core.eval.metrics import _boundaries
 
     for name, items in sets.items():
@@ -507,6 +526,9 @@ def main() -> int:
                        if m == "rgbd" else "")
                 print(f"{name:>21} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
                       f"{o['ms_min']:6.1f}  {o['frames']}{reg}")
+        entry["grid_ceiling"] = grid_ceiling(items, base_cfg)
+        print(f"{name:>21} {'grid':>4} {'':>5} {entry['grid_ceiling']['miou']:6.2f} "
+              f"{entry['grid_ceiling']['boundary_f1']:6.3f}  (ceiling of the {base_cfg.work_width}-px working grid)")
         key = "48" if "48" in entry["at"] else str(args.segments[0])
         entry.update(entry["at"][key])
         if items[0].registration is not None:

@@ -53,3 +53,17 @@ def test_search_keeps_registered_depth(bench, frame):
     # from the 40-px misregistration above
     assert mean_px < 6 and max_px < 12, r
     assert r["score"] >= r["identity"] > 0.55, r
+
+
+def test_grid_ceiling_is_exact_at_full_width_and_loses_thin_parts_on_a_coarse_grid(bench):
+    import numpy as np
+
+    from movseg_core.proposals import ProposalConfig
+
+    label = np.ones((48, 64), np.int64)
+    label[:, 31:33] = 2  # a 2-px stripe: half the grid's cells at width 16 miss it, boundaries move
+    item = bench.Item("stripe", np.zeros((48, 64, 3), np.uint8), None, None, None, label, 2)
+    full = bench.grid_ceiling([item], ProposalConfig(work_width=64))
+    assert full["miou"] == 100.0 and full["boundary_f1"] == 1.0
+    coarse = bench.grid_ceiling([item], ProposalConfig(work_width=16))
+    assert coarse["miou"] < 100.0 and coarse["work_width"] == 16
