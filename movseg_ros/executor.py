@@ -15,11 +15,12 @@ EXECUTORS = ("single_threaded", "events")
 
 def events_executor_available() -> bool:
     """Whether this rclpy has ``rclpy.experimental.EventsExecutor``."""
-    try:
-        from rclpy.experimental import EventsExecutor  # noqa: F401
+    import importlib
+
+    try:  # rclpy.experimental exists from Jazzy; Humble has neither
+        return hasattr(importlib.import_module("rclpy.experimental"), "EventsExecutor")
     except ImportError:
         return False
-    return True
 
 
 def check_executor(kind: str, available: bool | None = None) -> str:
