@@ -77,9 +77,26 @@ _INSTALL = {"onnxruntime": "pip install onnxruntime; onnxruntime-gpu for CUDA / 
             "openvino": "pip install openvino (requirements.txt pins it)"}
 
 
+def load_numba_tbb() -> None:
+    """Load numba's TBB threading layer (oneTBB from the ``tbb`` package) if it is not loaded yet.
+
+    OpenVINO's wheel bundles an older oneTBB (2021.13) under the same soname (libtbb.so.12) as the
+    ``tbb`` package's (2023.2), which numba's layer (the normals and proposal kernels) is built for;
+    whichever loads first serves the whole process. A library built for a newer oneTBB is not promised
+    to run on an older one, while oneTBB runs programs built for older releases, so the newer one
+    loads first and serves OpenVINO too (test_backends.py checks the process holds one libtbb, the
+    tbb package's). Called before OpenVINO is imported."""
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401  (links libtbb.so.12 from the tbb package)
+    except ImportError:  # no numba TBB layer: nothing to conflict with
+        pass
+
+
 def import_runtime(backend: str):
     """The runtime module of ``backend`` (onnxruntime or openvino), imported on first use, or
     :class:`BackendUnavailableError` saying what to install."""
+    if backend == "openvino":
+        load_numba_tbb()
     try:
         return importlib.import_module(backend)
     except ImportError as exc:

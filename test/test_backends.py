@@ -23,6 +23,7 @@ import torch
 from movseg_core.backends import (
     BackendUnavailableError,
     attach_backend,
+    import_runtime,
     load_encoder,
     openvino_devices,
     openvino_model,
@@ -168,7 +169,7 @@ def test_missing_runtime_or_provider_is_a_clear_error(clip, square_export, monke
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not importable")
 def test_openvino_runs_fp32_on_torch_threads_and_refuses_missing_devices(square_export):
-    import openvino
+    openvino = import_runtime("openvino")
 
     folder, _ = square_export
     threads = torch.get_num_threads()
@@ -232,3 +233,27 @@ def test_cli_export_onnx(tmp_path, capsys):
         bad = main(["export-onnx", "--out", str(tmp_path / "x"), *model, "--set", "segmenter.dense.scope=proposals"])
     assert bad == EXIT_BAD_INPUT
     assert "dense.scope 'proposals' cannot be exported" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not importable")
+def test_openvino_shares_the_newer_onetbb_that_the_numba_kernels_are_built_for():
+    """One libtbb.so.12 in a process that loads OpenVINO and then runs the compiled kernels: the ``tbb``
+    package's (2023.2, what numba's TBB layer is built for), not the older one OpenVINO bundles; numba's
+    layer on OpenVINO's crashed the test process after forked DataLoader workers."""
+    import subprocess
+
+    script = """
+import ctypes, numpy as np
+from movseg_core.backends import import_runtime
+import_runtime("openvino").Core().available_devices
+from movseg_core.geometry import normals_from_depth
+normals_from_depth(np.full((48, 64), 2.0, np.float32), np.array([[50, 0, 32], [0, 50, 24], [0, 0, 1.0]]))
+paths = sorted({line.split()[-1] for line in open("/proc/self/maps") if "libtbb.so" in line})
+version = ctypes.CDLL(paths[0]).TBB_runtime_interface_version
+print(len(paths), paths[0], version())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    n, path, interface = out.stdout.split()
+    assert n == "1" and "openvino" not in path, out.stdout
+    assert int(interface) >= 12200, out.stdout  # oneTBB 2023.2 or newer

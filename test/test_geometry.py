@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -335,12 +336,24 @@ class _NormalsDataset(torch.utils.data.Dataset):
 
 def test_forked_dataloader_workers_compute_normals_after_the_parent_did():
     """Training computes normals in forked DataLoader workers; the parent has used the kernels
-    already (numba's GNU OpenMP layer would abort the children: the TBB layer is fork-safe)."""
-    _normals_of_item(0)
-    loader = torch.utils.data.DataLoader(_NormalsDataset(), batch_size=2, num_workers=2,
-                                         multiprocessing_context="fork")
-    batches = list(loader)
-    assert len(batches) == 2 and torch.equal(batches[0][1], _normals_of_item(1))
+    already (numba's GNU OpenMP layer would abort the children: the TBB layer is fork-safe).
+
+    Runs in a fresh process, as training does: forking this test process after test_backends.py's
+    OpenVINO tests had compiled their models killed it (SIGSEGV in the parent's waitpid, every run;
+    fresh clones fc21 / fc22, 2026-12-03), a mix no product process makes: only training forks, and it
+    never loads OpenVINO."""
+    import subprocess
+
+    script = ("import torch, test_geometry as g\n"
+              "g._normals_of_item(0)\n"
+              "loader = torch.utils.data.DataLoader(g._NormalsDataset(), batch_size=2, num_workers=2,\n"
+              "                                     multiprocessing_context='fork')\n"
+              "batches = list(loader)\n"
+              "assert len(batches) == 2 and torch.equal(batches[0][1], g._normals_of_item(1))\n"
+              "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 def test_cpu_falls_back_to_torch_without_numba(monkeypatch):
