@@ -25,7 +25,7 @@ them) or to label-info alone (``--outputs label_info``: the node's lazy outputs 
 
     .venv/bin/python bench/node.py [--seconds 60] [--models tiny,vitb16] [--rate 30] [--budgets 0,0.1]
     .venv/bin/python bench/node.py --model-ms 30 [--seconds 20] [--rounds 2] [--budgets 0.1] [--outputs all]
-        [--executors auto,single_threaded]   # the node's executor parameter values, side by side
+        [--executors single_threaded,events]   # the node's executor parameter values, side by side
 Last line: {"latency_ms_p50", "latency_ms_p99", "overhead_ms_p50", "rate_hz", "drops", "rss_start_mb",
 "rss_end_mb", "node_share_ms_p50", "dds_floor", "per_model": {"<model>@<budget>": {...}}} (top-level
 figures: the last model, last budget); with --model-ms also "rate_hz_pipelined", "rate_hz_sequential",

@@ -3,10 +3,11 @@
 ``single_threaded`` (default): rclpy's SingleThreadedExecutor, which rebuilds its wait set in
 Python for every message it takes (three per RGB-D frame). ``events``: rclpy.experimental.EventsExecutor
 (ROS 2 Jazzy and newer), which queues the middleware's events in C++ and runs only the callbacks.
-Measured side by side (docs/node.md, "Executor"): the events executor saves about 1 ms of CPU per
-frame and ~0.5 ms of input age, within the run-to-run noise of rate and latency on these 2 cores, so
-it is not the default. Its early releases could not run async service callbacks (ros2/rclpy#1473,
-fixed by #1478), which /set_queries is: test_node_executor.py checks it on this rclpy.
+Measured side by side (docs/node.md, "Executor parameter"): the events executor saves 0.6-1.7 ms of
+CPU a frame and ~0.5 ms of input age; rate and latency differ less between the executors than between
+rounds on these 2 cores, so it is not the default. Its early releases could not run async service
+callbacks (ros2/rclpy#1473, fixed by #1478), which /set_queries is: test_node_executor.py checks it
+on this rclpy.
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ With ``pipeline`` (default) the worker runs ``Segmenter.start`` (geometry beside
 publisher thread runs ``Segmenter.finish`` and publishes frame t while the worker infers frame t+1
 (:mod:`movseg_ros.pipeline`: in order, at most one frame waiting); without it the worker segments
 and publishes each frame before taking the next.
-Callbacks (frames, service, parameters) run on one SingleThreadedExecutor thread and never wait
+Callbacks (frames, service, parameters) run on one executor thread (``executor``: rclpy's
+SingleThreadedExecutor by default, or its EventsExecutor: :mod:`movseg_ros.executor`) and never wait
 for the model or the text encoder. SIGINT / SIGTERM stop the worker and the encoding thread before
 the ROS context shuts down (:func:`main`).
 """
