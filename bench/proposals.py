@@ -58,7 +58,7 @@ from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir  # noqa: E402
 from movseg_core.eval.metrics import boundary_f1, confusion_matrix, miou_from_confusion  # noqa: E402
 from movseg_core.eval.oracle import oracle_labels  # noqa: E402
 from movseg_core.geometry import normals_from_depth  # noqa: E402
-from movseg_core.proposals import ProposalConfig, propose  # noqa: E402
+from movseg_core.proposals import ProposalConfig, propose, working_size  # noqa: E402
 
 TUNED_ON = ("NYUv2 frame 0001 (filled and raw depth) and synthetic scenes seeds 0-7 "
             "(640x480, Kinect-like depth), both also misregistered (MISREG_TUNE); never the reported sets")
@@ -316,23 +316,30 @@ def mode_args(it: Item, mode: str) -> tuple:
     return (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
 
 
+def score(items: list[Item], preds: list[np.ndarray]) -> tuple[float, float]:
+    """Class predictions (HxW, one per frame) against the labels: dataset-level mIoU (%) and mean boundary F."""
+    n = max(it.n_classes for it in items)
+    cm = np.zeros((n + 1, n + 1), np.int64)
+    for pred, it in zip(preds, items):
+        cm += confusion_matrix(pred, it.label, n + 1)
+    return 100 * miou_from_confusion(cm), float(np.mean([boundary_f1(p, it.label) for p, it in zip(preds, items)]))
+
+
 def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
     """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min,
     and for 'rgbd' the frames' registration scores and depth trust (``propose``'s ``info``)."""
     n = max(it.n_classes for it in items)
-    cm = np.zeros((n + 1, n + 1), np.int64)
-    bf, segs, ms, infos = [], [], [], []
+    preds, segs, ms, infos = [], [], [], []
     for it in items:
         info: dict = {}
         t = time.perf_counter()
         seg = fn(*mode_args(it, mode), cfg, info=info)
         ms.append((time.perf_counter() - t) * 1000)
         infos.append(info)
-        pred = oracle_labels(seg, it.label, n)
-        cm += confusion_matrix(pred, it.label, n + 1)
-        bf.append(boundary_f1(pred, it.label))
+        preds.append(oracle_labels(seg, it.label, n))
         segs.append(int(seg.max()) + 1)
-    return {"miou": round(100 * miou_from_confusion(cm), 2), "boundary_f1": round(float(np.mean(bf)), 4),
+    miou, bf = score(items, preds)
+    return {"miou": round(miou, 2), "boundary_f1": round(bf, 4),
             "segments": round(float(np.mean(segs)), 1), "ms": round(float(np.median(ms)), 1),
             "ms_min": round(float(np.min(ms)), 1), "frames": len(items),
             **({"registration": [round(i["registration"], 3) if np.isfinite(i["registration"]) else None
@@ -345,19 +352,14 @@ def grid_ceiling(items: list[Item], cfg: ProposalConfig) -> dict:
     working grid and back to full size, as ``propose`` upsamples its segments, scored like
     :func:`run_mode` (mIoU %, boundary F). A gain that would need a figure above it cannot come from
     the proposals' grouping alone."""
-    n = max(it.n_classes for it in items)
-    cm = np.zeros((n + 1, n + 1), np.int64)
-    bf = []
+    preds = []
     for it in items:
         h, w = it.label.shape
-        ww = min(cfg.work_width, w)
-        wh = max(1, int(round(h * ww / w)))
+        wh, ww = working_size(h, w, cfg)
         small = cv2.resize(it.label.astype(np.int32), (ww, wh), interpolation=cv2.INTER_NEAREST)
-        pred = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64)
-        cm += confusion_matrix(pred, it.label, n + 1)
-        bf.append(boundary_f1(pred, it.label))
-    return {"miou": round(100 * miou_from_confusion(cm), 2), "boundary_f1": round(float(np.mean(bf)), 4),
-            "work_width": cfg.work_width}
+        preds.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64))
+    miou, bf = score(items, preds)
+    return {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": cfg.work_width}
 
 
 def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:

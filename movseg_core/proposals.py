@@ -213,6 +213,13 @@ def depth_trust(score: float, cfg: ProposalConfig) -> float:
     return float((score - cfg.registration_min) / (cfg.registration_full - cfg.registration_min))
 
 
+def working_size(height: int, width: int, cfg: ProposalConfig) -> tuple[int, int]:
+    """(height, width) in pixels the proposals work at for a ``height`` x ``width`` image:
+    ``cfg.work_width`` wide (never wider than the image), aspect kept."""
+    ww = min(cfg.work_width, width)
+    return max(1, int(round(height * ww / width))), ww
+
+
 def working_images(rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray | None,
                    cfg: ProposalConfig) -> tuple[np.ndarray, np.ndarray]:
     """The images the proposals work on, at ``cfg.work_width`` (aspect kept, never wider than rgb):
@@ -220,8 +227,7 @@ def working_images(rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray 
     metres (:func:`_downsample_depth` of ``depth`` over ``valid``; 0 = not measured; all 0 when
     ``depth`` is None). Also what :func:`registration_score` takes."""
     h, w = rgb.shape[:2]
-    ww = min(cfg.work_width, w)
-    wh = max(1, int(round(h * ww / w)))
+    wh, ww = working_size(h, w, cfg)
     small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if (wh, ww) != (h, w) else rgb
     lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
     if cfg.fh_sigma > 0:

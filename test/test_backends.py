@@ -238,8 +238,8 @@ def test_cli_export_onnx(tmp_path, capsys):
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not importable")
 def test_openvino_shares_the_newer_onetbb_that_the_numba_kernels_are_built_for():
     """One libtbb.so.12 in a process that loads OpenVINO and then runs the compiled kernels: the ``tbb``
-    package's (2023.2, what numba's TBB layer is built for), not the older one OpenVINO bundles; numba's
-    layer on OpenVINO's crashed the test process after forked DataLoader workers."""
+    package's (2023.2, what numba's TBB layer is built for), not the older one OpenVINO bundles
+    (``load_numba_tbb``)."""
     import subprocess
 
     script = """
