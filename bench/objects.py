@@ -71,12 +71,12 @@ def add(ev: PanopticEvaluator, objs: Objects, s: SyntheticSample) -> None:
 
 def oracle_objects(s: SyntheticSample, pcfg: ProposalConfig, use_depth: bool) -> Objects:
     """Proposals (RGB or RGB-D) + oracle classes -> objects (grouped with or without depth)."""
-    depth = normals = valid = None
-    if use_depth:
-        n, nvalid = normals_from_depth(s.depth, s.K)
-        normals, valid = np.asarray(n), np.asarray(nvalid) & (s.depth > 0)
+    depth = normals = None
+    if use_depth:  # as the segmenter does: proposals fit normals on their grid, objects get full-resolution ones
+        normals = np.asarray(normals_from_depth(s.depth, s.K)[0])
         depth = s.depth
-    segments = propose(s.rgb, depth, normals, valid, pcfg)
+    segments = propose(s.rgb, depth, None, None if depth is None else depth > 0, pcfg,
+                       K=s.K if use_depth else None)
     per_pixel = oracle_labels(segments, s.label, NUM_CLASSES - 1)
     seg_cls = np.zeros(int(segments.max()) + 1, np.int64)
     seg_cls[segments.ravel()] = per_pixel.ravel()
@@ -100,10 +100,9 @@ def speed(args: argparse.Namespace) -> float:
     ms, cpu, ms_prop, n_inst, ms_base = [], [], [], [], []
     for i in range(args.timing_frames):
         s = generate(args.seed + 10_000 + i, tcfg)
-        n, nvalid = normals_from_depth(s.depth, s.K)
-        normals, valid = np.asarray(n), np.asarray(nvalid)
+        normals = np.asarray(normals_from_depth(s.depth, s.K)[0])
         t0 = time.perf_counter()
-        segments = propose(s.rgb, s.depth, normals, valid, ProposalConfig())
+        segments = propose(s.rgb, s.depth, None, s.depth > 0, ProposalConfig(), K=s.K)
         ms_prop.append((time.perf_counter() - t0) * 1e3)
         per_pixel = oracle_labels(segments, s.label, NUM_CLASSES - 1)
         seg_cls = np.zeros(int(segments.max()) + 1, np.int64)

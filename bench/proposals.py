@@ -26,11 +26,14 @@ MISREG_TUNE): the data the defaults were chosen on (docs/segmenter.md). ``--tune
 also runs the registration search on those frames: it should find about the identity on the
 registered ones and about the inverse warp on the warped ones (residuals in px). Every RGB-D row's frames
 also print their depth-to-colour registration score (``registration_score``; NaN = not judged). Normals come
-from the same depth (``normals_from_depth``; not timed). ms = wall time of ``propose`` per frame.
+from the same depth: by default (``--normals working``) ``propose`` fits them on its working grid, as the
+segmenter has it do, and that time counts; ``--normals full`` gives it full-resolution normals computed
+beforehand (``normals_from_depth``; not timed), the way before 2026-12-03. ms = wall time of ``propose`` per
+frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
         [--set KEY=VALUE ...] [--tune [--search-check]] [--no-register] [--baseline REV] [--depth-edges]
-        [--stages]
+        [--stages] [--normals working|full]
 
 ``--baseline REV`` also times the proposals of git revision REV (its ``movseg_core``, kernels included)
 interleaved with the current ones (same frames, alternating, ``--repeats`` each) and prints min /
@@ -311,9 +314,19 @@ def search_check(sets: dict[str, list[Item]]) -> dict:
     return {"frames": rows}
 
 
-def mode_args(it: Item, mode: str) -> tuple:
-    """``propose``'s inputs for a frame in a mode: (rgb, depth, normals, valid), or rgb alone for 'rgb'."""
-    return (it.rgb, it.depth, it.normals, it.valid) if mode == "rgbd" else (it.rgb, None, None, None)
+NORMALS_FROM = ("working", "full")
+
+
+def mode_args(it: Item, mode: str, normals: str = "working") -> dict:
+    """``propose``'s keyword inputs for a frame in a mode: rgb alone for 'rgb'; for 'rgbd' the depth and
+    either (``normals`` 'working') its validity and K, so that ``propose`` fits normals on its working grid
+    as the segmenter has it do (timed with the proposals), or ('full') the full-resolution normals and
+    their validity computed beforehand (not timed; the segmenter's way before 2026-12-03)."""
+    if mode != "rgbd":
+        return {"rgb": it.rgb}
+    if normals == "full":
+        return {"rgb": it.rgb, "depth": it.depth, "normals": it.normals, "valid": it.valid}
+    return {"rgb": it.rgb, "depth": it.depth, "valid": it.depth > 0, "K": it.K}
 
 
 def score(items: list[Item], preds: list[np.ndarray]) -> tuple[float, float]:
@@ -325,15 +338,17 @@ def score(items: list[Item], preds: list[np.ndarray]) -> tuple[float, float]:
     return 100 * miou_from_confusion(cm), float(np.mean([boundary_f1(p, it.label) for p, it in zip(preds, items)]))
 
 
-def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose) -> dict:  # noqa: ANN001
+def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose,  # noqa: ANN001
+             normals: str = "working") -> dict:
     """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min,
-    and for 'rgbd' the frames' registration scores and depth trust (``propose``'s ``info``)."""
+    and for 'rgbd' the frames' registration scores and depth trust (``propose``'s ``info``); ``normals``
+    as :func:`mode_args`."""
     n = max(it.n_classes for it in items)
     preds, segs, ms, infos = [], [], [], []
     for it in items:
         info: dict = {}
         t = time.perf_counter()
-        seg = fn(*mode_args(it, mode), cfg, info=info)
+        seg = fn(**mode_args(it, mode, normals), cfg=cfg, info=info)
         ms.append((time.perf_counter() - t) * 1000)
         infos.append(info)
         preds.append(oracle_labels(seg, it.label, n))
@@ -385,30 +400,36 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
     return {k: v for k, v in sets.items() if v}
 
 
-def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int) -> dict:
-    """min / median ms per frame of the current and the ``rev`` proposals, alternating call by call."""
+def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int,
+                      normals: str = "working") -> dict:
+    """min / median ms per frame of the current and the ``rev`` proposals, alternating call by call; the
+    current ones with ``normals`` as :func:`mode_args`, ``rev``'s given the full-resolution normals (its
+    interface before working-grid normals; their time not counted)."""
     base = baseline_module(rev)
     bcfg = base.ProposalConfig(max_segments=cfg.max_segments)
     for it in items[:1]:  # load / compile the revision's kernels outside the timings
         base.propose(it.rgb, it.depth, it.normals, it.valid, bcfg)
-        base.propose(*mode_args(it, "rgb"), bcfg)
+        base.propose(it.rgb, cfg=bcfg)
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         for it in items:
             for mode in ("rgb", "rgbd"):
-                args = mode_args(it, mode)
-                for name, fn, c in (("new", propose, cfg), (f"{rev}", base.propose, bcfg)):
+                for name, fn, c, kw in (("new", propose, cfg, mode_args(it, mode, normals)),
+                                         (f"{rev}", base.propose, bcfg, mode_args(it, mode, "full"))):
                     t = time.perf_counter()
-                    fn(*args, c)
+                    fn(**kw, cfg=c)
                     times.setdefault(f"{name}_{mode}", []).append((time.perf_counter() - t) * 1000)
     return {k: {"min": round(min(v), 1), "median": round(float(np.median(v)), 1), "n": len(v)}
             for k, v in times.items()}
 
 
-def stage_times(items: list[Item], cfg: ProposalConfig, repeats: int) -> dict:
-    """Wall ms per compiled kernel of ``propose`` (min / median over frames x repeats), per mode, for
-    1 and 2 numba threads; ``other`` = OpenCV resize/Lab/blur/upsampling and Python."""
+def stage_times(items: list[Item], cfg: ProposalConfig, repeats: int, normals: str = "working") -> dict:
+    """Wall ms per compiled kernel of ``propose`` and its ``working_normals`` (min / median over frames x
+    repeats), per mode, for 1 and 2 threads; ``other`` = OpenCV resize/Lab/blur/upsampling and Python. Also,
+    in the same loop, ``full_normals_<n>thr``: what the normals cost the other way, full-resolution
+    ``normals_from_depth`` plus ``downsample_normals`` to the working grid (not used by ``propose`` here)."""
     import numba
+    import torch
 
     from movseg_core import proposals as P
 
@@ -425,30 +446,44 @@ def stage_times(items: list[Item], cfg: ProposalConfig, repeats: int) -> dict:
             return r
         return run
 
-    threads = numba.get_num_threads()
+    threads, torch_threads = numba.get_num_threads(), torch.get_num_threads()
+    saved_normals = P.working_normals
     out: dict = {}
     try:
         for n in names:
             setattr(kern, n, timed(n, saved[n]))
+        P.working_normals = timed("working_normals", saved_normals)
         for nt in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(nt)
+            torch.set_num_threads(nt)  # the normals kernels' thread count
+            full: list[float] = []
             for mode in ("rgb", "rgbd"):
                 acc: dict[str, list[float]] = {}
                 for _ in range(repeats):
                     for it in items:
                         cur.clear()
                         t = time.perf_counter()
-                        propose(*mode_args(it, mode), cfg)
+                        propose(**mode_args(it, mode, normals), cfg=cfg)
                         total = (time.perf_counter() - t) * 1000
                         cur["other"] = total - sum(cur.values())
                         cur["total"] = total
                         for k, v in cur.items():
                             acc.setdefault(k, []).append(v)
+                        if mode == "rgbd":
+                            _, z = P.working_images(it.rgb, it.depth, it.depth > 0, cfg)
+                            t = time.perf_counter()
+                            n_full, _ = normals_from_depth(it.depth, it.K, it.depth > 0)
+                            saved["downsample_normals"](n_full, z, it.depth.shape[1] // z.shape[1])
+                            full.append((time.perf_counter() - t) * 1000)
                 out[f"{mode}_{nt}thr"] = {k: [round(min(v), 2), round(float(np.median(v)), 2)] for k, v in acc.items()}
+            out[f"full_normals_{nt}thr"] = {"normals_and_downsampling": [round(min(full), 2),
+                                                                         round(float(np.median(full)), 2)]}
     finally:
         for n in names:
             setattr(kern, n, saved[n])
+        P.working_normals = saved_normals
         numba.set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
     return out
 
 
@@ -503,6 +538,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
     ap.add_argument("--depth-edges", action="store_true", help="also print where the measured depth steps lie")
     ap.add_argument("--stages", action="store_true", help="also time each kernel (1 and 2 threads; --repeats)")
+    ap.add_argument("--normals", choices=NORMALS_FROM, default="working",
+                    help="RGB-D normals: fitted on the working grid inside propose, timed (working: the segmenter's "
+                         "way) or full-resolution, computed beforehand, not timed (full)")
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
@@ -518,7 +556,7 @@ def main() -> int:
         entry: dict = {"at": {}}
         for n in args.segments:
             cfg = dataclasses.replace(base_cfg, max_segments=n)
-            r = {m: run_mode(items, m, cfg) for m in ("rgb", "rgbd")}
+            r = {m: run_mode(items, m, cfg, normals=args.normals) for m in ("rgb", "rgbd")}
             entry["at"][str(n)] = r
             for m in ("rgb", "rgbd"):
                 o = r[m]
@@ -542,19 +580,21 @@ def main() -> int:
     out["sets"] = result
     out["config"] = dataclasses.asdict(base_cfg)
     out["tuned_on"] = TUNED_ON
+    out["normals"] = args.normals
     out["load_avg_1min"] = round(load, 2)
     if checked is not None:
         out["search_check"] = checked
     if args.baseline:
         items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
         out["speed"] = interleaved_speed(items, dataclasses.replace(base_cfg, max_segments=48), args.baseline,
-                                         args.repeats)
+                                         args.repeats, args.normals)
         out["speed"]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         print("interleaved ms per frame (min / median):",
               ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
     if args.stages:
         items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
-        out["stages_ms"] = stage_times(items, dataclasses.replace(base_cfg, max_segments=48), args.repeats)
+        out["stages_ms"] = stage_times(items, dataclasses.replace(base_cfg, max_segments=48), args.repeats,
+                                       args.normals)
         out["stages_ms"]["load_avg_1min"] = round(os.getloadavg()[0], 2)
         for k, v in out["stages_ms"].items():
             if isinstance(v, dict):

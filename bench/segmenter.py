@@ -43,7 +43,6 @@ from tqdm import tqdm  # noqa: E402
 from movseg_core.classify import crop_embeddings, paint, score_segments  # noqa: E402
 from movseg_core.clip import DENSE_MODES, DenseConfig  # noqa: E402
 from movseg_core.data.nyuv2 import NYU40_CLASSES, NYUv2Folder, default_nyuv2_dir  # noqa: E402
-from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import propose  # noqa: E402
 from movseg_core.segmenter import Segmenter  # noqa: E402
 
@@ -51,14 +50,13 @@ log = logging.getLogger("bench.segmenter")
 
 
 def baseline(seg: Segmenter, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, args) -> tuple:
-    """OVSeg-style pipeline on the same normals + proposals: one CLIP forward per masked crop.
+    """OVSeg-style pipeline on the same proposals: one CLIP forward per masked crop.
 
     Returns (wall ms, process CPU ms, crop-classification ms, segments).
     """
     c0, t0 = time.process_time(), time.perf_counter()
-    valid = depth > 0
-    normals, nvalid = normals_from_depth(depth, K, valid, seg.cfg.normals)
-    segments = np.asarray(propose(rgb, depth, normals, valid & nvalid, seg.cfg.proposals), np.int32)
+    # as the segmenter has them made: normals fitted on the proposals' working grid
+    segments = np.asarray(propose(rgb, depth, None, depth > 0, seg.cfg.proposals, K=K), np.int32)
     n = int(segments.max()) + 1
     t1 = time.perf_counter()
     emb = crop_embeddings(seg.clip, rgb, segments, n, args.crop_size, 0.1, args.crop_batch, progress=True)

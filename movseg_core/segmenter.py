@@ -5,9 +5,11 @@
     res = seg.segment(rgb, depth, K)                    # rgb HxWx3 uint8, depth HxW metres, K 3x3
     res.labels, res.confidence, res.names, res.vocabulary_version, res.timings_ms
 
-Stages (``timings_ms`` keys): ``normals`` (from depth + K unless given), ``proposals``
+Stages (``timings_ms`` keys): ``normals`` (full resolution, from depth + K, only where a stage needs
+them: trained proposals, a CLIP-X image made from normals, the objects' convexity test), ``proposals``
 (class-agnostic segments from colour + depth + normals, computed first and shared with the dense
-pass when ``dense.scope`` is ``proposals``), ``dense`` (one CLIP pass per window with a
+pass when ``dense.scope`` is ``proposals``; the graph proposals fit normals on their own working grid
+unless full-resolution ones are given), ``dense`` (one CLIP pass per window with a
 training-free last stage), ``pool`` (area-weighted features per segment), ``crops`` (optional
 OVSeg masked-crop member), ``clip_x`` (optional CLIP-X branch on the depth/normal image),
 ``classify`` (scores vs text, unknown rejection), ``paint``, ``objects`` (instances and 3D boxes,
@@ -396,6 +398,13 @@ class Segmenter:
             n, nvalid = normals_from_depth(d, K, v, self.cfg.normals)
             return n.cpu().numpy(), nvalid.cpu().numpy()  # synchronous copies: wait for this stream's work
 
+    def _needs_full_normals(self) -> bool:
+        """Whether :meth:`start` computes full-resolution normals: for the trained proposals and a CLIP-X image
+        made from normals. The graph proposals fit their own on their working grid; objects get theirs in
+        :meth:`finish`, only for frames that extract objects."""
+        c = self.cfg.classify
+        return self.trained is not None or (c.x_fusion_weight > 0 and c.x_modality != "depth")
+
     def _x_image(self, depth: np.ndarray, valid: np.ndarray | None, normals: np.ndarray | None,
                  K: np.ndarray | None) -> np.ndarray | None:
         """The CLIP-X input image (HxWx3 uint8) for the configured modality, or None if unavailable."""
@@ -447,13 +456,14 @@ class Segmenter:
         def geometry() -> tuple:  # normals and proposals: independent of CLIP unless dense.scope needs them
             t = time.perf_counter()
             n_out, v_out = normals, valid
-            if depth is not None and normals is None and K is not None:
+            if depth is not None and normals is None and K is not None and self._needs_full_normals():
                 n_out, nvalid = self._normals(depth, K, valid)
                 v_out = valid & nvalid
                 t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
+            # without full-resolution normals the proposals fit their own on the working grid (from K)
             segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals,
-                                                                          info=diagnostics)
+                                                                          info=diagnostics, K=K)
             segs = np.ascontiguousarray(segs, dtype=np.int32)
             if segs.shape != rgb.shape[:2] or segs.min() < 0:
                 raise RuntimeError(f"proposals returned bad segments {segs.shape} (expected {rgb.shape[:2]})")
@@ -525,6 +535,9 @@ class Segmenter:
         t = lap("paint", t)
         objects = None
         if cfg.objects.enabled and want_objects:
+            if normals is None and depth is not None and K is not None and cfg.objects.convexity:
+                normals, nvalid = self._normals(depth, K, valid)  # the convexity test's, at full resolution
+                t = lap("normals", t, sync=False)
             objects = extract_objects(segments, seg_labels.cpu().numpy(), seg_conf.float().cpu().numpy(), vocab.names,
                                       depth, K, normals, cfg.objects, per_segment=trained is not None)
             t = lap("objects", t)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+import movseg_core.segmenter as segmenter_mod
 from movseg_core.clip import ClipConfig, create_clip
 from movseg_core.data.nyuv2 import NYUv2Folder, default_nyuv2_dir
 from movseg_core.geometry import normals_from_depth, scale_intrinsics
+from movseg_core.proposals import propose
 from movseg_core.segmenter import (
     SegmentationResult,
     Segmenter,
@@ -93,13 +95,33 @@ def test_rgbd_and_rgb_only_paths_run(seg, frame):
         assert len(np.unique(rgbd.labels[rgbd.segments == s])) == 1
 
 
-def test_precomputed_normals_match_internal(seg, frame):
+def test_precomputed_normals_go_to_the_proposals(seg, frame):
     rgb, depth, K = frame
-    normals, _ = normals_from_depth(depth, K, None, seg.cfg.normals)
-    a = seg.segment(rgb, depth, K)
+    normals, nvalid = normals_from_depth(depth, K, None, seg.cfg.normals)
     b = seg.segment(rgb, depth, K, normals=normals)
     assert "normals" not in b.timings_ms
-    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.segments, b.segments)
+    expected = propose(rgb, depth, normals, (depth > 0) & nvalid, seg.cfg.proposals)
+    np.testing.assert_array_equal(b.segments, expected)
+
+
+def test_full_resolution_normals_only_where_a_stage_needs_them(seg, frame, monkeypatch):
+    """The graph proposals fit normals on their working grid; full-resolution ones are computed for the
+    objects' convexity test only, on frames that extract objects."""
+    rgb, depth, K = frame
+    given = []
+    real_extract = segmenter_mod.extract_objects
+    monkeypatch.setattr(segmenter_mod, "extract_objects", lambda *a, **k: given.append(a[6]) or real_extract(*a, **k))
+    on_grid = propose(rgb, depth, None, depth > 0, seg.cfg.proposals, K=K)
+    assert not np.array_equal(on_grid, propose(rgb, depth, None, depth > 0, seg.cfg.proposals))  # normals count
+    labels_only = seg.finish(seg.start(rgb, depth, K), want_objects=False)
+    assert "normals" not in labels_only.timings_ms and labels_only.objects is None
+    np.testing.assert_array_equal(labels_only.segments, on_grid)
+    with_objects = seg.segment(rgb, depth, K)
+    assert "normals" in with_objects.timings_ms and with_objects.objects is not None
+    np.testing.assert_array_equal(with_objects.segments, on_grid)
+    normals, _ = normals_from_depth(depth, K, depth > 0, seg.cfg.normals)
+    assert len(given) == 1  # only the frame that wanted objects
+    np.testing.assert_array_equal(given[0], normals)  # the convexity test's normals: full resolution
 
 
 def test_depth_without_valid_pixels_degrades_to_rgb(seg, frame):
@@ -313,7 +335,6 @@ def test_config_keys_named_in_the_docs_exist():
 def test_proposal_scope_uses_the_frames_own_proposals_once(frame, mode, monkeypatch):
     """dense.scope=proposals: the dense pass gets the proposals the frame is classified with (computed
     once), and its features equal dense_features called with those proposals directly."""
-    import movseg_core.segmenter as segmenter_mod
 
     rgb, depth, K = frame
     s = make(dense={"mode": mode, "scope": "proposals", "refine": "pamr", "pamr_short_side": 60})
