@@ -55,10 +55,11 @@ class ProposalConfig:
         the merge step only, which measured better).
     crease: |n_p - n_q| between neighbour unit normals that counts as surface noise.
     normal_radius, normal_cell: the normals :func:`propose` fits on its working grid when it is given K
-        and no normals (:func:`working_normals`): window half-size and cell side in working pixels
-        (:class:`~movseg_core.geometry.NormalsConfig` ``radii=(normal_radius,)``, ``cell``; no shifted
-        windows: the merge step needs region means, and a pixel whose window holds a depth jump does
-        without).
+        and no normals (:func:`working_normals`): window half-size in pixels of the input image (so a
+        window covers the same part of the scene at any working width; 4 working pixels at 320 for a
+        640-px image) and cell side in working pixels (:class:`~movseg_core.geometry.NormalsConfig`; no
+        shifted windows: the merge step needs region means, and a pixel whose window holds a depth
+        jump does without).
     jump_rel: relative depth step between neighbours that a surface can make (slant) before a
         step counts as a discontinuity in the merge step.
     noise_k, noise_sigmas: depth noise model sigma_z = noise_k z^2 (metres; Kinect v1 1.425e-3,
@@ -87,7 +88,7 @@ class ProposalConfig:
     depth_weight: float = 30.0
     normal_weight: float = 0.0
     crease: float = 0.02
-    normal_radius: int = 4
+    normal_radius: int = 8
     normal_cell: int = 2
     jump_rel: float = 0.02
     noise_k: float = 1.425e-3
@@ -258,13 +259,14 @@ def working_normals(z: np.ndarray, K: np.ndarray, image_hw: tuple[int, int],
     normals; the same gains on the tuning data, docs/segmenter.md).
 
     z: h x w float32 metres at the working grid (0 = not measured, :func:`working_images`); K: 3x3
-    intrinsics of the ``image_hw`` (H, W) image it was downscaled from; cfg: ``normal_radius`` and
-    ``normal_cell``. Returns (h x w x 3 float32 unit normals, 0 where none; h x w bool: a normal and
-    measured depth)."""
+    intrinsics of the ``image_hw`` (H, W) image it was downscaled from; cfg: ``normal_radius`` (input
+    pixels) and ``normal_cell``. Returns (h x w x 3 float32 unit normals, 0 where none; h x w bool: a
+    normal and measured depth)."""
     wh, ww = z.shape
     if not (z > 0).any():
         return np.zeros((wh, ww, 3), np.float32), np.zeros((wh, ww), bool)
-    ncfg = NormalsConfig(radii=(int(cfg.normal_radius),), cell=int(cfg.normal_cell), shifted=False)
+    radius = max(1, int(round(cfg.normal_radius * ww / image_hw[1])))  # in working pixels
+    ncfg = NormalsConfig(radii=(radius,), cell=int(cfg.normal_cell), shifted=False)
     n, ok = normals_from_depth(z, scale_intrinsics(K, image_hw, (wh, ww)), None, ncfg)
     return np.asarray(n), np.asarray(ok) & (z > 0)
 
