@@ -18,6 +18,11 @@ instance image and ObjectArray too). Stages run one after another (``overlap`` o
 another); each figure is the p50 of the per-frame sum over ``--cpu-repeats`` passes over the frames.
 
     python bench/segmenter.py [--quick] [--data DIR] [--model ViT-B-16] [--short-side 448] [--cpu-repeats 10]
+        [--cpu-baseline REV]
+
+``--cpu-baseline REV`` also runs the CPU stages with git revision REV's segmenter (its ``movseg_core``,
+compiled kernels included), interleaved frame by frame with the current one: on a machine whose speed
+drifts, the side-by-side figures are the comparison.
 
 Last line: {"ours_ms", "baseline_ms", "speedup", "proposals", "stages_ms", "cpu_stages_ms",
 "cpu_stages_split_ms", "cpu_stages_with_objects_ms", "cpu_stages_with_objects_split_ms", ...} (per-frame
@@ -25,9 +30,10 @@ means; the CPU stages p50).
 """
 from __future__ import annotations
 
-from _common import print_summary  # noqa: E402  (sets the environment up first)
+from _common import baseline_module, print_summary  # noqa: E402  (sets the environment up first)
 
 import argparse
+import inspect
 import logging
 import os
 import statistics
@@ -76,7 +82,8 @@ def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
     """Per variant, (p50 of the per-frame sum of the non-CLIP stages, p50 of each stage) in ms, as the node runs
     them (module docstring). Variants, interleaved frame by frame: ``labels`` (a client of the label outputs:
     label-info, labels, confidence, overlay; the node then skips instance extraction) and ``all`` (every
-    default output, instances and objects too)."""
+    default output, instances and objects too); with ``args.cpu_baseline`` REV also ``labels@REV`` and
+    ``all@REV``: the same with REV's segmenter (its ``movseg_core``, kernels included; the ROS layer is ours)."""
     from rclpy.serialization import serialize_message
 
     from movseg_ros.conversions import array_to_image, depth_to_image, make_camera_info, make_header, rgbd_from_messages
@@ -87,14 +94,22 @@ def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
     defaults = declared_defaults()  # the node's default outputs
     every = {k for k in OUTPUTS if defaults[f"publish.{publish_switch(k)}"]
              and (k not in VISION_OUTPUTS or vision_msgs_available())}
-    variants = {"labels": (every - set(OBJECT_OUTPUTS), False), "all": (every, True)}
-    log.info("CPU stages: outputs %s", {k: sorted(v[0]) for k, v in variants.items()})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        seg = Segmenter.from_config({
-            "clip": {"model_name": args.model, "pretrained": "random", "device": "cpu", "simulated_ms": 1.0},
-            "dense": {"short_side": args.short_side, "mode": args.dense_mode}, "overlap": False})
-    seg.set_queries([NYU40_CLASSES[i % 40] + ("" if i < 40 else f" {i // 40}") for i in range(args.queries)])
+    cfg = {"clip": {"model_name": args.model, "pretrained": "random", "device": "cpu", "simulated_ms": 1.0},
+           "dense": {"short_side": args.short_side, "mode": args.dense_mode}, "overlap": False}
+    queries = [NYU40_CLASSES[i % 40] + ("" if i < 40 else f" {i // 40}") for i in range(args.queries)]
+    segmenters = {"": Segmenter}
+    if args.cpu_baseline:
+        segmenters[f"@{args.cpu_baseline}"] = baseline_module(args.cpu_baseline, "movseg_core.segmenter",
+                                                              "prepare_proposals").Segmenter
+    variants = {}
+    for suffix, cls in segmenters.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            seg = cls.from_config(cfg)
+        seg.set_queries(queries)
+        variants[f"labels{suffix}"] = (seg, every - set(OBJECT_OUTPUTS), False)
+        variants[f"all{suffix}"] = (seg, every, True)
+    log.info("CPU stages: outputs %s", {k: sorted(v[1]) for k, v in variants.items()})
     header = make_header(0, "camera_color_optical_frame")
     msgs = [(array_to_image(f.rgb, "rgb8", header), depth_to_image(f.depth, header),
              make_camera_info(f.K, *f.rgb.shape[:2], header)) for f in frames]
@@ -102,12 +117,13 @@ def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
     split: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     for rep in tqdm(range(args.cpu_repeats + 1), desc="CPU stages", unit="pass"):
         for color, depth, info in msgs:
-            for variant, (wanted, objects) in variants.items():
+            for variant, (seg, wanted, objects) in variants.items():
                 t0 = time.perf_counter()
                 rgb, depth_m, K, _ = rgbd_from_messages(color, depth, info)
                 times = {"decode": (time.perf_counter() - t0) * 1e3}
                 t0 = time.perf_counter()
-                res = seg.finish(seg.start(rgb, depth_m, K), want_objects=objects)  # as the node does
+                kw = {"want_objects": objects} if "want_objects" in inspect.signature(seg.start).parameters else {}
+                res = seg.finish(seg.start(rgb, depth_m, K, **kw), want_objects=objects)  # as the node does
                 wall = (time.perf_counter() - t0) * 1e3
                 times.update({k: v for k, v in res.timings_ms.items() if k not in CLIP_STAGES})
                 # the segmenter's time outside its timed stages (input checks, hand-offs): the sum is all of it
@@ -136,6 +152,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one frame, skip the dense-mode sweep")
     ap.add_argument("--no-mode-sweep", action="store_true")
     ap.add_argument("--cpu-repeats", type=int, default=10, help="passes over the frames for cpu_stages_ms")
+    ap.add_argument("--cpu-baseline", default="", metavar="REV",
+                    help="also measure the CPU stages of git revision REV's segmenter, interleaved frame by frame")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("bench.segmenter", "movseg_core"):
@@ -222,6 +240,11 @@ def main() -> int:
         "cpu_stages_split_ms": cpu["labels"][1],
         "cpu_stages_with_objects_ms": cpu["all"][0],
         "cpu_stages_with_objects_split_ms": cpu["all"][1],
+        **({"cpu_stages_baseline": {"rev": args.cpu_baseline, "cpu_stages_ms": cpu[f"labels@{args.cpu_baseline}"][0],
+                                    "cpu_stages_split_ms": cpu[f"labels@{args.cpu_baseline}"][1],
+                                    "cpu_stages_with_objects_ms": cpu[f"all@{args.cpu_baseline}"][0],
+                                    "cpu_stages_with_objects_split_ms": cpu[f"all@{args.cpu_baseline}"][1]}}
+           if args.cpu_baseline else {}),
         "baseline_crops_ms": round(statistics.mean(base_crops), 1),
         "cpu_ms": {"ours": round(ours_c, 1), "baseline": round(base_c, 1), "speedup": round(base_c / ours_c, 2)},
         "text_ms": {"cold": round(text_cold_ms, 1), "cached": round(text_warm_ms, 1)},

@@ -398,12 +398,13 @@ class Segmenter:
             n, nvalid = normals_from_depth(d, K, v, self.cfg.normals)
             return n.cpu().numpy(), nvalid.cpu().numpy()  # synchronous copies: wait for this stream's work
 
-    def _needs_full_normals(self) -> bool:
-        """Whether :meth:`start` computes full-resolution normals: for the trained proposals and a CLIP-X image
-        made from normals. The graph proposals fit their own on their working grid; objects get theirs in
-        :meth:`finish`, only for frames that extract objects."""
-        c = self.cfg.classify
-        return self.trained is not None or (c.x_fusion_weight > 0 and c.x_modality != "depth")
+    def _needs_full_normals(self, want_objects: bool) -> bool:
+        """Whether :meth:`start` computes full-resolution normals: for the trained proposals, a CLIP-X image
+        made from normals and, on frames that extract objects (``want_objects``), the objects' convexity test.
+        The graph proposals fit their own on their working grid."""
+        c, o = self.cfg.classify, self.cfg.objects
+        return (self.trained is not None or (c.x_fusion_weight > 0 and c.x_modality != "depth")
+                or (want_objects and o.enabled and o.convexity))
 
     def _x_image(self, depth: np.ndarray, valid: np.ndarray | None, normals: np.ndarray | None,
                  K: np.ndarray | None) -> np.ndarray | None:
@@ -432,10 +433,11 @@ class Segmenter:
 
     @torch.inference_mode()
     def start(self, rgb: np.ndarray, depth: np.ndarray | None = None, K: np.ndarray | None = None, *,
-              normals: np.ndarray | None = None) -> FrameInProgress:
+              normals: np.ndarray | None = None, want_objects: bool = True) -> FrameInProgress:
         """The first part of :meth:`segment` (same arguments): the vocabulary snapshot, normals, proposals and
         the dense CLIP pass; :meth:`finish` does the rest (pooling, crops, CLIP-X, classification, painting,
-        objects)."""
+        objects). ``want_objects``: whether :meth:`finish` will extract objects, so that their full-resolution
+        normals are computed here, beside the CLIP pass (:meth:`finish` computes them itself otherwise)."""
         t_start = time.perf_counter()
         vocab = self.vocabulary
         if vocab is None:
@@ -456,13 +458,14 @@ class Segmenter:
         def geometry() -> tuple:  # normals and proposals: independent of CLIP unless dense.scope needs them
             t = time.perf_counter()
             n_out, v_out = normals, valid
-            if depth is not None and normals is None and K is not None and self._needs_full_normals():
+            if depth is not None and normals is None and K is not None and self._needs_full_normals(want_objects):
                 n_out, nvalid = self._normals(depth, K, valid)
                 v_out = valid & nvalid
                 t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
-            # without full-resolution normals the proposals fit their own on the working grid (from K)
-            segs = trained.segments if trained is not None else propose(rgb, depth, n_out, v_out, cfg.proposals,
+            # the graph proposals fit their own normals on their working grid (from K) unless the caller gave
+            # some: the same segments whichever other stage wants full-resolution normals
+            segs = trained.segments if trained is not None else propose(rgb, depth, normals, valid, cfg.proposals,
                                                                           info=diagnostics, K=K)
             segs = np.ascontiguousarray(segs, dtype=np.int32)
             if segs.shape != rgb.shape[:2] or segs.min() < 0:

@@ -491,7 +491,8 @@ class MovsegNode(Node):
         t1 = time.perf_counter()
         # pipelined: the worker runs the segmenter's first part (geometry beside the CLIP pass), the
         # publisher the rest (pooling, classification, painting, objects) while the worker takes the next frame
-        work = self.segmenter.start(rgb, depth_m, K)  # finished by _finish, here or on the publisher thread
+        # finished by _finish, here or on the publisher thread
+        work = self.segmenter.start(rgb, depth_m, K, want_objects=self._objects_wanted())
         t2 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1000, "segment": (t2 - t1) * 1000, "queue": queue_ms, "input_age": age_ms}
         done = (color.header, rgb, work, depth_m, K, timings, t2)

@@ -113,15 +113,20 @@ def test_full_resolution_normals_only_where_a_stage_needs_them(seg, frame, monke
     monkeypatch.setattr(segmenter_mod, "extract_objects", lambda *a, **k: given.append(a[6]) or real_extract(*a, **k))
     on_grid = propose(rgb, depth, None, depth > 0, seg.cfg.proposals, K=K)
     assert not np.array_equal(on_grid, propose(rgb, depth, None, depth > 0, seg.cfg.proposals))  # normals count
-    labels_only = seg.finish(seg.start(rgb, depth, K), want_objects=False)
+    labels_only = seg.finish(seg.start(rgb, depth, K, want_objects=False), want_objects=False)
     assert "normals" not in labels_only.timings_ms and labels_only.objects is None
     np.testing.assert_array_equal(labels_only.segments, on_grid)
-    with_objects = seg.segment(rgb, depth, K)
-    assert "normals" in with_objects.timings_ms and with_objects.objects is not None
-    np.testing.assert_array_equal(with_objects.segments, on_grid)
     normals, _ = normals_from_depth(depth, K, depth > 0, seg.cfg.normals)
-    assert len(given) == 1  # only the frame that wanted objects
-    np.testing.assert_array_equal(given[0], normals)  # the convexity test's normals: full resolution
+    work = seg.start(rgb, depth, K)  # objects wanted (the default): their normals beside the CLIP pass
+    assert "normals" in work.times
+    np.testing.assert_array_equal(work.normals, normals)
+    late = seg.start(rgb, depth, K, want_objects=False)  # objects wanted only after start: finish makes them
+    for res in (seg.finish(work), seg.finish(late)):
+        assert "normals" in res.timings_ms and res.objects is not None
+        np.testing.assert_array_equal(res.segments, on_grid)
+    assert len(given) == 2  # only the frames that extracted objects
+    for g in given:
+        np.testing.assert_array_equal(g, normals)  # the convexity test's normals: full resolution
 
 
 def test_depth_without_valid_pixels_degrades_to_rgb(seg, frame):
@@ -213,6 +218,8 @@ def test_clip_x_branch(frame, modality):
     check_result(res, rgb.shape[:2], len(QUERIES))
     assert "clip_x" in res.timings_ms
     assert "clip_x" not in s.segment(rgb).timings_ms  # no depth -> RGB only
+    # the full-resolution normals a CLIP-X image needs do not change the proposals
+    np.testing.assert_array_equal(res.segments, propose(rgb, depth, None, depth > 0, s.cfg.proposals, K=K))
 
 
 def test_clip_x_adapted_weights_and_crop_member(tmp_path, frame):
