@@ -40,7 +40,6 @@ from movseg_core.data.synthetic import CLASS_NAMES  # noqa: E402
 from movseg_core.eval.metrics import confusion_matrix, miou_from_confusion  # noqa: E402
 from movseg_core.eval.synthetic import eval_scenes, synth_segmenter_config  # noqa: E402
 from movseg_core.export import export_onnx  # noqa: E402
-from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import propose  # noqa: E402
 from movseg_core.segmenter import Segmenter, SegmenterConfig, config_from_dict  # noqa: E402
 
@@ -86,9 +85,7 @@ def speed(args) -> dict:
     export_s = time.perf_counter() - t0
     sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in folder.glob("*.onnx")}
     print(f"export: {export_s:.1f} s, dense input {info.dense_input}, files (MiB): {sizes}")
-    valid = frame.depth > 0
-    normals, nvalid = normals_from_depth(frame.depth, frame.K, valid)
-    segments = np.asarray(propose(rgb, frame.depth, np.asarray(normals), valid & np.asarray(nvalid)), np.int32)
+    segments = np.asarray(propose(rgb, frame.depth, None, frame.depth > 0, K=frame.K), np.int32)  # as the segmenter
     queries = list(NYU40_CLASSES)
     clips, first_ms = {}, {}
     for name, clip_kw, backend in variants(not args.no_compile):

@@ -544,7 +544,9 @@ def main() -> int:
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
-    propose(sets[next(iter(sets))][0].rgb)  # load / compile the kernels outside the timings
+    first = sets[next(iter(sets))][0]  # load / compile the kernels (both modes) outside the timings
+    propose(first.rgb)
+    propose(**mode_args(first, "rgbd", args.normals))
     load = os.getloadavg()[0]
     if args.depth_edges:
         depth_edge_report(sets)

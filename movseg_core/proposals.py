@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from movseg_core.geometry import NormalsConfig, normals_from_depth, scale_intrinsics
+from movseg_core.geometry import NormalsConfig, check_intrinsics, normals_from_depth, scale_intrinsics
 
 PROPOSAL_METHODS = ("graph", "trained")
 
@@ -255,15 +255,15 @@ def working_images(rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray 
 def working_normals(z: np.ndarray, K: np.ndarray, image_hw: tuple[int, int],
                     cfg: ProposalConfig = ProposalConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals on the working grid, fitted to its own depth: what the merge step's region mean
-    normals need, without full-resolution normals (~1.5 ms at 320 x 240 against ~7 ms for 640 x 480
-    normals; the same gains on the tuning data, docs/segmenter.md).
+    normals need, without full-resolution normals (2.1 / 2.4 ms min / median at 320 x 240 against 7.3 / 9.6
+    for 640 x 480 normals and their downsampling, docs/segmenter.md; the same gains on the tuning data).
 
     z: h x w float32 metres at the working grid (0 = not measured, :func:`working_images`); K: 3x3
     intrinsics of the ``image_hw`` (H, W) image it was downscaled from; cfg: ``normal_radius`` (input
     pixels) and ``normal_cell``. Returns (h x w x 3 float32 unit normals, 0 where none; h x w bool: a
     normal and measured depth)."""
     wh, ww = z.shape
-    if not (z > 0).any():
+    if min(wh, ww) < 2 or not (z > 0).any():  # a single row or column has no plane to fit
         return np.zeros((wh, ww, 3), np.float32), np.zeros((wh, ww), bool)
     radius = max(1, int(round(cfg.normal_radius * ww / image_hw[1])))  # in working pixels
     ncfg = NormalsConfig(radii=(radius,), cell=int(cfg.normal_cell), shifted=False)
@@ -287,6 +287,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     Returns HxW int32 segment ids 0..S-1 with S <= cfg.max_segments.
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
+    if K is not None:
+        K = check_intrinsics(K, (h, w))
     kern = _kernels()
     lab, z = working_images(rgb, depth, valid, cfg)
     wh, ww = z.shape

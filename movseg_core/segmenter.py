@@ -259,6 +259,8 @@ class Segmenter:
         log.info("normals kernels ready in %.1f s%s", secs, " (compiled: first run after install)" if secs > 5 else "")
         if cfg.proposals.method != "trained":  # the training-free proposals' kernels, likewise
             log.info("proposal kernels ready in %.1f s", prepare_proposals())
+            if cfg.proposals.normal_cell != cfg.normals.cell:  # their working-grid normals' cell size
+                prepare_cpu_normals(NormalsConfig(cell=cfg.proposals.normal_cell, shifted=False))
         if cfg.objects.enabled:
             log.info("objects kernels ready in %.1f s", prepare_objects())
         log.info("pooling kernel ready in %.1f s", prepare_classify())
@@ -391,7 +393,8 @@ class Segmenter:
         if dev.type != "cuda":
             n, nvalid = normals_from_depth(depth, K, valid, self.cfg.normals)
             return np.asarray(n), np.asarray(nvalid)
-        stream = self._thread_streams.setdefault(threading.get_ident(), torch.cuda.Stream(dev))
+        tid = threading.get_ident()
+        stream = self._thread_streams.get(tid) or self._thread_streams.setdefault(tid, torch.cuda.Stream(dev))
         with torch.cuda.stream(stream):
             d = torch.from_numpy(depth).to(dev, non_blocking=True)
             v = torch.from_numpy(valid).to(dev, non_blocking=True)
@@ -460,7 +463,8 @@ class Segmenter:
             n_out, v_out = normals, valid
             if depth is not None and normals is None and K is not None and self._needs_full_normals(want_objects):
                 n_out, nvalid = self._normals(depth, K, valid)
-                v_out = valid & nvalid
+                if self._needs_full_normals(False):  # what the trained proposals and the CLIP-X image see;
+                    v_out = valid & nvalid  # not for objects alone, so that no output depends on who listens
                 t = lap("normals", t, sync=False)  # numpy out: already on the host
             trained = self.trained.predict(rgb, depth, n_out, v_out) if self.trained is not None else None
             # the graph proposals fit their own normals on their working grid (from K) unless the caller gave

@@ -105,7 +105,6 @@ def proposal_comparisons(out: Path, data: Path) -> list[tuple[Path, float, float
     from movseg_core.data.nyuv2 import NYUv2Folder
     from movseg_core.eval.metrics import confusion_matrix, miou_from_confusion
     from movseg_core.eval.oracle import comparison_png, oracle_labels
-    from movseg_core.geometry import normals_from_depth
     from movseg_core.proposals import propose
 
     ds = NYUv2Folder(data, require_depth=True)
@@ -115,8 +114,7 @@ def proposal_comparisons(out: Path, data: Path) -> list[tuple[Path, float, float
         if f.label is None:
             continue
         depth = f.depth
-        normals, valid = normals_from_depth(depth, f.K)
-        segs = {"RGB": propose(f.rgb), "RGB-D": propose(f.rgb, depth, np.asarray(normals), np.asarray(valid))}
+        segs = {"RGB": propose(f.rgb), "RGB-D": propose(f.rgb, depth, None, depth > 0, K=f.K)}  # as the segmenter
         miou = {m: miou_from_confusion(confusion_matrix(oracle_labels(s, f.label, n_cls), f.label, n_cls + 1))
                 for m, s in segs.items()}
         png = comparison_png(out / f"proposals_{f.name}.png", f.rgb, f.label, n_cls,

@@ -94,6 +94,16 @@ def test_working_normals_match_the_full_resolution_ones():
     assert not ok[z == 0].any()
 
 
+def test_working_normals_odd_inputs():
+    """K for another image size is refused; a working grid of one row has no normals (RGB-D still runs)."""
+    rgb, depth = step_scene()
+    with pytest.raises(ValueError):
+        propose(rgb, depth, None, None, ProposalConfig(), K=np.array([[300.0, 0, 639.5], [0, 300.0, 479.5], [0, 0, 1]]))
+    K_thin = np.array([[300.0, 0, 160], [0, 300.0, 0.5], [0, 0, 1]])  # the two rows of a 320 x 2 crop
+    thin = propose(rgb[:2], depth[:2], None, None, ProposalConfig(work_width=160, **TRUSTED), K=K_thin)
+    assert thin.shape == (2, 320)
+
+
 def test_bad_input_is_refused_clearly():
     rgb, depth = step_scene()
     with pytest.raises(ValueError, match="rgb"):

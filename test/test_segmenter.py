@@ -220,6 +220,10 @@ def test_clip_x_branch(frame, modality):
     assert "clip_x" not in s.segment(rgb).timings_ms  # no depth -> RGB only
     # the full-resolution normals a CLIP-X image needs do not change the proposals
     np.testing.assert_array_equal(res.segments, propose(rgb, depth, None, depth > 0, s.cfg.proposals, K=K))
+    # nor do the objects' normals change what the CLIP-X image sees: no output depends on who listens
+    quiet = s.finish(s.start(rgb, depth, K, want_objects=False), want_objects=False)
+    heard = s.finish(s.start(rgb, depth, K, want_objects=True), want_objects=False)
+    np.testing.assert_array_equal(quiet.confidence, heard.confidence)
 
 
 def test_clip_x_adapted_weights_and_crop_member(tmp_path, frame):
