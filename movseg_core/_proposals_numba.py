@@ -48,17 +48,24 @@ def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _near_colour(lab, y, x, radius, c2min):  # noqa: ANN001, ANN202
-    """Whether a 4-neighbour pair (right or down) with Lab distance^2 >= ``c2min`` starts within
-    ``radius`` px (Chebyshev) of (y, x)."""
+def _colour_in(lab, y0, y1, x0, x1, c2min):  # noqa: ANN001, ANN202
+    """Whether a right or down neighbour pair with Lab distance^2 >= ``c2min`` starts in rows
+    y0..y1, columns x0..x1 (inclusive, clipped to the image)."""
     h, w = lab.shape[0], lab.shape[1]
-    for yy in range(max(0, y - radius), min(h, y + radius + 1)):
-        for xx in range(max(0, x - radius), min(w, x + radius + 1)):
+    for yy in range(max(0, y0), min(h, y1 + 1)):
+        for xx in range(max(0, x0), min(w, x1 + 1)):
             if xx + 1 < w and _lab_dist2(lab, yy, xx, yy, xx + 1) >= c2min:
                 return True
             if yy + 1 < h and _lab_dist2(lab, yy, xx, yy + 1, xx) >= c2min:
                 return True
     return False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _near_colour(lab, y, x, radius, c2min):  # noqa: ANN001, ANN202
+    """Whether a 4-neighbour pair (right or down) with Lab distance^2 >= ``c2min`` starts within
+    ``radius`` px (Chebyshev) of (y, x)."""
+    return _colour_in(lab, y - radius, y + radius, x - radius, x + radius, c2min)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -75,8 +82,88 @@ def _step_row(za, zb, out, a, b):  # noqa: ANN001, ANN202
     return cnt
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _band_step(za, zb, holes, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
+    """Whether measured depths ``za``, ``zb`` with ``holes`` unmeasured pixels between them differ by
+    more than ``grow`` x what a surface plus noise explains over the run."""
+    zm = min(za, zb)
+    return abs(za - zb) > grow * (jump_rel * (holes + 1) * zm + noise_m * noise_k * zm * zm)
+
+
 @njit(cache=True, nogil=True)
-def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):  # noqa: ANN001, ANN202
+def _scan_bands(zz, axis, max_len, jump_rel, noise_m, noise_k, grow, out, n):  # noqa: ANN001, ANN202
+    """Write the shadow bands along the rows of ``zz`` (C-contiguous) to ``out`` from row ``n``, as
+    ``axis``; returns the new n. ``out`` has room: a line of L pixels holds at most L / 2 bands."""
+    for li in range(zz.shape[0]):
+        line = zz[li]
+        length = line.shape[0]
+        i = 1
+        while i < length:
+            if line[i] > 0.0:
+                i += 1
+                continue
+            j = i + 1
+            while j < length and line[j] <= 0.0:
+                j += 1
+            if j < length and line[i - 1] > 0.0 and j - i <= max_len and \
+                    _band_step(line[i - 1], line[j], j - i, jump_rel, noise_m, noise_k, grow):
+                out[n, 0] = axis
+                out[n, 1] = li
+                out[n, 2] = i - 1
+                out[n, 3] = j
+                n += 1
+            i = j
+    return n
+
+
+@njit(cache=True, nogil=True)
+def shadow_bands(z, zt, max_len, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
+    """Depth steps hidden in short runs of missing depth (*shadow bands*: a structured-light or stereo
+    sensor sees no depth beside a near object's edge, so the object boundary itself is a hole).
+
+    z: h x w float32 metres (0 = not measured); zt: its transpose, C-contiguous (the columns as
+    rows). A band is a run of 1..``max_len`` unmeasured pixels along a row or a column between two
+    measured pixels a and b whose depths differ by more than ``grow`` x what a surface plus noise
+    explains over the run: ``jump_rel (L + 1) z_min + noise_m noise_k z_min^2`` (L holes, so L + 1
+    neighbour steps of slant). Returns an n x 4 int32 array of (axis (0 = along a row, 1 = along a
+    column), line index, a, b), a < b positions on the line (the holes are a + 1 .. b - 1), rows
+    first. Sequential, O(h w): ~0.2 ms at 320 x 240."""
+    h, w = z.shape
+    out = np.empty((h * (w // 2) + w * (h // 2) + 1, 4), np.int32)
+    n = _scan_bands(z, 0, max_len, jump_rel, noise_m, noise_k, grow, out, 0)
+    n = _scan_bands(zt, 1, max_len, jump_rel, noise_m, noise_k, grow, out, n)
+    return out[:n].copy()
+
+
+@njit(cache=True, nogil=True)
+def bridge_shadows(lab, z, bands):  # noqa: ANN001, ANN202
+    """``z`` with each shadow band (:func:`shadow_bands`) filled: the band's step placed at its strongest
+    colour edge (the neighbour pair on the line from a to b with the largest Lab distance), the holes
+    before it given a's depth and those after it b's, so the graph and the merge step see the step
+    where colour puts the boundary. Row bands first; a hole a row band filled keeps its value.
+    lab: h x w x 3 float32; z: h x w float32 metres (0 = not measured). Returns a new h x w array."""
+    out = z.copy()
+    for r in range(bands.shape[0]):
+        axis, li, a, b = bands[r, 0], bands[r, 1], bands[r, 2], bands[r, 3]
+        best, cut = -1.0, a
+        for k in range(a, b):  # the pair (k, k + 1)
+            d = _lab_dist2(lab, li, k, li, k + 1) if axis == 0 else _lab_dist2(lab, k, li, k + 1, li)
+            if d > best:
+                best, cut = d, k
+        za = z[li, a] if axis == 0 else z[a, li]
+        zb = z[li, b] if axis == 0 else z[b, li]
+        for k in range(a + 1, b):
+            v = za if k <= cut else zb
+            if axis == 0:
+                if out[li, k] <= 0.0:
+                    out[li, k] = v
+            elif out[k, li] <= 0.0:
+                out[k, li] = v
+    return out
+
+
+@njit(cache=True, nogil=True)
+def registration(lab, z, bands, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):  # noqa: ANN001, ANN202
     """How well the measured depth discontinuities coincide with colour edges: (score, n_steps).
 
     lab: h x w x 3 float32 Lab image; z: h x w float32 metres (0 = no measurement), both at the
@@ -87,6 +174,11 @@ def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, r
     (Lab units) starts within ``radius`` px of it (Chebyshev). ``hit`` = share of depth steps whose
     first pixel is near colour; ``chance`` = the same share ``shift`` px either way across the step
     (along the pair's axis: off its own boundary, onto whatever colour edges the scene has nearby).
+    ``bands`` (:func:`shadow_bands`, any ``grow`` <= 1 + ``min_evidence``) are depth steps hidden in
+    shadow bands: each whose step passes ``grow`` = 1 + ``min_evidence`` counts as one step, near
+    colour when a colour edge starts anywhere in the band (a .. b - 1, widened by ``radius``), its
+    chance the same window ``shift`` px either way along the line. (Their filled-in steps,
+    :func:`bridge_shadows`, sit on colour edges by construction, so they are never scored.)
     Score = ``(hit - chance) / (1 - chance)`` (chance-corrected, like Cohen's kappa): about 1 when
     the depth steps lie on colour edges and the places beside them do not, about 0 (or below) when
     depth steps fall on colour edges no more often than beside them: depth not registered to
@@ -120,6 +212,25 @@ def registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, r
                     if 0 <= ys < h and 0 <= xs < w:
                         nb += 1
                         hb += _near_colour(lab, ys, xs, radius, c2min)
+    for r in range(bands.shape[0]):
+        axis, li, a, b = bands[r, 0], bands[r, 1], bands[r, 2], bands[r, 3]
+        za, zb = (z[li, a], z[li, b]) if axis == 0 else (z[a, li], z[b, li])
+        if not _band_step(za, zb, b - a - 1, jump_rel, noise_m, noise_k, grow):
+            continue
+        length = z.shape[1] if axis == 0 else z.shape[0]
+        for sgn in (0, -shift, shift):
+            if b - 1 + sgn < 0 or a + sgn > length - 2:  # the shifted window lies off the image
+                continue
+            if axis == 0:
+                near = _colour_in(lab, li - radius, li + radius, a + sgn - radius, b - 1 + sgn + radius, c2min)
+            else:
+                near = _colour_in(lab, a + sgn - radius, b - 1 + sgn + radius, li - radius, li + radius, c2min)
+            if sgn == 0:
+                n += 1
+                hit += near
+            else:
+                nb += 1
+                hb += near
     if n == 0 or nb == 0 or hb == nb:
         return np.nan, n
     chance = hb / nb

@@ -5,7 +5,10 @@ discontinuity only where the sensor measured both pixels and the step exceeds wh
 Kinect-like noise explains (relative step ``jump_rel`` plus ``noise_sigmas`` standard deviations
 of disparity noise, ``sigma_z = noise_k z^2``); a normal crease only where both normals are valid.
 Missing depth adds nothing, so colour alone decides there (a hole or a filled-in region does not
-move a boundary that colour supports). Two compiled steps (numba, ``_proposals_numba.py``) at a
+move a boundary that colour supports), with one exception that colour itself places: a short run of
+missing depth between two measured pixels whose depths differ beyond the noise (the shadow a
+structured-light or stereo sensor casts beside a near object's edge) hides a depth step, which is put
+at the run's strongest colour edge (``shadow_bridge``). Two compiled steps (numba, ``_proposals_numba.py``) at a
 reduced working width, upsampled at the end:
 
 1. Felzenszwalb-Huttenlocher graph segmentation over 8-neighbour edges whose weight is the Lab
@@ -69,6 +72,10 @@ class ProposalConfig:
     merge_contrast: merge-cost weight of the mean colour contrast along a shared boundary.
     min_depth_cover: share of a working pixel's source pixels that must hold depth for it to count
         as measured.
+    shadow_bridge: longest run of missing depth (pixels of the input image) between two measured
+        pixels in which a depth step may hide (:func:`shadow_bands`: the shadow a structured-light or
+        stereo sensor casts beside a near object's edge, so the boundary itself has no depth); the
+        step is placed at the run's strongest colour edge and counted by the registration score. 0: off.
     registration_min, registration_full: the depth-to-colour registration score
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
@@ -97,6 +104,7 @@ class ProposalConfig:
     merge_normal: float = 40.0
     merge_contrast: float = 1.0
     min_depth_cover: float = 0.75
+    shadow_bridge: int = 32
     registration_min: float = 0.35
     registration_full: float = 0.55
 
@@ -112,6 +120,8 @@ class ProposalConfig:
         if self.normal_radius < 1 or self.normal_cell < 1:
             raise ValueError(f"proposals.normal_radius and normal_cell must be >= 1, got {self.normal_radius}, "
                              f"{self.normal_cell}")
+        if self.shadow_bridge < 0:
+            raise ValueError(f"proposals.shadow_bridge must be >= 0 px, got {self.shadow_bridge}")
         if self.registration_min > self.registration_full:
             raise ValueError(f"proposals.registration_min ({self.registration_min}) must be <= "
                              f"registration_full ({self.registration_full})")
@@ -199,7 +209,27 @@ REGISTRATION_SHIFT = 10  # working px: where the chance rate is sampled, across 
 REGISTRATION_MIN_STEPS = 50  # fewer depth steps than this: no judgement (score NaN, depth trusted)
 
 
-def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig) -> tuple[float, int]:
+def shadow_bands(z: np.ndarray, max_len: int, cfg: ProposalConfig, grow: float = 1.0) -> np.ndarray:
+    """Depth steps hidden in runs of 1..``max_len`` missing pixels between two measured ones (shadow
+    bands, ``_proposals_numba.shadow_bands``): the two depths differ by more than ``grow`` x what a
+    surface plus noise explains over the run (``jump_rel``, ``noise_sigmas``, ``noise_k``).
+
+    z: h x w float32 metres (0 = not measured). Returns n x 4 int32 (axis 0 = row / 1 = column, line,
+    a, b): the measured ends, holes a + 1 .. b - 1; none when ``max_len`` < 1."""
+    if max_len < 1:
+        return np.zeros((0, 4), np.int32)
+    z = np.ascontiguousarray(z, np.float32)
+    return _kernels().shadow_bands(z, np.ascontiguousarray(z.T), int(max_len), float(cfg.jump_rel),
+                                   float(cfg.noise_sigmas), float(cfg.noise_k), float(grow))
+
+
+def shadow_bridge_px(cfg: ProposalConfig, image_width: int, working_width: int) -> int:
+    """``cfg.shadow_bridge`` (pixels of an ``image_width`` image) in pixels of the working grid."""
+    return int(round(cfg.shadow_bridge * working_width / max(image_width, 1)))
+
+
+def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_band: int = 0,
+                       bands: np.ndarray | None = None) -> tuple[float, int]:
     """Label-free depth-to-colour registration score of a frame at the working resolution.
 
     lab: h x w x 3 float32 Lab image (as the graph sees it); z: h x w float32 metres (0 = not
@@ -208,10 +238,15 @@ def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig) -> t
     model) lie within REGISTRATION_RADIUS px of a
     colour edge (Lab distance >= REGISTRATION_COLOUR) and the places REGISTRATION_SHIFT px beside
     them do not; ~0 (or below) when they hit colour edges no more often than beside them (depth not
-    registered to colour); NaN under REGISTRATION_MIN_STEPS depth steps (no evidence). Definition:
-    ``_proposals_numba.registration``; ~0.2 ms at 320 x 240.
+    registered to colour); NaN under REGISTRATION_MIN_STEPS depth steps (no evidence). Steps hidden in
+    shadow bands of up to ``max_band`` working pixels (:func:`shadow_bands`, or ``bands`` already found
+    at any ``grow`` <= 1 + REGISTRATION_EVIDENCE) count too when they pass that evidence: near colour
+    when a colour edge lies anywhere in the band. Definition: ``_proposals_numba.registration``;
+    ~0.2 ms at 320 x 240.
     """
-    score, n = _kernels().registration(lab, z, float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
+    if bands is None:
+        bands = shadow_bands(z, max_band, cfg)
+    score, n = _kernels().registration(lab, z, bands, float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
                                        REGISTRATION_EVIDENCE, REGISTRATION_COLOUR, REGISTRATION_RADIUS,
                                        REGISTRATION_SHIFT)
     return (float(score) if n >= REGISTRATION_MIN_STEPS else float("nan")), int(n)
@@ -283,7 +318,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     without ``K`` the proposals use no normals. valid: HxW bool depth validity or None.
     info: a dict to receive diagnostics (with depth): ``registration`` (:func:`registration_score`,
     NaN = not judged), ``depth_steps`` (its evidence count) and ``depth_trust`` (:func:`depth_trust`,
-    the factor the depth terms got; 0 = the frame was segmented as RGB-only).
+    the factor the depth terms got; 0 = the frame was segmented as RGB-only) and, where depth was
+    used, ``shadow_bands`` (how many depth steps hidden in missing depth were bridged).
     Returns HxW int32 segment ids 0..S-1 with S <= cfg.max_segments.
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
@@ -298,7 +334,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     use_normals = False
     trust = 1.0
     if use_depth:
-        score, steps = registration_score(lab, z, cfg)
+        bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
+        score, steps = registration_score(lab, z, cfg, bands=bands)
         trust = depth_trust(score, cfg)
         if info is not None:
             info.update(registration=score, depth_steps=steps, depth_trust=trust)
@@ -306,6 +343,10 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
             use_depth = False
             z = np.zeros((wh, ww), np.float32)
     if use_depth:
+        if info is not None:
+            info["shadow_bands"] = int(len(bands))
+        if len(bands):
+            z = kern.bridge_shadows(lab, z, bands)
         if normals is not None:
             f = w // ww
             if ww * f == w and wh * f == h:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from movseg_core.geometry import normals_from_depth
-from movseg_core.proposals import ProposalConfig, propose, working_images, working_normals
+from movseg_core.proposals import ProposalConfig, _kernels, propose, shadow_bands, working_images, working_normals
 
 K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
 # Depth always has its say (registration gate off): for scenes whose only depth step has no colour
@@ -43,6 +43,42 @@ def test_rgbd_proposals_respect_a_depth_step_colour_does_not_show():
     rgb_only = propose(rgb, None, None, None, cfg)
     assert purity(rgbd, side) >= 0.97
     assert purity(rgb_only, side) < 0.9  # colour alone has no reason to cut at the step
+
+
+def test_a_depth_step_hidden_in_a_shadow_band_still_splits():
+    """The step of ``step_scene`` with a 16-px run of missing depth over it (the shadow a
+    structured-light sensor casts beside a near edge): bridged, it splits the frame as the measured
+    step does (every segment on one side, outside the band); with ``shadow_bridge`` 0 it is lost."""
+    rgb, depth = step_scene()
+    depth[:, 150:166] = 0.0
+    side = np.zeros(depth.shape, bool)
+    side[:, 160:] = True
+    outside = np.ones(depth.shape, bool)
+    outside[:, 150:166] = False
+    cfg = ProposalConfig(max_segments=6)
+    info: dict = {}
+    bridged = propose(rgb, depth, None, None, cfg, info=info)
+    assert info["shadow_bands"] == 240 and info["depth_trust"] == 1.0  # one band per row
+    assert purity(bridged[outside], side[outside]) >= 0.99
+    lost = propose(rgb, depth, None, None, dataclasses.replace(cfg, shadow_bridge=0))
+    assert purity(lost[outside], side[outside]) < 0.9
+    # a band longer than shadow_bridge (16 px in a 320-px image at work width 320) is no evidence
+    longer = propose(rgb, depth, None, None, dataclasses.replace(cfg, shadow_bridge=15))
+    np.testing.assert_array_equal(longer, lost)
+
+
+def test_a_shadow_band_step_goes_where_colour_puts_it():
+    """Two colours meeting at x = 160 inside a 30-px shadow band between two depths: the bridged step
+    lies on the colour edge, not at either end of the band."""
+    rgb, depth = two_colour_scene(2)
+    depth[:, :160] = 1.0
+    depth[:, 140:170] = 0.0
+    lab, zw = working_images(rgb, depth, None, ProposalConfig())
+    bands = shadow_bands(zw, 32, ProposalConfig())
+    assert len(bands) == 240
+    z = _kernels().bridge_shadows(lab, zw, bands)
+    np.testing.assert_array_equal(z[:, 140:160], 1.0)
+    np.testing.assert_array_equal(z[:, 160:170], 2.0)
 
 
 def test_segment_count_follows_the_granularity_knob():

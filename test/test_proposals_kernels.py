@@ -11,6 +11,8 @@ import pytest
 
 from movseg_core import _proposals_numba as K
 
+NO_BANDS = np.zeros((0, 4), np.int32)
+
 
 def scene(h=36, w=52, seed=0, blocks=6):
     """Lab-like image with blocky colour regions plus noise, depth with steps, holes and normals."""
@@ -289,8 +291,46 @@ def test_downsampling_matches_the_plain_masked_block_mean(f, with_valid):
     assert 0.2 < (z > 0).mean() < 1.0 and ok_ref.any()
 
 
-def reference_registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift):
-    """The registration score as its docstring defines it, pair by pair (float32 as the kernel)."""
+def reference_shadow_bands(z, max_len, jump_rel, noise_m, noise_k, grow):
+    """Shadow bands as :func:`shadow_bands` defines them, run by run: (axis, line, a, b) rows."""
+    out = []
+    for axis, zz in ((0, z), (1, z.T)):
+        for li, line in enumerate(zz):
+            x = 0
+            while x < len(line):
+                if line[x] > 0:
+                    x += 1
+                    continue
+                end = x
+                while end < len(line) and line[end] <= 0:
+                    end += 1
+                if x > 0 and end < len(line) and end - x <= max_len:
+                    za, zb = float(line[x - 1]), float(line[end])
+                    zm = min(za, zb)
+                    if abs(za - zb) > grow * (jump_rel * (end - x + 1) * zm + noise_m * noise_k * zm * zm):
+                        out.append((axis, li, x - 1, end))
+                x = end
+    return np.array(out, np.int32).reshape(-1, 4)
+
+
+def reference_bridge(lab, z, bands):
+    """:func:`bridge_shadows` as its docstring defines it."""
+    out = z.copy()
+    for axis, li, a, b in bands:
+        zl, ll = (z[li], lab[li]) if axis == 0 else (z[:, li], lab[:, li])
+        d = [float(((ll[k] - ll[k + 1]) ** 2).sum()) for k in range(a, b)]
+        cut = a + int(np.argmax(d))
+        for k in range(a + 1, b):
+            idx = (li, k) if axis == 0 else (k, li)
+            if out[idx] <= 0:
+                out[idx] = zl[a] if k <= cut else zl[b]
+    return out
+
+
+def reference_registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, colour_min, radius, shift,
+                           bands=np.zeros((0, 4), np.int32)):
+    """The registration score as its docstring defines it, pair by pair and band by band (float32 as
+    the kernel)."""
     h, w = z.shape
     a = np.float32((1 + min(min_evidence, 1.0)) * jump_rel)
     b = np.float32((1 + min(min_evidence, 1.0)) * noise_m * noise_k)
@@ -323,6 +363,20 @@ def reference_registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, col
                     ys, xs = y + s * dy, x + s * dx
                     if 0 <= ys < h and 0 <= xs < w:
                         chance.append(near(ys, xs))
+    grow = 1 + min(min_evidence, 1.0)
+    for axis, li, a, b in bands:
+        za, zb = (float(z[li, a]), float(z[li, b])) if axis == 0 else (float(z[a, li]), float(z[b, li]))
+        zm = min(za, zb)
+        if not abs(za - zb) > grow * (jump_rel * (b - a) * zm + noise_m * noise_k * zm * zm):
+            continue  # a band too weak to count as evidence of registration
+        length = w if axis == 0 else h
+        for s in (0, -shift, shift):
+            if b - 1 + s < 0 or a + s > length - 2:
+                continue
+            lo, hi = max(0, a + s - radius), b - 1 + s + radius + 1
+            win = starts[max(0, li - radius):li + radius + 1, lo:hi] if axis == 0 else \
+                starts[lo:hi, max(0, li - radius):li + radius + 1]
+            (hits if s == 0 else chance).append(bool(win.any()))
     if not hits or not chance or all(chance):
         return np.nan, len(hits)
     c = np.mean(chance)
@@ -335,7 +389,7 @@ def test_registration_score_matches_its_definition(params, shifted):
     lab, z, _, _ = scene(48, 64, seed=5, blocks=8)
     if shifted:  # depth moved 5 px right: its steps leave the colour edges
         z = np.ascontiguousarray(np.roll(z, 5, axis=1))
-    score, n = K.registration(lab, z, 0.02, 3.0, 1.425e-3, *params)
+    score, n = K.registration(lab, z, NO_BANDS, 0.02, 3.0, 1.425e-3, *params)
     ref, n_ref = reference_registration(lab, z, 0.02, 3.0, 1.425e-3, *params)
     assert n == n_ref and n > 50
     np.testing.assert_allclose(score, ref, rtol=0, atol=1e-12)
@@ -345,5 +399,70 @@ def test_registration_score_matches_its_definition(params, shifted):
 
 def test_registration_score_without_depth_steps_is_nan():
     lab, z, _, _ = scene(48, 64, seed=6)
-    score, n = K.registration(lab, np.full_like(z, 2.0), 0.02, 3.0, 1.425e-3, 0.5, 6.0, 2, 8)
+    score, n = K.registration(lab, np.full_like(z, 2.0), NO_BANDS, 0.02, 3.0, 1.425e-3, 0.5, 6.0, 2, 8)
     assert n == 0 and np.isnan(score)
+
+
+def shadowed(z, width, seed):
+    """``z`` with a run of ``width`` missing pixels over each depth step along its rows (the shadow a
+    structured-light sensor casts beside a near object's edge), so no measured neighbours straddle a
+    row step."""
+    rng = np.random.default_rng(seed)
+    out = z.copy()
+    for y in range(z.shape[0]):
+        for x in np.nonzero(np.abs(np.diff(z[y])) > 0.2)[0]:
+            a = max(0, x + 1 - int(rng.integers(0, width)))
+            out[y, a:a + width] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("max_len, grow", [(1, 1.0), (6, 1.0), (6, 1.5), (30, 1.0)])
+def test_shadow_bands_match_their_definition(max_len, grow):
+    lab, z, _, _ = scene(48, 64, seed=7, blocks=8)
+    z = shadowed(z, 4, seed=1)
+    got = K.shadow_bands(z, np.ascontiguousarray(z.T), max_len, 0.02, 3.0, 1.425e-3, grow)
+    ref = reference_shadow_bands(z, max_len, 0.02, 3.0, 1.425e-3, grow)
+    np.testing.assert_array_equal(got, ref)
+    assert len(ref) > (5 if max_len > 1 else 0)
+    np.testing.assert_array_equal(K.bridge_shadows(lab, z, got), reference_bridge(lab, z, got))
+
+
+def test_bridge_places_the_step_at_the_strongest_colour_edge():
+    """One row: 1 m | 5 holes | 2 m; the colour edge inside the holes decides where the step goes;
+    runs longer than max_len, open at the border or between depths that agree stay holes."""
+    lab = np.zeros((1, 12, 3), np.float32)
+    lab[0, 6:] = 20.0  # colour edge between pixels 5 and 6
+    z = np.array([[1.0, 1.0, 0, 0, 0, 0, 0, 2.0, 2.0, 0, 0, 0]], np.float32)
+    bands = K.shadow_bands(z, np.ascontiguousarray(z.T), 5, 0.02, 3.0, 1.425e-3, 1.0)
+    assert bands.tolist() == [[0, 0, 1, 7]]  # the open run at the right border is no band
+    out = K.bridge_shadows(lab, z, bands)
+    np.testing.assert_array_equal(out[0, :9], [1, 1, 1, 1, 1, 1, 2, 2, 2])
+    assert (out[0, 9:] == 0).all()
+    assert len(K.shadow_bands(z, np.ascontiguousarray(z.T), 4, 0.02, 3.0, 1.425e-3, 1.0)) == 0  # longer than max_len
+    z_same = np.where(z > 0, 1.0, 0.0).astype(np.float32)  # equal depths: a hole on one surface
+    assert len(K.shadow_bands(z_same, np.ascontiguousarray(z_same.T), 5, 0.02, 3.0, 1.425e-3, 1.0)) == 0
+    # a hole in a row band and a column band keeps the row band's value
+    z2 = np.array([[0, 3, 0], [1, 0, 2], [0, 4, 0]], np.float32)
+    bands = K.shadow_bands(z2, np.ascontiguousarray(z2.T), 1, 0.02, 3.0, 1.425e-3, 1.0)
+    assert bands.tolist() == [[0, 1, 0, 2], [1, 1, 0, 2]]
+    assert K.bridge_shadows(np.zeros((3, 3, 3), np.float32), z2, bands)[1, 1] == 2.0
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_registration_counts_steps_hidden_in_shadow_bands(shifted):
+    """Every row step of the depth lies in a shadow band: the bands alone tell registered depth (score
+    > 0.7) from depth moved 5 px off the colour edges (< 0.3), and the kernel matches its definition."""
+    lab, z, _, _ = scene(48, 64, seed=5, blocks=8)
+    if shifted:
+        z = np.ascontiguousarray(np.roll(z, 5, axis=1))
+    z = shadowed(z, 3, seed=2)
+    z[np.abs(np.diff(z, axis=0, prepend=z[:1])) > 0.2] = 0.0  # and every column step unmeasured too
+    params = (0.5, 6.0, 1, 8)
+    bands = K.shadow_bands(z, np.ascontiguousarray(z.T), 6, 0.02, 3.0, 1.425e-3, 1.0)
+    score, n = K.registration(lab, z, bands, 0.02, 3.0, 1.425e-3, *params)
+    ref, n_ref = reference_registration(lab, z, 0.02, 3.0, 1.425e-3, *params, bands=bands)
+    assert n == n_ref and len(bands) > 50
+    np.testing.assert_allclose(score, ref, rtol=0, atol=1e-12)
+    steps_only, _ = K.registration(lab, z, NO_BANDS, 0.02, 3.0, 1.425e-3, *params)
+    assert (score < 0.3) if shifted else (score > 0.7)
+    assert shifted or not steps_only > 0.7  # without the bands the registered depth is not recognised
