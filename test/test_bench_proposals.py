@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import numpy as np
 import pytest
 
 from movseg_core.data.nyuv2 import NYUv2Folder
@@ -67,3 +68,12 @@ def test_grid_ceiling_is_exact_at_full_width_and_loses_thin_parts_on_a_coarse_gr
     assert full["miou"] == 100.0 and full["boundary_f1"] == 1.0
     coarse = bench.grid_ceiling([item], ProposalConfig(work_width=16))
     assert coarse["miou"] < 100.0 and coarse["work_width"] == 16
+
+
+def test_region_depth_spread_is_lowest_for_registered_depth(bench, frame):
+    """The ``--depth-edges`` diagnostic on NYUv2 0551's raw depth: moved 20 px off its labels, the depth
+    spreads more inside the labelled regions than as given."""
+    given = bench.region_depth_spread(frame.depth, frame.label)
+    moved = bench.region_depth_spread(np.roll(frame.depth, 20, axis=1), frame.label)
+    assert 0 < given < moved
+    assert np.isnan(bench.region_depth_spread(np.zeros_like(frame.depth), frame.label))  # no depth: no figure
