@@ -38,6 +38,21 @@ def draw_boundaries(rgb: np.ndarray, segments: np.ndarray, color: tuple[int, int
     return out
 
 
+def draw_caption(img: np.ndarray, text: str, org: tuple[int, int] = (8, 22), scale: float = 0.6) -> np.ndarray:
+    """``img`` (HxWx3 uint8, drawn on in place when contiguous) with ``text`` in white, outlined in black
+    so it reads on any background. The outline is the same 1-px text drawn at the 8 offsets around it:
+    a thicker stroke would advance each glyph further (OpenCV adds the thickness to every advance) and
+    drift off the white text."""
+    img = np.ascontiguousarray(img)
+    x, y = org
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx or dy:
+                cv2.putText(img, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
 def comparison_png(path: str | Path, rgb: np.ndarray, gt: np.ndarray, num_classes: int,
                    panels: dict[str, tuple[np.ndarray, str]]) -> Path:
     """Write a grid: one row per proposal mode (boundaries over the image | oracle-class labelling),
@@ -45,10 +60,7 @@ def comparison_png(path: str | Path, rgb: np.ndarray, gt: np.ndarray, num_classe
     rows = []
 
     def titled(img: np.ndarray, text: str) -> np.ndarray:
-        img = np.ascontiguousarray(img)
-        cv2.putText(img, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-        return img
+        return draw_caption(img, text)
 
     for mode, (segments, caption) in panels.items():
         oracle = oracle_labels(segments, gt, num_classes)
