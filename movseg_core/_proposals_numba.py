@@ -117,13 +117,13 @@ def _scan_bands(zz, axis, max_len, jump_rel, noise_m, noise_k, grow, out, n):  #
 
 
 @njit(cache=True, nogil=True)
-def shadow_bands(z, zt, max_len, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
+def shadow_bands(z, max_len, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
     """Depth steps hidden in short runs of missing depth (*shadow bands*: a structured-light or stereo
     sensor sees no depth beside a near object's edge, so the object boundary itself is a hole).
 
-    z: h x w float32 metres (0 = not measured); zt: its transpose, C-contiguous (the columns as
-    rows). A band is a run of 1..``max_len`` unmeasured pixels along a row or a column between two
-    measured pixels a and b whose depths differ by more than ``grow`` x what a surface plus noise
+    z: h x w float32 metres (0 = not measured), C-contiguous. A band is a run of 1..``max_len``
+    unmeasured pixels along a row or a column between two measured pixels a and b whose depths
+    differ by more than ``grow`` x what a surface plus noise
     explains over the run: ``jump_rel (L + 1) z_min + noise_m noise_k z_min^2`` (L holes, so L + 1
     neighbour steps of slant). Returns an n x 4 int32 array of (axis (0 = along a row, 1 = along a
     column), line index, a, b), a < b positions on the line (the holes are a + 1 .. b - 1), rows
@@ -131,7 +131,7 @@ def shadow_bands(z, zt, max_len, jump_rel, noise_m, noise_k, grow):  # noqa: ANN
     h, w = z.shape
     out = np.empty((h * (w // 2) + w * (h // 2) + 1, 4), np.int32)
     n = _scan_bands(z, 0, max_len, jump_rel, noise_m, noise_k, grow, out, 0)
-    n = _scan_bands(zt, 1, max_len, jump_rel, noise_m, noise_k, grow, out, n)
+    n = _scan_bands(np.ascontiguousarray(z.T), 1, max_len, jump_rel, noise_m, noise_k, grow, out, n)
     return out[:n].copy()
 
 
@@ -177,7 +177,8 @@ def registration(lab, z, bands, jump_rel, noise_m, noise_k, min_evidence, colour
     ``bands`` (:func:`shadow_bands`, any ``grow`` <= 1 + ``min_evidence``) are depth steps hidden in
     shadow bands: each whose step passes ``grow`` = 1 + ``min_evidence`` counts as one step, near
     colour when a colour edge starts anywhere in the band (a .. b - 1, widened by ``radius``), its
-    chance the same window ``shift`` px either way along the line. (Their filled-in steps,
+    chance the same window moved ``shift`` + (b - a) px either way along the line (off the band's own
+    window however long the band). (Their filled-in steps,
     :func:`bridge_shadows`, sit on colour edges by construction, so they are never scored.)
     Score = ``(hit - chance) / (1 - chance)`` (chance-corrected, like Cohen's kappa): about 1 when
     the depth steps lie on colour edges and the places beside them do not, about 0 (or below) when
@@ -215,10 +216,11 @@ def registration(lab, z, bands, jump_rel, noise_m, noise_k, min_evidence, colour
     for r in range(bands.shape[0]):
         axis, li, a, b = bands[r, 0], bands[r, 1], bands[r, 2], bands[r, 3]
         za, zb = (z[li, a], z[li, b]) if axis == 0 else (z[a, li], z[b, li])
-        if not _band_step(za, zb, b - a - 1, jump_rel, noise_m, noise_k, grow):
+        if za <= 0.0 or zb <= 0.0 or not _band_step(za, zb, b - a - 1, jump_rel, noise_m, noise_k, grow):
             continue
         length = z.shape[1] if axis == 0 else z.shape[0]
-        for sgn in (0, -shift, shift):
+        far = shift + b - a  # the chance windows lie beyond the band's own (a long band would overlap it)
+        for sgn in (0, -far, far):
             if b - 1 + sgn < 0 or a + sgn > length - 2:  # the shifted window lies off the image
                 continue
             if axis == 0:

@@ -173,6 +173,8 @@ def prepare_proposals() -> float:
     rgb = np.zeros((32, 48, 3), np.uint8)
     rgb[:, 24:] = 200
     depth = np.full((32, 48), 2.0, np.float32)
+    depth[:, 24:] = 3.0
+    depth[:, 20:28] = 0.0  # a shadow band over the step: compiles the bridging too
     normals = np.zeros((32, 48, 3), np.float32)
     normals[..., 2] = -1
     propose(rgb, depth, normals, depth > 0, ProposalConfig(max_segments=2, work_width=24))
@@ -214,13 +216,14 @@ def shadow_bands(z: np.ndarray, max_len: int, cfg: ProposalConfig, grow: float =
     bands, ``_proposals_numba.shadow_bands``): the two depths differ by more than ``grow`` x what a
     surface plus noise explains over the run (``jump_rel``, ``noise_sigmas``, ``noise_k``).
 
-    z: h x w float32 metres (0 = not measured). Returns n x 4 int32 (axis 0 = row / 1 = column, line,
-    a, b): the measured ends, holes a + 1 .. b - 1; none when ``max_len`` < 1."""
+    z: h x w float32 metres (0 = not measured; NaN / inf count as not measured). Returns n x 4 int32
+    (axis 0 = row / 1 = column, line, a, b): the measured ends, holes a + 1 .. b - 1; none when
+    ``max_len`` < 1."""
     if max_len < 1:
         return np.zeros((0, 4), np.int32)
-    z = np.ascontiguousarray(z, np.float32)
-    return _kernels().shadow_bands(z, np.ascontiguousarray(z.T), int(max_len), float(cfg.jump_rel),
-                                   float(cfg.noise_sigmas), float(cfg.noise_k), float(grow))
+    z = np.nan_to_num(np.ascontiguousarray(z, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return _kernels().shadow_bands(z, int(max_len), float(cfg.jump_rel), float(cfg.noise_sigmas),
+                                   float(cfg.noise_k), float(grow))
 
 
 def shadow_bridge_px(cfg: ProposalConfig, image_width: int, working_width: int) -> int:
@@ -228,7 +231,7 @@ def shadow_bridge_px(cfg: ProposalConfig, image_width: int, working_width: int) 
     return int(round(cfg.shadow_bridge * working_width / max(image_width, 1)))
 
 
-def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_band: int = 0,
+def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_band: int,
                        bands: np.ndarray | None = None) -> tuple[float, int]:
     """Label-free depth-to-colour registration score of a frame at the working resolution.
 
@@ -241,7 +244,8 @@ def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_
     registered to colour); NaN under REGISTRATION_MIN_STEPS depth steps (no evidence). Steps hidden in
     shadow bands of up to ``max_band`` working pixels (:func:`shadow_bands`, or ``bands`` already found
     at any ``grow`` <= 1 + REGISTRATION_EVIDENCE) count too when they pass that evidence: near colour
-    when a colour edge lies anywhere in the band. Definition: ``_proposals_numba.registration``;
+    when a colour edge lies anywhere in the band (``max_band`` as ``propose`` uses it:
+    :func:`shadow_bridge_px`; 0 = measured steps only). Definition: ``_proposals_numba.registration``;
     ~0.2 ms at 320 x 240.
     """
     if bands is None:
@@ -319,7 +323,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     info: a dict to receive diagnostics (with depth): ``registration`` (:func:`registration_score`,
     NaN = not judged), ``depth_steps`` (its evidence count) and ``depth_trust`` (:func:`depth_trust`,
     the factor the depth terms got; 0 = the frame was segmented as RGB-only) and, where depth was
-    used, ``shadow_bands`` (how many depth steps hidden in missing depth were bridged).
+    used, ``shadow_bands`` (how many depth steps hidden in missing depth were found, row and column
+    runs counted apart; each was bridged).
     Returns HxW int32 segment ids 0..S-1 with S <= cfg.max_segments.
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
@@ -335,7 +340,7 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     trust = 1.0
     if use_depth:
         bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
-        score, steps = registration_score(lab, z, cfg, bands=bands)
+        score, steps = registration_score(lab, z, cfg, 0, bands=bands)
         trust = depth_trust(score, cfg)
         if info is not None:
             info.update(registration=score, depth_steps=steps, depth_trust=trust)

@@ -181,6 +181,23 @@ def test_unmeasured_depth_has_no_say():
     np.testing.assert_array_equal(propose(rgb, fake, None, None, cfg), propose(rgb, None, None, None, cfg))
 
 
+def test_unmeasured_depth_in_a_shadow_band_has_no_say():
+    """A 20-px stripe marked invalid between two measured depths is a shadow band that gets bridged; what
+    the depth image holds under it (two different fake fills) changes nothing: only the measured ends
+    and colour place the step."""
+    rgb, depth = step_scene(3)
+    valid = np.ones(depth.shape, bool)
+    valid[:, 150:170] = False
+    fills = []
+    for fake in (0.3, 5.0):
+        d = depth.copy()
+        d[:, 150:170] = fake
+        info: dict = {}
+        fills.append(propose(rgb, d, None, valid, ProposalConfig(max_segments=6), info=info, K=K))
+        assert info["shadow_bands"] >= 240
+    np.testing.assert_array_equal(fills[0], fills[1])
+
+
 def test_sensor_noise_alone_does_not_split():
     """Kinect-like noise (sigma_z = 1.425e-3 z^2, 1/8 px disparity steps) on a frontal wall at
     3.5 m gives exactly the RGB-only segments: noise is not evidence."""
@@ -213,9 +230,18 @@ def test_kinect_depth_model():
 
 
 def test_prepare_proposals_loads_the_kernels():
-    from movseg_core.proposals import prepare_proposals
+    """In a fresh process, the warm-up leaves no public kernel of ``propose`` uncompiled (else the first
+    frame that needs it, e.g. the first with a shadow band, pays the compilation or cache load)."""
+    import subprocess
+    import sys
 
-    assert prepare_proposals() >= 0.0
+    code = ("from movseg_core.proposals import prepare_proposals, _kernels\n"
+            "assert prepare_proposals() >= 0.0\n"
+            "K = _kernels()\n"
+            "print(sorted(n for n in dir(K) if not n.startswith('_') and hasattr(getattr(K, n), 'signatures')"
+            " and getattr(K, n).py_func.__module__ == K.__name__ and not getattr(K, n).signatures))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def nyuv2_frame(name="0001"):
@@ -293,5 +319,5 @@ def test_depth_trust_ramp_and_its_config():
     lab = np.zeros((60, 80, 3), np.float32)
     z = np.full((60, 80), 2.0, np.float32)
     z[:, 40:] = 3.0  # 60 steps, on no colour edge
-    assert registration_score(lab, z, cfg) == (pytest.approx(0.0), 60)
-    assert np.isnan(registration_score(lab, z[:40], cfg)[0])  # 40 steps: under REGISTRATION_MIN_STEPS
+    assert registration_score(lab, z, cfg, 0) == (pytest.approx(0.0), 60)
+    assert np.isnan(registration_score(lab, z[:40], cfg, 0)[0])  # 40 steps: under REGISTRATION_MIN_STEPS

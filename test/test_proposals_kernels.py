@@ -367,10 +367,11 @@ def reference_registration(lab, z, jump_rel, noise_m, noise_k, min_evidence, col
     for axis, li, a, b in bands:
         za, zb = (float(z[li, a]), float(z[li, b])) if axis == 0 else (float(z[a, li]), float(z[b, li]))
         zm = min(za, zb)
-        if not abs(za - zb) > grow * (jump_rel * (b - a) * zm + noise_m * noise_k * zm * zm):
-            continue  # a band too weak to count as evidence of registration
+        if zm <= 0 or not abs(za - zb) > grow * (jump_rel * (b - a) * zm + noise_m * noise_k * zm * zm):
+            continue  # an unmeasured end, or a band too weak to count as evidence of registration
         length = w if axis == 0 else h
-        for s in (0, -shift, shift):
+        far = shift + (b - a)  # beyond the band's own window
+        for s in (0, -far, far):
             if b - 1 + s < 0 or a + s > length - 2:
                 continue
             lo, hi = max(0, a + s - radius), b - 1 + s + radius + 1
@@ -397,6 +398,24 @@ def test_registration_score_matches_its_definition(params, shifted):
         assert (score < 0.3) if shifted else (score > 0.7)
 
 
+def test_a_long_bands_chance_windows_lie_beyond_it():
+    """One colour edge (x = 40) inside a 16-px shadow band in every row, a flat colour elsewhere: the
+    band's chance windows must sample off its own window (beside it they would hold the same edge:
+    chance 1, score NaN, and depth would keep its say unjudged). Registered: 1.0; the depth step
+    20 px off the colour edge: <= 0."""
+    lab = np.zeros((60, 96, 3), np.float32)
+    lab[:, 40:] = 30.0
+    for step_x, expect_hit in ((40, True), (60, False)):
+        z = np.full((60, 96), 1.0, np.float32)
+        z[:, step_x:] = 1.6
+        z[:, step_x - 8:step_x + 8] = 0.0  # windows 8 px either side of the band's would both hold its edge
+        bands = K.shadow_bands(z, 16, 0.02, 3.0, 1.425e-3, 1.0)
+        assert len(bands) == 60
+        score, n = K.registration(lab, z, bands, 0.02, 3.0, 1.425e-3, 0.5, 6.0, 1, 8)
+        assert n == 60
+        assert score == 1.0 if expect_hit else score <= 0.0
+
+
 def test_registration_score_without_depth_steps_is_nan():
     lab, z, _, _ = scene(48, 64, seed=6)
     score, n = K.registration(lab, np.full_like(z, 2.0), NO_BANDS, 0.02, 3.0, 1.425e-3, 0.5, 6.0, 2, 8)
@@ -420,7 +439,7 @@ def shadowed(z, width, seed):
 def test_shadow_bands_match_their_definition(max_len, grow):
     lab, z, _, _ = scene(48, 64, seed=7, blocks=8)
     z = shadowed(z, 4, seed=1)
-    got = K.shadow_bands(z, np.ascontiguousarray(z.T), max_len, 0.02, 3.0, 1.425e-3, grow)
+    got = K.shadow_bands(z, max_len, 0.02, 3.0, 1.425e-3, grow)
     ref = reference_shadow_bands(z, max_len, 0.02, 3.0, 1.425e-3, grow)
     np.testing.assert_array_equal(got, ref)
     assert len(ref) > (5 if max_len > 1 else 0)
@@ -433,32 +452,48 @@ def test_bridge_places_the_step_at_the_strongest_colour_edge():
     lab = np.zeros((1, 12, 3), np.float32)
     lab[0, 6:] = 20.0  # colour edge between pixels 5 and 6
     z = np.array([[1.0, 1.0, 0, 0, 0, 0, 0, 2.0, 2.0, 0, 0, 0]], np.float32)
-    bands = K.shadow_bands(z, np.ascontiguousarray(z.T), 5, 0.02, 3.0, 1.425e-3, 1.0)
+    bands = K.shadow_bands(z, 5, 0.02, 3.0, 1.425e-3, 1.0)
     assert bands.tolist() == [[0, 0, 1, 7]]  # the open run at the right border is no band
     out = K.bridge_shadows(lab, z, bands)
     np.testing.assert_array_equal(out[0, :9], [1, 1, 1, 1, 1, 1, 2, 2, 2])
     assert (out[0, 9:] == 0).all()
-    assert len(K.shadow_bands(z, np.ascontiguousarray(z.T), 4, 0.02, 3.0, 1.425e-3, 1.0)) == 0  # longer than max_len
+    assert len(K.shadow_bands(z, 4, 0.02, 3.0, 1.425e-3, 1.0)) == 0  # longer than max_len
     z_same = np.where(z > 0, 1.0, 0.0).astype(np.float32)  # equal depths: a hole on one surface
-    assert len(K.shadow_bands(z_same, np.ascontiguousarray(z_same.T), 5, 0.02, 3.0, 1.425e-3, 1.0)) == 0
+    assert len(K.shadow_bands(z_same, 5, 0.02, 3.0, 1.425e-3, 1.0)) == 0
     # a hole in a row band and a column band keeps the row band's value
     z2 = np.array([[0, 3, 0], [1, 0, 2], [0, 4, 0]], np.float32)
-    bands = K.shadow_bands(z2, np.ascontiguousarray(z2.T), 1, 0.02, 3.0, 1.425e-3, 1.0)
+    bands = K.shadow_bands(z2, 1, 0.02, 3.0, 1.425e-3, 1.0)
     assert bands.tolist() == [[0, 1, 0, 2], [1, 1, 0, 2]]
     assert K.bridge_shadows(np.zeros((3, 3, 3), np.float32), z2, bands)[1, 1] == 2.0
 
 
+def stripes(h=48, w=160, seed=0):
+    """Lab-like vertical stripes of random widths (14-29 px), colours and depths (1.0 / 1.5 / 2.2 m, 0.2 %
+    noise): every depth step is a colour edge, none of them on a regular grid."""
+    rng = np.random.default_rng(seed)
+    edges = np.cumsum(rng.integers(14, 30, 40))
+    edges = edges[edges < w]
+    ids = np.searchsorted(edges, np.arange(w), side="right")
+    colours = rng.uniform(0, 60, (len(edges) + 1, 3))
+    depths = rng.choice([1.0, 1.5, 2.2], len(edges) + 1)
+    lab = (colours[ids][None].repeat(h, 0) + rng.normal(0, 1.0, (h, w, 3))).astype(np.float32)
+    z = (depths[ids][None].repeat(h, 0) * (1 + rng.normal(0, 0.002, (h, w)))).astype(np.float32)
+    return lab, z
+
+
+@pytest.mark.parametrize("width", [3, 12])
 @pytest.mark.parametrize("shifted", [False, True])
-def test_registration_counts_steps_hidden_in_shadow_bands(shifted):
-    """Every row step of the depth lies in a shadow band: the bands alone tell registered depth (score
-    > 0.7) from depth moved 5 px off the colour edges (< 0.3), and the kernel matches its definition."""
-    lab, z, _, _ = scene(48, 64, seed=5, blocks=8)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_registration_counts_steps_hidden_in_shadow_bands(shifted, width, seed):
+    """Every depth step lies in a shadow band (3 px, or 12: longer than the chance shift, 8): the bands
+    alone tell registered depth (score > 0.7) from depth moved 8 px off the colour edges (< 0.3), and
+    the kernel matches its definition."""
+    lab, z = stripes(seed=seed)
     if shifted:
-        z = np.ascontiguousarray(np.roll(z, 5, axis=1))
-    z = shadowed(z, 3, seed=2)
-    z[np.abs(np.diff(z, axis=0, prepend=z[:1])) > 0.2] = 0.0  # and every column step unmeasured too
+        z = np.ascontiguousarray(np.roll(z, 8, axis=1))
+    z = shadowed(z, width, seed=2)
     params = (0.5, 6.0, 1, 8)
-    bands = K.shadow_bands(z, np.ascontiguousarray(z.T), 6, 0.02, 3.0, 1.425e-3, 1.0)
+    bands = K.shadow_bands(z, 16, 0.02, 3.0, 1.425e-3, 1.0)
     score, n = K.registration(lab, z, bands, 0.02, 3.0, 1.425e-3, *params)
     ref, n_ref = reference_registration(lab, z, 0.02, 3.0, 1.425e-3, *params, bands=bands)
     assert n == n_ref and len(bands) > 50
