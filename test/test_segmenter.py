@@ -106,7 +106,7 @@ def test_precomputed_normals_go_to_the_proposals(seg, frame):
 
 def test_full_resolution_normals_only_where_a_stage_needs_them(seg, frame, monkeypatch):
     """The graph proposals fit normals on their working grid; full-resolution ones are computed for the
-    objects' convexity test only, on frames that extract objects."""
+    objects' convexity test only, on frames that extract objects, with the objects' window radii."""
     rgb, depth, K = frame
     given = []
     real_extract = segmenter_mod.extract_objects
@@ -116,7 +116,10 @@ def test_full_resolution_normals_only_where_a_stage_needs_them(seg, frame, monke
     labels_only = seg.finish(seg.start(rgb, depth, K, want_objects=False), want_objects=False)
     assert "normals" not in labels_only.timings_ms and labels_only.objects is None
     np.testing.assert_array_equal(labels_only.segments, on_grid)
-    normals, _ = normals_from_depth(depth, K, depth > 0, seg.cfg.normals)
+    normals, _ = normals_from_depth(depth, K, depth > 0,
+                                    dataclasses.replace(seg.cfg.normals, radii=seg.cfg.objects.normal_radii))
+    assert seg.cfg.objects.normal_radii != seg.cfg.normals.radii
+    assert not np.array_equal(normals, normals_from_depth(depth, K, depth > 0, seg.cfg.normals)[0])
     work = seg.start(rgb, depth, K)  # objects wanted (the default): their normals beside the CLIP pass
     assert "normals" in work.times
     np.testing.assert_array_equal(work.normals, normals)
