@@ -286,7 +286,8 @@ def _noisy_scene(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    "cfg", [NormalsConfig(), NormalsConfig(radii=(5, 2), cell=1), NormalsConfig(radii=(6, 2), cell=3)]
+    "cfg", [NormalsConfig(), NormalsConfig(radii=(5, 2), cell=1), NormalsConfig(radii=(6, 2), cell=3),
+            NormalsConfig(radii=(8,))]  # the last: the objects' convexity normals (objects.normal_radii)
 )
 @pytest.mark.parametrize("hw", [(120, 160), (97, 131)])
 def test_compiled_cpu_kernels_match_torch_path(cfg, hw):
