@@ -107,8 +107,10 @@ def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
             warnings.simplefilter("ignore", RuntimeWarning)
             seg = cls.from_config(cfg)
         seg.set_queries(queries)
-        variants[f"labels{suffix}"] = (seg, every - set(OBJECT_OUTPUTS), False)
-        variants[f"all{suffix}"] = (seg, every, True)
+        # a revision from before start(want_objects=...) computes the objects' normals in finish instead
+        takes_want = "want_objects" in inspect.signature(seg.start).parameters
+        for name, wanted, objects in (("labels", every - set(OBJECT_OUTPUTS), False), ("all", every, True)):
+            variants[f"{name}{suffix}"] = (seg, wanted, objects, {"want_objects": objects} if takes_want else {})
     log.info("CPU stages: outputs %s", {k: sorted(v[1]) for k, v in variants.items()})
     header = make_header(0, "camera_color_optical_frame")
     msgs = [(array_to_image(f.rgb, "rgb8", header), depth_to_image(f.depth, header),
@@ -117,13 +119,12 @@ def cpu_stages(frames, args) -> dict[str, tuple[float, dict[str, float]]]:
     split: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     for rep in tqdm(range(args.cpu_repeats + 1), desc="CPU stages", unit="pass"):
         for color, depth, info in msgs:
-            for variant, (seg, wanted, objects) in variants.items():
+            for variant, (seg, wanted, objects, start_kw) in variants.items():
                 t0 = time.perf_counter()
                 rgb, depth_m, K, _ = rgbd_from_messages(color, depth, info)
                 times = {"decode": (time.perf_counter() - t0) * 1e3}
                 t0 = time.perf_counter()
-                kw = {"want_objects": objects} if "want_objects" in inspect.signature(seg.start).parameters else {}
-                res = seg.finish(seg.start(rgb, depth_m, K, **kw), want_objects=objects)  # as the node does
+                res = seg.finish(seg.start(rgb, depth_m, K, **start_kw), want_objects=objects)  # as the node does
                 wall = (time.perf_counter() - t0) * 1e3
                 times.update({k: v for k, v in res.timings_ms.items() if k not in CLIP_STAGES})
                 # the segmenter's time outside its timed stages (input checks, hand-offs): the sum is all of it
