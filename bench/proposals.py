@@ -199,7 +199,7 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     depth's, both at the last width (None: under 50 depth steps), "evaluations": scores computed}.
     """
     from movseg_core.data.synthetic import misregistered_depth
-    from movseg_core.proposals import registration_score, shadow_bridge_px, working_images
+    from movseg_core.proposals import registration_score, shadow_bands, shadow_bridge_px, working_images
 
     n_eval = 0
 
@@ -211,8 +211,8 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
         def score(w: tuple[float, float, float, float], raw: bool = False) -> float:
             nonlocal n_eval
             n_eval += 1
-            v, n = registration_score(lab, z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:]), c,
-                                      max_band)
+            zw = z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:])
+            v, n = registration_score(lab, zw, c, shadow_bands(zw, max_band, c))
             return v if raw else v * n / (n + search.evidence) if np.isfinite(v) else -np.inf
         return score
 

@@ -231,8 +231,8 @@ def shadow_bridge_px(cfg: ProposalConfig, image_width: int, working_width: int) 
     return int(round(cfg.shadow_bridge * working_width / max(image_width, 1)))
 
 
-def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_band: int,
-                       bands: np.ndarray | None = None) -> tuple[float, int]:
+def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
+                       bands: np.ndarray) -> tuple[float, int]:
     """Label-free depth-to-colour registration score of a frame at the working resolution.
 
     lab: h x w x 3 float32 Lab image (as the graph sees it); z: h x w float32 metres (0 = not
@@ -241,15 +241,12 @@ def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, max_
     model) lie within REGISTRATION_RADIUS px of a
     colour edge (Lab distance >= REGISTRATION_COLOUR) and the places REGISTRATION_SHIFT px beside
     them do not; ~0 (or below) when they hit colour edges no more often than beside them (depth not
-    registered to colour); NaN under REGISTRATION_MIN_STEPS depth steps (no evidence). Steps hidden in
-    shadow bands of up to ``max_band`` working pixels (:func:`shadow_bands`, or ``bands`` already found
-    at any ``grow`` <= 1 + REGISTRATION_EVIDENCE) count too when they pass that evidence: near colour
-    when a colour edge lies anywhere in the band (``max_band`` as ``propose`` uses it:
-    :func:`shadow_bridge_px`; 0 = measured steps only). Definition: ``_proposals_numba.registration``;
-    ~0.2 ms at 320 x 240.
+    registered to colour); NaN under REGISTRATION_MIN_STEPS depth steps (no evidence). ``bands``:
+    the depth steps hidden in shadow bands (:func:`shadow_bands` of ``z``, at any ``grow`` <= 1 +
+    REGISTRATION_EVIDENCE; ``propose`` finds them up to :func:`shadow_bridge_px` long; none: measured
+    steps only) count too when they pass that evidence: near colour when a colour edge lies anywhere
+    in the band. Definition: ``_proposals_numba.registration``; ~0.2 ms at 320 x 240.
     """
-    if bands is None:
-        bands = shadow_bands(z, max_band, cfg)
     score, n = _kernels().registration(lab, z, bands, float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
                                        REGISTRATION_EVIDENCE, REGISTRATION_COLOUR, REGISTRATION_RADIUS,
                                        REGISTRATION_SHIFT)
@@ -340,7 +337,7 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     trust = 1.0
     if use_depth:
         bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
-        score, steps = registration_score(lab, z, cfg, 0, bands=bands)
+        score, steps = registration_score(lab, z, cfg, bands)
         trust = depth_trust(score, cfg)
         if info is not None:
             info.update(registration=score, depth_steps=steps, depth_trust=trust)

@@ -319,5 +319,6 @@ def test_depth_trust_ramp_and_its_config():
     lab = np.zeros((60, 80, 3), np.float32)
     z = np.full((60, 80), 2.0, np.float32)
     z[:, 40:] = 3.0  # 60 steps, on no colour edge
-    assert registration_score(lab, z, cfg, 0) == (pytest.approx(0.0), 60)
-    assert np.isnan(registration_score(lab, z[:40], cfg, 0)[0])  # 40 steps: under REGISTRATION_MIN_STEPS
+    no_bands = np.zeros((0, 4), np.int32)
+    assert registration_score(lab, z, cfg, no_bands) == (pytest.approx(0.0), 60)
+    assert np.isnan(registration_score(lab, z[:40], cfg, no_bands)[0])  # 40 steps: under REGISTRATION_MIN_STEPS
