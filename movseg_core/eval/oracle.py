@@ -58,17 +58,13 @@ def comparison_png(path: str | Path, rgb: np.ndarray, gt: np.ndarray, num_classe
     """Write a grid: one row per proposal mode (boundaries over the image | oracle-class labelling),
     plus a last row (RGB | ground truth). ``panels``: mode name -> (segments HxW, caption)."""
     rows = []
-
-    def titled(img: np.ndarray, text: str) -> np.ndarray:
-        return draw_caption(img, text)
-
     for mode, (segments, caption) in panels.items():
         oracle = oracle_labels(segments, gt, num_classes)
         rows.append(np.concatenate([
-            titled(draw_boundaries(rgb, segments), f"{mode}: {int(segments.max()) + 1} proposals"),
-            titled(colorize_labels(oracle, num_classes + 1), f"{mode} oracle classes: {caption}")], axis=1))
-    rows.append(np.concatenate([titled(rgb.copy(), "RGB"),
-                                titled(colorize_labels(gt, num_classes + 1), "ground truth")], axis=1))
+            draw_caption(draw_boundaries(rgb, segments), f"{mode}: {int(segments.max()) + 1} proposals"),
+            draw_caption(colorize_labels(oracle, num_classes + 1), f"{mode} oracle classes: {caption}")], axis=1))
+    rows.append(np.concatenate([draw_caption(rgb.copy(), "RGB"),
+                                draw_caption(colorize_labels(gt, num_classes + 1), "ground truth")], axis=1))
     grid = np.concatenate(rows, axis=0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
