@@ -18,12 +18,17 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
 - ``synthetic``: held-out procedural RGB-D scenes (seeds 1000.., 640x480) with Kinect-like sensor
   depth: noise sigma_z = 1.425e-3 z^2, 1/8 px disparity quantisation, holes
   (``movseg_core.data.synthetic.kinect_depth``);
-- ``nyuv2_raw_misreg``, ``synthetic_misreg``: the same frames with depth NOT registered to colour
-  (``misregistered_depth``, warp MISREG_HELDOUT: scaled and shifted like a depth camera with
+- ``synthetic_stereo``: the same scenes with active-stereo (RealSense D4xx-like) depth
+  (``movseg_core.data.synthetic.stereo_depth``: spatially correlated noise, edge fattening, occlusion
+  bands left of near surfaces as wide as the disparity difference, speckle blobs, range to 6-8 m);
+  ``--no-stereo`` leaves it out;
+- ``nyuv2_raw_misreg``, ``synthetic_misreg``, ``synthetic_stereo_misreg``: the same frames with depth
+  NOT registered to colour (``misregistered_depth``, warp MISREG_HELDOUT: scaled and shifted like a depth camera with
   another field of view): RGB-D should fall back to about RGB-only there.
 
 ``--tune`` scores the tuning data instead (the ``--tune-frames`` NYUv2 frame(s), filled and raw,
-and synthetic seeds 0..; and the raw NYUv2 and synthetic ones misregistered by three other warps,
+and synthetic seeds 0.. with Kinect-like and with active-stereo depth; and the raw NYUv2 and synthetic ones
+misregistered by three other warps,
 MISREG_TUNE): the data the defaults were chosen on (docs/segmenter.md). ``--tune --search-check``
 also runs the registration search on those frames: it should find about the identity on the
 registered ones and about the inverse warp on the warped ones (residuals in px). Every RGB-D row's frames
@@ -66,7 +71,8 @@ from movseg_core.geometry import normals_from_depth  # noqa: E402
 from movseg_core.proposals import ProposalConfig, propose, working_size  # noqa: E402
 
 TUNED_ON = ("NYUv2 frame 0001 (filled and raw depth) and synthetic scenes seeds 0-7 "
-            "(640x480, Kinect-like depth), both also misregistered (MISREG_TUNE); never the reported sets")
+            "(640x480, Kinect-like depth; active-stereo depth since despeckle), all also misregistered "
+            "(MISREG_TUNE); never the reported sets")
 # Depth misregistered to colour (scale about the centre, shift as fractions of width, height), like
 # a depth camera with another field of view: three warps for tuning, another for the held-out report
 MISREG_TUNE = ((0.87, (0.08, 0.04)), (0.9, (0.05, -0.06)), (0.85, (-0.06, 0.05)))
@@ -127,15 +133,18 @@ def arc2017_set() -> list[Item]:
     return [_with_geometry("arc2017", arc["rgb"], arc["depth"], K, lbl, int(lbl.max()))]
 
 
-def synthetic_set(seeds: range) -> list[Item]:
-    from movseg_core.data.synthetic import CLASS_NAMES, SceneConfig, generate, kinect_depth
+def synthetic_set(seeds: range, sensor: str = "kinect") -> list[Item]:
+    """Procedural 640x480 scenes with the depth of a ``sensor``: 'kinect' (structured light,
+    ``kinect_depth``) or 'stereo' (active stereo, RealSense D4xx-like, ``stereo_depth``)."""
+    from movseg_core.data import synthetic
 
-    cfg = SceneConfig(height=480, width=640)
+    model = {"kinect": synthetic.kinect_depth, "stereo": synthetic.stereo_depth}[sensor]
+    cfg = synthetic.SceneConfig(height=480, width=640)
     out = []
     for s in seeds:
-        smp = generate(s, cfg)
-        depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=s)
-        out.append(_with_geometry(f"synthetic{s}", smp.rgb, depth, smp.K, smp.label, len(CLASS_NAMES)))
+        smp = synthetic.generate(s, cfg)
+        depth = model(smp.depth, smp.normals, smp.K, seed=s)
+        out.append(_with_geometry(f"synthetic{s}", smp.rgb, depth, smp.K, smp.label, len(synthetic.CLASS_NAMES)))
     return out
 
 
@@ -199,7 +208,7 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     depth's, both at the last width (None: under 50 depth steps), "evaluations": scores computed}.
     """
     from movseg_core.data.synthetic import misregistered_depth
-    from movseg_core.proposals import registration_score, shadow_bands, shadow_bridge_px, working_images
+    from movseg_core.proposals import judge_registration, shadow_bands, shadow_bridge_px, working_images
 
     n_eval = 0
 
@@ -212,7 +221,7 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
             nonlocal n_eval
             n_eval += 1
             zw = z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:])
-            v, n = registration_score(lab, zw, c, shadow_bands(zw, max_band, c))
+            v, n, _ = judge_registration(lab, zw, c, rgb.shape[1], shadow_bands(zw, max_band, c))
             return v if raw else v * n / (n + search.evidence) if np.isfinite(v) else -np.inf
         return score
 
@@ -386,8 +395,9 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
     if args.tune:
         sets = {"nyuv2_tune_filled": nyuv2_set(args.data, False, tune_ids, set()),
                 "nyuv2_tune_raw": nyuv2_set(args.data, True, tune_ids, set()),
-                "synthetic_tune": synthetic_set(range(0, args.synthetic))}
-        for key in ("nyuv2_tune_raw", "synthetic_tune"):
+                "synthetic_tune": synthetic_set(range(0, args.synthetic)),
+                "synthetic_stereo_tune": synthetic_set(range(0, args.synthetic), "stereo") if args.stereo else []}
+        for key in ("nyuv2_tune_raw", "synthetic_tune", "synthetic_stereo_tune"):
             sets[f"{key}_misreg"] = [it for warp in MISREG_TUNE for it in misregistered_set(sets[key], warp)]
     else:
         sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
@@ -398,9 +408,12 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
                 sets["arc2017-registered"] = registered_set(sets["arc2017"])
         if args.synthetic:
             sets["synthetic"] = synthetic_set(range(1000, 1000 + args.synthetic))
+            if args.stereo:
+                sets["synthetic_stereo"] = synthetic_set(range(1000, 1000 + args.synthetic), "stereo")
         if not args.no_misreg:
             sets["nyuv2_raw_misreg"] = misregistered_set(sets["nyuv2_raw"], MISREG_HELDOUT)
             sets["synthetic_misreg"] = misregistered_set(sets.get("synthetic", []), MISREG_HELDOUT)
+            sets["synthetic_stereo_misreg"] = misregistered_set(sets.get("synthetic_stereo", []), MISREG_HELDOUT)
     return {k: v for k, v in sets.items() if v}
 
 
@@ -556,6 +569,8 @@ def main() -> int:
     ap.add_argument("--search-check", action="store_true",
                     help="with --tune: the registration search on the (warped) tuning frames")
     ap.add_argument("--no-misreg", action="store_true", help="leave out the misregistered held-out sets")
+    ap.add_argument("--stereo", action=argparse.BooleanOptionalAction, default=True,
+                    help="the synthetic scenes with active-stereo depth too (synthetic_stereo)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")

@@ -76,6 +76,10 @@ class ProposalConfig:
         pixels in which a depth step may hide (:func:`shadow_bands`: the shadow a structured-light or
         stereo sensor casts beside a near object's edge, so the boundary itself has no depth); the
         step is placed at the run's strongest colour edge and counted by the registration score. 0: off.
+    despeckle: largest piece of measured depth (pixels of the input image, an area) bounded all round by
+        discontinuities or holes that counts as speckle (a stereo matcher's mismatched blob, flying
+        pixels) when the registration score judges the frame (:func:`judge_registration`); the
+        segmentation itself keeps it. 0: off.
     registration_min, registration_full: the depth-to-colour registration score
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
@@ -105,6 +109,7 @@ class ProposalConfig:
     merge_contrast: float = 1.0
     min_depth_cover: float = 0.75
     shadow_bridge: int = 32
+    despeckle: int = 50
     registration_min: float = 0.35
     registration_full: float = 0.55
 
@@ -122,6 +127,8 @@ class ProposalConfig:
                              f"{self.normal_cell}")
         if self.shadow_bridge < 0:
             raise ValueError(f"proposals.shadow_bridge must be >= 0 px, got {self.shadow_bridge}")
+        if self.despeckle < 0:
+            raise ValueError(f"proposals.despeckle must be >= 0 px, got {self.despeckle}")
         if self.registration_min > self.registration_full:
             raise ValueError(f"proposals.registration_min ({self.registration_min}) must be <= "
                              f"registration_full ({self.registration_full})")
@@ -231,6 +238,21 @@ def shadow_bridge_px(cfg: ProposalConfig, image_width: int, working_width: int) 
     return int(round(cfg.shadow_bridge * working_width / max(image_width, 1)))
 
 
+def despeckle(z: np.ndarray, cfg: ProposalConfig, image_width: int) -> tuple[np.ndarray, int]:
+    """Working-grid depth without its speckles (``_proposals_numba.despeckle``): the pieces of measured
+    depth bounded all round by discontinuities or holes (``jump_rel`` and the noise model) of at most
+    ``cfg.despeckle`` pixels of an ``image_width`` image (converted to working pixels by area) become
+    unmeasured: a stereo matcher's mismatched blobs, flying pixels. z: h x w float32 metres (0 = not
+    measured). Returns (the new z, how many working pixels were dropped); z itself when ``despeckle`` is 0.
+    """
+    max_px = int(cfg.despeckle * (z.shape[1] / max(image_width, 1)) ** 2)
+    if max_px < 1:
+        return z, 0
+    out, dropped = _kernels().despeckle(np.ascontiguousarray(z, np.float32), max_px, float(cfg.jump_rel),
+                                        float(cfg.noise_sigmas), float(cfg.noise_k))
+    return out, int(dropped)
+
+
 def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
                        bands: np.ndarray) -> tuple[float, int]:
     """Label-free depth-to-colour registration score of a frame at the working resolution.
@@ -251,6 +273,19 @@ def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
                                        REGISTRATION_EVIDENCE, REGISTRATION_COLOUR, REGISTRATION_RADIUS,
                                        REGISTRATION_SHIFT)
     return (float(score) if n >= REGISTRATION_MIN_STEPS else float("nan")), int(n)
+
+
+def judge_registration(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, image_width: int,
+                       bands: np.ndarray) -> tuple[float, int, int]:
+    """How ``propose`` judges a frame's registration: :func:`registration_score` of the working-grid depth
+    ``z`` (h x w float32 metres, 0 = not measured, from an ``image_width`` image) without its speckles
+    (:func:`despeckle`): speckle is sensor noise, not evidence that depth and colour disagree.
+    ``bands``: :func:`shadow_bands` of ``z`` (found again on the despeckled depth if anything was dropped).
+    Returns (score, depth steps, working pixels dropped as speckle)."""
+    judged, speckle = despeckle(z, cfg, image_width)
+    if speckle:
+        bands = shadow_bands(judged, shadow_bridge_px(cfg, image_width, z.shape[1]), cfg)
+    return (*registration_score(lab, judged, cfg, bands), speckle)
 
 
 def depth_trust(score: float, cfg: ProposalConfig) -> float:
@@ -337,10 +372,10 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     trust = 1.0
     if use_depth:
         bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
-        score, steps = registration_score(lab, z, cfg, bands)
+        score, steps, speckle = judge_registration(lab, z, cfg, w, bands)
         trust = depth_trust(score, cfg)
         if info is not None:
-            info.update(registration=score, depth_steps=steps, depth_trust=trust)
+            info.update(registration=score, depth_steps=steps, depth_trust=trust, speckle_px=speckle)
         if trust == 0.0:  # depth not registered to colour: it has no say (exactly the RGB-only proposals)
             use_depth = False
             z = np.zeros((wh, ww), np.float32)

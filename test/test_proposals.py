@@ -229,6 +229,56 @@ def test_kinect_depth_model():
     assert (d[:, 160] == 0).all() and (d[:, 158] > 0).mean() > 0.9      # shadow right of the edge
 
 
+def test_stereo_depth_model():
+    """Active-stereo depth: noise grows with z^2 and is spatially correlated; the background just left of a
+    nearer surface is missing over the disparity difference f b (1/z_near - 1/z_far); the nearer side of a
+    step fattens into the farther one; speckle blobs take a wrong depth."""
+    from movseg_core.data.synthetic import stereo_depth
+
+    normals = np.zeros((240, 320, 3), np.float32); normals[..., 2] = -1
+    z = np.tile(np.linspace(1.0, 5.0, 320, dtype=np.float32), (240, 1))
+    d = stereo_depth(z, normals, K, seed=0, speckles=0, dropout=0.0)
+    err = d - z
+    near, far = (slice(None), slice(0, 40)), (slice(None), slice(120, 160))  # ~1.1 m and ~2.7 m
+    assert err[far].std() > 3 * err[near].std()
+    assert np.abs(np.diff(err[far], axis=1)).std() < 0.5 * err[far].std()  # neighbours share their noise
+    step = np.full((240, 320), 3.0, np.float32); step[:, 160:] = 1.0  # nearer surface on the right
+    d = stereo_depth(step, normals, K, seed=1, speckles=0, dropout=0.0, fatten_px=0)
+    band = int(round(K[0, 0] * 0.05 * (1 / 1.0 - 1 / 3.0)))  # 10 px
+    assert (d[:, 160 - band + 1:160] == 0).all() and (d[:, 150 - band] > 0).all() and (d[:, 160] > 0).all()
+    step = np.full((240, 320), 3.0, np.float32); step[:, :160] = 1.0  # nearer on the left: no occlusion, fattening
+    d = stereo_depth(step, normals, K, seed=2, speckles=0, dropout=0.0, fatten_px=3)
+    fat = np.abs(d[:, 160:163] - 1.0) < 0.1
+    assert 0.2 < fat.mean() < 0.8 and not (np.abs(d[:, 163:] - 1.0) < 0.5).any()
+    flat = np.full((240, 320), 2.0, np.float32)
+    d = stereo_depth(flat, normals, K, seed=3, speckles=30)
+    assert 0.002 < (np.abs(d / 2.0 - 1) > 0.15)[d > 0].mean() < 0.05
+
+
+def test_speckle_is_not_taken_for_misregistration():
+    """A registered scene with active-stereo depth (speckle, fattening, correlated noise): judged without its
+    speckle it scores as registered (depth keeps its full say); judged with it (``despeckle`` 0) the speckle's
+    steps, off every colour edge, drag it towards 'unregistered'. The segmentation keeps the speckle either
+    way: with the gate open the segments are the same with and without despeckling."""
+    from movseg_core.data.synthetic import SceneConfig, generate, misregistered_depth, stereo_depth
+
+    smp = generate(2, SceneConfig(height=480, width=640))
+    depth = stereo_depth(smp.depth, smp.normals, smp.K, seed=2)
+    cfg = ProposalConfig(max_segments=24)
+    info: dict = {}
+    seg = propose(smp.rgb, depth, None, depth > 0, cfg, info=info, K=smp.K)
+    assert info["registration"] >= cfg.registration_full and info["speckle_px"] > 100
+    off: dict = {}
+    propose(smp.rgb, depth, None, depth > 0, dataclasses.replace(cfg, despeckle=0), info=off, K=smp.K)
+    assert off["registration"] < cfg.registration_min and off["speckle_px"] == 0
+    np.testing.assert_array_equal(
+        seg, propose(smp.rgb, depth, None, depth > 0, dataclasses.replace(cfg, despeckle=0, **TRUSTED), K=smp.K))
+    warped = misregistered_depth(depth, 0.87, (0.08, 0.04))  # still falls back when not registered
+    info = {}
+    propose(smp.rgb, warped, None, warped > 0, cfg, info=info, K=smp.K)
+    assert info["depth_trust"] == 0.0
+
+
 def test_prepare_proposals_loads_the_kernels():
     """In a fresh process, the warm-up leaves no public kernel of ``propose`` uncompiled (else the first
     frame that needs it, e.g. the first with a shadow band, pays the compilation or cache load)."""

@@ -501,3 +501,52 @@ def test_registration_counts_steps_hidden_in_shadow_bands(shifted, width, seed):
     steps_only, _ = K.registration(lab, z, NO_BANDS, 0.02, 3.0, 1.425e-3, *params)
     assert (score < 0.3) if shifted else (score > 0.7)
     assert shifted or not steps_only > 0.7  # without the bands the registered depth is not recognised
+
+
+def reference_despeckle(z, max_size, jump_rel, noise_m, noise_k):
+    """:func:`despeckle` as its docstring defines it: flood each 4-connected piece of measured depth
+    across steps no larger than ``jump_rel z + noise_m noise_k z^2`` (z the nearer), drop pieces of at
+    most ``max_size`` pixels."""
+    h, w = z.shape
+    seen = np.zeros((h, w), bool)
+    out = z.copy()
+    for y0 in range(h):
+        for x0 in range(w):
+            if z[y0, x0] <= 0 or seen[y0, x0]:
+                continue
+            piece, todo = [], [(y0, x0)]
+            seen[y0, x0] = True
+            while todo:
+                y, x = todo.pop()
+                piece.append((y, x))
+                for yy, xx in ((y, x + 1), (y + 1, x), (y, x - 1), (y - 1, x)):
+                    if 0 <= yy < h and 0 <= xx < w and not seen[yy, xx] and z[yy, xx] > 0:
+                        zm = min(float(z[y, x]), float(z[yy, xx]))
+                        if abs(float(z[y, x]) - float(z[yy, xx])) <= jump_rel * zm + noise_m * noise_k * zm * zm:
+                            seen[yy, xx] = True
+                            todo.append((yy, xx))
+            if len(piece) <= max_size:
+                for p in piece:
+                    out[p] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("max_size", [0, 1, 2, 3, 4, 12])
+def test_despeckle_matches_its_definition(max_size):
+    """Blobs of wrong depth (a stereo matcher's speckle) of 1-12 px on the blocky scene, their steps from
+    0.4 to 1.6 x the discontinuity threshold (so some join their surroundings and some do not): the kernel
+    drops exactly the pieces the plain flood fill finds small enough, and nothing at max_size 0."""
+    _, z, _, _ = scene(48, 64, seed=8, blocks=8)
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        y, x = rng.integers(0, 45), rng.integers(0, 61)
+        hh, ww = rng.integers(1, 4), rng.integers(1, 5)
+        base = float(np.median(z[z > 0]))
+        thr = 0.02 + 3.0 * 1.425e-3 * base
+        z[y:y + hh, x:x + ww] = base * (1 + rng.choice([-1, 1]) * rng.uniform(0.4, 1.6) * thr)
+        z[max(0, y - 1):y + hh + 1, max(0, x - 1):x + ww + 1][0, 0] = base  # some blobs touch the base depth
+    ref = reference_despeckle(z, max_size, 0.02, 3.0, 1.425e-3)
+    out, dropped = K.despeckle(z, max_size, 0.02, 3.0, 1.425e-3)
+    np.testing.assert_array_equal(out, ref)
+    assert dropped == int(((z > 0) & (ref == 0)).sum())
+    assert (dropped > 0) == (max_size > 0)

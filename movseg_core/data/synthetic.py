@@ -756,6 +756,76 @@ def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
     return np.where(ok, noisy, 0.0).astype(np.float32)
 
 
+def stereo_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: int,
+                 baseline_m: float = 0.05, noise_k: float = 4e-3, noise_corr_px: float = 2.0,
+                 fatten_px: int = 3, speckles: int = 30, min_m: float = 0.3, far_m: tuple[float, float] = (6.0, 8.0),
+                 dropout: float = 0.005) -> np.ndarray:
+    """Exact depth -> active-stereo (RealSense D4xx-like) depth aligned to colour, HxW float32 metres,
+    0 = missing.
+
+    depth: HxW exact camera-z metres; normals: HxWx3 unit camera-frame normals; K: 3x3 (the colour
+    camera, taken as the left imager; the right imager sits ``baseline_m`` to its right). What a
+    stereo matcher does that a structured-light Kinect does not: its noise is spatially correlated
+    (block matching over windows: Gaussian ``sigma_z = noise_k z^2``, about 0.08 px of disparity at
+    D435 focal and baseline, smoothed over ``noise_corr_px`` at 640 px width); a nearer surface
+    *fattens* into the background beside it (the matching window straddles the edge: up to
+    ``fatten_px`` px, a random width per row and per column); the background just *left* of a nearer
+    surface is seen by one imager only (occlusion: the band's width is the disparity difference
+    ``f b (1/z_near - 1/z_far)``, so it grows with the depth step); ``speckles`` mismatched blobs
+    (2-6 px radius at 640 px) take a wrong depth (x 0.6-0.85 or x 1.2-1.8); missing under ``min_m``,
+    beyond a random ``far_m`` range, at grazing incidence (75 to 85 deg) and at ``dropout`` random
+    pixels. Sizes in pixels scale with the image width. Deterministic from ``seed``.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = depth.shape
+    scale = w / 640.0
+    f = float(K[0, 0])
+    ok = np.isfinite(depth) & (depth > min_m)
+    zz = np.where(ok, depth, 1e3).astype(np.float64)
+    # occlusion: pixel x is hidden from the right imager when a nearer surface at x' > x lands at or left
+    # of it there (x' - d(x') <= x - d(x), d = f b / z)
+    xr = np.arange(w, dtype=np.float64)[None, :] - f * baseline_m / zz
+    right_min = np.minimum.accumulate(xr[:, ::-1], axis=1)[:, ::-1]
+    hidden = np.zeros_like(ok)
+    hidden[:, :-1] = right_min[:, 1:] < xr[:, :-1] - 0.5
+    # fattening: the nearer side of a step spreads over the farther one
+    near = zz.copy()
+    reach = max(1, int(round(fatten_px * scale)))
+    row_w = rng.integers(0, reach + 1, size=(h, 1))
+    col_w = rng.integers(0, reach + 1, size=(1, w))
+    for k in range(1, reach + 1):
+        for axis, wid in ((1, row_w), (0, col_w)):
+            for sgn in (1, -1):
+                shifted = np.full_like(zz, np.inf)  # a shift without wrapping around
+                src = [slice(None)] * 2
+                dst = [slice(None)] * 2
+                src[axis], dst[axis] = (slice(0, -k), slice(k, None)) if sgn > 0 else (slice(k, None), slice(0, -k))
+                shifted[tuple(dst)] = zz[tuple(src)]
+                take = (shifted < 0.97 * zz) & (k <= wid)
+                near = np.where(take, np.minimum(near, shifted), near)
+    zz = near
+    noise = cv2.GaussianBlur(rng.normal(size=(h, w)), (0, 0), max(noise_corr_px * scale, 0.5))
+    noise /= max(float(noise.std()), 1e-9)
+    noisy = zz + noise * noise_k * zz**2
+    for _ in range(rng.poisson(speckles)):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.uniform(2, 6) * scale
+        yy, xx = np.ogrid[:h, :w]
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r * rng.uniform(0.5, 1.0, size=(h, w))
+        factor = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.8)
+        noisy = np.where(blob, noisy * factor, noisy)
+    ok &= ~hidden
+    ok &= zz < rng.uniform(far_m[0], far_m[1], size=zz.shape)
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    cosang = np.abs((normals * ray).sum(-1)) / np.linalg.norm(ray, axis=-1)
+    graze = np.clip((np.rad2deg(np.arccos(np.clip(cosang, 0, 1))) - 75.0) / 10.0, 0, 1)
+    ok &= rng.random(zz.shape) >= graze
+    ok &= rng.random(zz.shape) >= dropout
+    return np.where(ok, noisy, 0.0).astype(np.float32)
+
+
 def misregistered_depth(depth: np.ndarray, scale: float | tuple[float, float],
                         shift: tuple[float, float]) -> np.ndarray:
     """Depth as an unregistered depth camera would deliver it against the colour image: HxW float32
