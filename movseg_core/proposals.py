@@ -22,7 +22,8 @@ Depth that is not registered to the colour image (a raw depth topic instead of t
 wrong extrinsics) would move boundaries to the wrong places: :func:`registration_score` measures,
 without labels, how well the measured depth steps lie on colour edges, and the depth terms are
 scaled by a soft ramp of that score (``registration_min`` .. ``registration_full``), so an
-unregistered frame falls back to the RGB-only proposals.
+unregistered frame falls back to the RGB-only proposals. The score is taken without the depth's speckle
+(``despeckle``: small pieces a stereo matcher leaves off every edge, which would read as misregistration).
 
 RGB-only mode (``depth is None``) runs the same steps with colour alone, for comparison.
 Method choice and parameters: docs/segmenter.md ("Proposals").
@@ -353,7 +354,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     (:func:`working_normals`; what :class:`~movseg_core.segmenter.Segmenter` has it do),
     without ``K`` the proposals use no normals. valid: HxW bool depth validity or None.
     info: a dict to receive diagnostics (with depth): ``registration`` (:func:`registration_score`,
-    NaN = not judged), ``depth_steps`` (its evidence count) and ``depth_trust`` (:func:`depth_trust`,
+    NaN = not judged), ``depth_steps`` (its evidence count), ``speckle_px`` (working pixels left out of that
+    judgement as speckle, :func:`judge_registration`) and ``depth_trust`` (:func:`depth_trust`,
     the factor the depth terms got; 0 = the frame was segmented as RGB-only) and, where depth was
     used, ``shadow_bands`` (how many depth steps hidden in missing depth were found, row and column
     runs counted apart; each was bridged).
