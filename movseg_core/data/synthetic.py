@@ -718,6 +718,17 @@ class SyntheticScenes:
 # ----------------------------------------------------------------------------- depth sensor model
 
 
+def _measured_at_incidence(normals: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """HxW bool: the pixels a depth sensor still measures at their angle of incidence (all below 75 deg,
+    dropping linearly to none at 85 deg). normals: HxWx3 unit camera-frame normals; K: 3x3."""
+    h, w = normals.shape[:2]
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    cosang = np.abs((normals * ray).sum(-1)) / np.linalg.norm(ray, axis=-1)
+    graze = np.clip((np.rad2deg(np.arccos(np.clip(cosang, 0, 1))) - 75.0) / 10.0, 0, 1)
+    return rng.random((h, w)) >= graze
+
+
 def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: int,
                  baseline_m: float = 0.075, noise_k: float = 1.425e-3, far_m: tuple[float, float] = (3.5, 4.5),
                  dropout: float = 0.005) -> np.ndarray:
@@ -740,11 +751,7 @@ def kinect_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
     disp = np.round(fb / noisy * 8.0) / 8.0
     noisy = fb / np.maximum(disp, 1e-3)
     ok &= zz < rng.uniform(far_m[0], far_m[1], size=zz.shape)
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    r = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-    cosang = np.abs((normals * r).sum(-1)) / np.linalg.norm(r, axis=-1)
-    graze = np.clip((np.rad2deg(np.arccos(np.clip(cosang, 0, 1))) - 75.0) / 10.0, 0, 1)
-    ok &= rng.random(zz.shape) >= graze
+    ok &= _measured_at_incidence(normals, K, rng)
     jump = (zz[:, 1:] - zz[:, :-1]) > 0.03 * zz[:, :-1]  # nearer surface on the left
     scale = w / 640.0
     width = np.maximum(1, np.round(rng.integers(1, 5, size=h) * scale)).astype(int)
@@ -817,11 +824,7 @@ def stereo_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
         noisy = np.where(blob, noisy * factor, noisy)
     ok &= ~hidden
     ok &= zz < rng.uniform(far_m[0], far_m[1], size=zz.shape)
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-    cosang = np.abs((normals * ray).sum(-1)) / np.linalg.norm(ray, axis=-1)
-    graze = np.clip((np.rad2deg(np.arccos(np.clip(cosang, 0, 1))) - 75.0) / 10.0, 0, 1)
-    ok &= rng.random(zz.shape) >= graze
+    ok &= _measured_at_incidence(normals, K, rng)
     ok &= rng.random(zz.shape) >= dropout
     return np.where(ok, noisy, 0.0).astype(np.float32)
 
