@@ -142,27 +142,45 @@ def despeckle(z, max_size, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     ``max_size`` pixels (a stereo matcher's mismatched blobs, flying pixels, slivers between holes)
     become unmeasured. Returns (the new z, how many pixels were dropped). Sequential, O(h w)."""
     h, w = z.shape
-    n = h * w
-    parent = np.arange(n).astype(np.int32)
-    size = np.ones(n, np.int32)
+    b_noise = noise_m * noise_k
+    label = np.full(h * w, -1, np.int32)  # one pass over the rows: a piece's label is a root of ``parent``
+    parent = np.empty(h * w, np.int32)
+    size = np.zeros(h * w, np.int32)
+    n = 0
     for y in range(h):
         for x in range(w):
-            if z[y, x] <= 0.0:
+            za = z[y, x]
+            if za <= 0.0:
                 continue
             i = y * w + x
-            for yy, xx in ((y, x + 1), (y + 1, x)):
-                if yy < h and xx < w:
-                    e, both = _jump(z[y, x], z[yy, xx], jump_rel, noise_m, noise_k)
-                    if both and e == 0.0:
-                        a = find(parent, i)
-                        b = find(parent, yy * w + xx)
-                        if a != b:
-                            _union(parent, size, a, b)
+            lab = -1
+            # joined where :func:`_jump` finds no discontinuity (|dz| <= its threshold), division-free
+            if x > 0:
+                zb = z[y, x - 1]
+                zm = min(za, zb)
+                if zm > 0.0 and abs(za - zb) <= zm * (jump_rel + b_noise * zm):
+                    lab = find(parent, label[i - 1])
+            if y > 0:
+                zb = z[y - 1, x]
+                zm = min(za, zb)
+                if zm > 0.0 and abs(za - zb) <= zm * (jump_rel + b_noise * zm):
+                    up = find(parent, label[i - w])
+                    if lab < 0:
+                        lab = up
+                    elif up != lab:
+                        lab = _union(parent, size, lab, up)
+            if lab < 0:
+                lab = n
+                parent[n] = n
+                n += 1
+            label[i] = lab
+            size[lab] += 1
     out = z.copy()
     dropped = 0
     for y in range(h):
         for x in range(w):
-            if z[y, x] > 0.0 and size[find(parent, y * w + x)] <= max_size:
+            i = y * w + x
+            if label[i] >= 0 and size[find(parent, label[i])] <= max_size:
                 out[y, x] = 0.0
                 dropped += 1
     return out, dropped
