@@ -208,20 +208,19 @@ def search_registration(rgb: np.ndarray, depth: np.ndarray, cfg: ProposalConfig 
     depth's, both at the last width (None: under 50 depth steps), "evaluations": scores computed}.
     """
     from movseg_core.data.synthetic import misregistered_depth
-    from movseg_core.proposals import judge_registration, shadow_bands, shadow_bridge_px, working_images
+    from movseg_core.proposals import judge_registration, working_images
 
     n_eval = 0
 
     def scorer(width: int):  # noqa: ANN202
         c = dataclasses.replace(cfg, work_width=width)
         lab, z = working_images(rgb, depth, None, c)
-        max_band = shadow_bridge_px(c, rgb.shape[1], z.shape[1])
 
         def score(w: tuple[float, float, float, float], raw: bool = False) -> float:
             nonlocal n_eval
             n_eval += 1
             zw = z if w == IDENTITY else misregistered_depth(z, w[:2], w[2:])
-            v, n, _ = judge_registration(lab, zw, c, rgb.shape[1], shadow_bands(zw, max_band, c))
+            v, n, _ = judge_registration(lab, zw, c, rgb.shape[1])
             return v if raw else v * n / (n + search.evidence) if np.isfinite(v) else -np.inf
         return score
 

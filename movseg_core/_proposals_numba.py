@@ -136,6 +136,32 @@ def shadow_bands(z, max_len, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001,
 
 
 @njit(cache=True, nogil=True)
+def open_steps(z, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
+    """Measured depth ``z`` (h x w float32 metres, 0 = not measured) with both pixels of every clear depth
+    step made unmeasured: 4-neighbours, both measured, whose depths differ by more than ``grow`` x the
+    merge step's discontinuity threshold (:func:`_band_step` with no holes). A step's exact place is
+    uncertain by a pixel (mixed pixels at an edge, a stereo matcher's fattening, block averaging), so
+    it becomes a 2-px shadow band that colour places (:func:`bridge_shadows`). Returns (the new z, how
+    many pixels were opened). Sequential, O(h w)."""
+    h, w = z.shape
+    out = z.copy()
+    opened = 0
+    for y in range(h):
+        for x in range(w):
+            za = z[y, x]
+            if za <= 0.0:
+                continue
+            for yy, xx in ((y, x + 1), (y + 1, x)):
+                if yy < h and xx < w:
+                    zb = z[yy, xx]
+                    if zb > 0.0 and _band_step(za, zb, 0, jump_rel, noise_m, noise_k, grow):
+                        opened += (out[y, x] > 0.0) + (out[yy, xx] > 0.0)
+                        out[y, x] = 0.0
+                        out[yy, xx] = 0.0
+    return out, opened
+
+
+@njit(cache=True, nogil=True)
 def despeckle(z, max_size, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     """Measured depth ``z`` (h x w float32 metres, 0 = not measured) without its *speckles*: the
     4-connected pieces of measured depth, joined across no discontinuity (:func:`_jump`), of at most

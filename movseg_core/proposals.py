@@ -81,6 +81,9 @@ class ProposalConfig:
         discontinuities or holes that counts as speckle (a stereo matcher's mismatched blob, flying
         pixels) when the registration score judges the frame (:func:`judge_registration`); the
         segmentation itself keeps it. 0: off.
+    step_band: a measured depth step larger than this x the merge step's discontinuity threshold has its
+        exact place put in doubt: both its pixels become unmeasured (:func:`open_steps`), so the step is a
+        2-px shadow band that colour places (``shadow_bridge``). 0: off.
     registration_min, registration_full: the depth-to-colour registration score
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
@@ -111,6 +114,7 @@ class ProposalConfig:
     min_depth_cover: float = 0.75
     shadow_bridge: int = 32
     despeckle: int = 50
+    step_band: float = 2.0
     registration_min: float = 0.35
     registration_full: float = 0.55
 
@@ -130,6 +134,8 @@ class ProposalConfig:
             raise ValueError(f"proposals.shadow_bridge must be >= 0 px, got {self.shadow_bridge}")
         if self.despeckle < 0:
             raise ValueError(f"proposals.despeckle must be >= 0 px, got {self.despeckle}")
+        if self.step_band < 0:
+            raise ValueError(f"proposals.step_band must be >= 0, got {self.step_band}")
         if self.registration_min > self.registration_full:
             raise ValueError(f"proposals.registration_min ({self.registration_min}) must be <= "
                              f"registration_full ({self.registration_full})")
@@ -276,17 +282,27 @@ def registration_score(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
     return (float(score) if n >= REGISTRATION_MIN_STEPS else float("nan")), int(n)
 
 
-def judge_registration(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig, image_width: int,
-                       bands: np.ndarray) -> tuple[float, int, int]:
+def judge_registration(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
+                       image_width: int) -> tuple[float, int, int]:
     """How ``propose`` judges a frame's registration: :func:`registration_score` of the working-grid depth
     ``z`` (h x w float32 metres, 0 = not measured, from an ``image_width`` image) without its speckles
-    (:func:`despeckle`): speckle is sensor noise, not evidence that depth and colour disagree.
-    ``bands``: :func:`shadow_bands` of ``z`` (found again on the despeckled depth if anything was dropped).
-    Returns (score, depth steps, working pixels dropped as speckle)."""
+    (:func:`despeckle`: speckle is sensor noise, not evidence that depth and colour disagree), with the
+    shadow bands of what is left. Returns (score, depth steps, working pixels dropped as speckle)."""
     judged, speckle = despeckle(z, cfg, image_width)
-    if speckle:
-        bands = shadow_bands(judged, shadow_bridge_px(cfg, image_width, z.shape[1]), cfg)
+    bands = shadow_bands(judged, shadow_bridge_px(cfg, image_width, z.shape[1]), cfg)
     return (*registration_score(lab, judged, cfg, bands), speckle)
+
+
+def open_steps(z: np.ndarray, cfg: ProposalConfig) -> tuple[np.ndarray, int]:
+    """Working-grid depth with both pixels of every clear depth step (more than ``cfg.step_band`` x the merge
+    step's discontinuity threshold) made unmeasured (``_proposals_numba.open_steps``), so that
+    :func:`shadow_bands` finds the step and colour places it within a pixel. z: h x w float32 metres (0 = not
+    measured). Returns (the new z, pixels opened); z itself when ``step_band`` is 0."""
+    if cfg.step_band <= 0:
+        return z, 0
+    out, opened = _kernels().open_steps(np.ascontiguousarray(z, np.float32), float(cfg.jump_rel),
+                                        float(cfg.noise_sigmas), float(cfg.noise_k), float(cfg.step_band))
+    return out, int(opened)
 
 
 def depth_trust(score: float, cfg: ProposalConfig) -> float:
@@ -373,8 +389,7 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     use_normals = False
     trust = 1.0
     if use_depth:
-        bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
-        score, steps, speckle = judge_registration(lab, z, cfg, w, bands)
+        score, steps, speckle = judge_registration(lab, z, cfg, w)
         trust = depth_trust(score, cfg)
         if info is not None:
             info.update(registration=score, depth_steps=steps, depth_trust=trust, speckle_px=speckle)
@@ -382,6 +397,9 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
             use_depth = False
             z = np.zeros((wh, ww), np.float32)
     if use_depth:
+        # a measured step's place is uncertain by a pixel: open it, and colour places it with the shadows
+        z, _ = open_steps(z, cfg)
+        bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
         if info is not None:
             info["shadow_bands"] = int(len(bands))
         if len(bands):

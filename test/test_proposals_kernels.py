@@ -550,3 +550,39 @@ def test_despeckle_matches_its_definition(max_size):
     np.testing.assert_array_equal(out, ref)
     assert dropped == int(((z > 0) & (ref == 0)).sum())
     assert (dropped > 0) == (max_size > 0)
+
+
+@pytest.mark.parametrize("grow", [1.0, 2.0, 4.0])
+def test_open_steps_matches_its_definition(grow):
+    """Both pixels of every 4-neighbour pair, both measured, whose depths differ by more than ``grow`` x
+    (jump_rel z + noise_m noise_k z^2) (z the nearer) become unmeasured; nothing else changes."""
+    _, z, _, _ = scene(48, 64, seed=9, blocks=8)
+    rng = np.random.default_rng(4)
+    z = (z * (1 + rng.uniform(-0.06, 0.06, z.shape))).astype(np.float32)  # steps near every threshold
+    ref = z.copy()
+    for y in range(48):
+        for x in range(64):
+            for yy, xx in ((y, x + 1), (y + 1, x)):
+                if yy < 48 and xx < 64 and z[y, x] > 0 and z[yy, xx] > 0:
+                    zm = min(float(z[y, x]), float(z[yy, xx]))
+                    if abs(float(z[y, x]) - float(z[yy, xx])) > grow * (0.02 * zm + 3.0 * 1.425e-3 * zm * zm):
+                        ref[y, x] = ref[yy, xx] = 0.0
+    out, opened = K.open_steps(z, 0.02, 3.0, 1.425e-3, grow)
+    np.testing.assert_array_equal(out, ref)
+    assert opened == int(((z > 0) & (ref == 0)).sum()) > 0
+
+
+def test_an_opened_step_goes_to_the_colour_edge_beside_it():
+    """A depth step measured 1 px right of the colour edge (the near side fattened) is opened into a 2-px band
+    and bridged back onto the colour edge; a step on the colour edge stays there; steps within the noise
+    stay measured."""
+    lab = np.zeros((4, 12, 3), np.float32)
+    lab[:, 6:] = 20.0  # colour edge between columns 5 and 6
+    for measured_at in (6, 7):  # first column of the far surface: on the colour edge, or 1 px right of it
+        z = np.where(np.arange(12) < measured_at, 1.0, 2.0).astype(np.float32)[None].repeat(4, 0)
+        opened, n = K.open_steps(z, 0.02, 3.0, 1.425e-3, 2.0)
+        assert n == 8 and (opened[:, measured_at - 1:measured_at + 1] == 0).all()
+        bridged = K.bridge_shadows(lab, opened, K.shadow_bands(opened, 4, 0.02, 3.0, 1.425e-3, 1.0))
+        np.testing.assert_array_equal(bridged[0], [1.0] * 6 + [2.0] * 6)
+    flat = np.full((4, 12), 2.0, np.float32) * (1 + np.linspace(0, 0.03, 12, dtype=np.float32))  # slant
+    assert K.open_steps(flat, 0.02, 3.0, 1.425e-3, 2.0)[1] == 0
