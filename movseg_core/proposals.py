@@ -81,9 +81,10 @@ class ProposalConfig:
         discontinuities or holes that counts as speckle (a stereo matcher's mismatched blob, flying
         pixels) when the registration score judges the frame (:func:`judge_registration`); the
         segmentation itself keeps it. 0: off.
-    step_band: a measured depth step larger than this x the merge step's discontinuity threshold has its
-        exact place put in doubt: both its pixels become unmeasured (:func:`open_steps`), so the step is a
-        2-px shadow band that colour places (``shadow_bridge``). 0: off.
+    step_band: where the working grid is coarser than the image (its pixels average blocks, so a step's
+        two pixels may each mix both surfaces), a measured depth step larger than this x the merge step's
+        discontinuity threshold has its place put in doubt: both its pixels become unmeasured
+        (:func:`open_steps`), so the step is a 2-px shadow band that colour places (``shadow_bridge``). 0: off.
     registration_min, registration_full: the depth-to-colour registration score
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
@@ -397,8 +398,8 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
             use_depth = False
             z = np.zeros((wh, ww), np.float32)
     if use_depth:
-        # a measured step's place is uncertain by a pixel: open it, and colour places it with the shadows
-        z, _ = open_steps(z, cfg)
+        if ww < w:  # a block-averaged step pixel mixes both surfaces: open it, colour places the step
+            z, _ = open_steps(z, cfg)
         bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
         if info is not None:
             info["shadow_bands"] = int(len(bands))

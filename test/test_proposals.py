@@ -372,3 +372,17 @@ def test_depth_trust_ramp_and_its_config():
     no_bands = np.zeros((0, 4), np.int32)
     assert registration_score(lab, z, cfg, no_bands) == (pytest.approx(0.0), 60)
     assert np.isnan(registration_score(lab, z[:40], cfg, no_bands)[0])  # 40 steps: under REGISTRATION_MIN_STEPS
+
+
+def test_steps_are_opened_only_on_a_coarser_working_grid():
+    """``step_band`` acts where the working grid averages blocks of the image (a step's working pixels mix
+    both surfaces): at full resolution the proposals are those of ``step_band`` 0, on a 2x coarser grid not."""
+    from movseg_core.data.synthetic import SceneConfig, generate, kinect_depth
+
+    smp = generate(2, SceneConfig(height=240, width=320))
+    depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=2)
+    for work_width, same in ((320, True), (160, False)):
+        cfg = ProposalConfig(max_segments=24, work_width=work_width, **TRUSTED)
+        on = propose(smp.rgb, depth, None, depth > 0, cfg, K=smp.K)
+        off = propose(smp.rgb, depth, None, depth > 0, dataclasses.replace(cfg, step_band=0.0), K=smp.K)
+        assert np.array_equal(on, off) == same
