@@ -140,9 +140,11 @@ def open_steps(z, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
     """Measured depth ``z`` (h x w float32 metres, 0 = not measured) with both pixels of every clear depth
     step made unmeasured: 4-neighbours, both measured, whose depths differ by more than ``grow`` x the
     merge step's discontinuity threshold (:func:`_band_step` with no holes). A step's exact place is
-    uncertain by a pixel (mixed pixels at an edge, a stereo matcher's fattening, block averaging), so
-    it becomes a 2-px shadow band that colour places (:func:`bridge_shadows`). Returns (the new z, how
-    many pixels were opened). Sequential, O(h w)."""
+    uncertain by a pixel (mixed pixels at an edge, a stereo matcher's fattening, block averaging): where
+    the 2-px run it leaves is a shadow band (:func:`shadow_bands`: the depths beside it differ beyond
+    what slant and noise explain over 3 steps), colour places the step (:func:`bridge_shadows`); where
+    not, the two pixels stay unmeasured and colour alone decides there, as in any hole. Returns (the
+    new z, how many pixels were opened). Sequential, O(h w)."""
     h, w = z.shape
     out = z.copy()
     opened = 0
@@ -168,7 +170,6 @@ def despeckle(z, max_size, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     ``max_size`` pixels (a stereo matcher's mismatched blobs, flying pixels, slivers between holes)
     become unmeasured. Returns (the new z, how many pixels were dropped). Sequential, O(h w)."""
     h, w = z.shape
-    b_noise = noise_m * noise_k
     label = np.full(h * w, -1, np.int32)  # one pass over the rows: a piece's label is a root of ``parent``
     parent = np.empty(h * w, np.int32)
     size = np.zeros(h * w, np.int32)
@@ -180,16 +181,14 @@ def despeckle(z, max_size, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
                 continue
             i = y * w + x
             lab = -1
-            # joined where :func:`_jump` finds no discontinuity (|dz| <= its threshold), division-free
+            # joined where the merge step sees no discontinuity (:func:`_band_step` over no hole)
             if x > 0:
                 zb = z[y, x - 1]
-                zm = min(za, zb)
-                if zm > 0.0 and abs(za - zb) <= zm * (jump_rel + b_noise * zm):
+                if zb > 0.0 and not _band_step(za, zb, 0, jump_rel, noise_m, noise_k, 1.0):
                     lab = find(parent, label[i - 1])
             if y > 0:
                 zb = z[y - 1, x]
-                zm = min(za, zb)
-                if zm > 0.0 and abs(za - zb) <= zm * (jump_rel + b_noise * zm):
+                if zb > 0.0 and not _band_step(za, zb, 0, jump_rel, noise_m, noise_k, 1.0):
                     up = find(parent, label[i - w])
                     if lab < 0:
                         lab = up

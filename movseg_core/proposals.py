@@ -84,7 +84,8 @@ class ProposalConfig:
     step_band: where the working grid is coarser than the image (its pixels average blocks, so a step's
         two pixels may each mix both surfaces), a measured depth step larger than this x the merge step's
         discontinuity threshold has its place put in doubt: both its pixels become unmeasured
-        (:func:`open_steps`), so the step is a 2-px shadow band that colour places (``shadow_bridge``). 0: off.
+        (:func:`open_steps`); where that leaves a shadow band, colour places the step (``shadow_bridge``,
+        which must reach 2 working px, else nothing is opened), elsewhere colour alone decides. 0: off.
     registration_min, registration_full: the depth-to-colour registration score
         (:func:`registration_score`, about 1 = depth steps on colour edges, about 0 = no better than
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
@@ -226,6 +227,12 @@ REGISTRATION_SHIFT = 10  # working px: where the chance rate is sampled, across 
 REGISTRATION_MIN_STEPS = 50  # fewer depth steps than this: no judgement (score NaN, depth trusted)
 
 
+def _measured(z: np.ndarray) -> np.ndarray:
+    """Depth as the kernels take it: C-contiguous float32 metres, NaN / inf as not measured (0)."""
+    z = np.ascontiguousarray(z, np.float32)
+    return z if np.isfinite(z).all() else np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def shadow_bands(z: np.ndarray, max_len: int, cfg: ProposalConfig, grow: float = 1.0) -> np.ndarray:
     """Depth steps hidden in runs of 1..``max_len`` missing pixels between two measured ones (shadow
     bands, ``_proposals_numba.shadow_bands``): the two depths differ by more than ``grow`` x what a
@@ -236,8 +243,7 @@ def shadow_bands(z: np.ndarray, max_len: int, cfg: ProposalConfig, grow: float =
     ``max_len`` < 1."""
     if max_len < 1:
         return np.zeros((0, 4), np.int32)
-    z = np.nan_to_num(np.ascontiguousarray(z, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return _kernels().shadow_bands(z, int(max_len), float(cfg.jump_rel), float(cfg.noise_sigmas),
+    return _kernels().shadow_bands(_measured(z), int(max_len), float(cfg.jump_rel), float(cfg.noise_sigmas),
                                    float(cfg.noise_k), float(grow))
 
 
@@ -253,11 +259,11 @@ def despeckle(z: np.ndarray, cfg: ProposalConfig, image_width: int) -> tuple[np.
     unmeasured: a stereo matcher's mismatched blobs, flying pixels. z: h x w float32 metres (0 = not
     measured). Returns (the new z, how many working pixels were dropped); z itself when ``despeckle`` is 0.
     """
-    max_px = int(cfg.despeckle * (z.shape[1] / max(image_width, 1)) ** 2)
-    if max_px < 1:
+    if cfg.despeckle <= 0:
         return z, 0
-    out, dropped = _kernels().despeckle(np.ascontiguousarray(z, np.float32), max_px, float(cfg.jump_rel),
-                                        float(cfg.noise_sigmas), float(cfg.noise_k))
+    max_px = max(1, round(cfg.despeckle * (z.shape[1] / max(image_width, 1)) ** 2))
+    out, dropped = _kernels().despeckle(_measured(z), max_px, float(cfg.jump_rel), float(cfg.noise_sigmas),
+                                        float(cfg.noise_k))
     return out, int(dropped)
 
 
@@ -297,12 +303,13 @@ def judge_registration(lab: np.ndarray, z: np.ndarray, cfg: ProposalConfig,
 def open_steps(z: np.ndarray, cfg: ProposalConfig) -> tuple[np.ndarray, int]:
     """Working-grid depth with both pixels of every clear depth step (more than ``cfg.step_band`` x the merge
     step's discontinuity threshold) made unmeasured (``_proposals_numba.open_steps``), so that
-    :func:`shadow_bands` finds the step and colour places it within a pixel. z: h x w float32 metres (0 = not
-    measured). Returns (the new z, pixels opened); z itself when ``step_band`` is 0."""
+    :func:`shadow_bands` finds the step (where the depths beside the 2-px run differ enough) and colour places
+    it within a pixel. z: h x w float32 metres (0 = not measured; NaN / inf count as not measured). Returns
+    (the new z, pixels opened); z itself when ``step_band`` is 0."""
     if cfg.step_band <= 0:
         return z, 0
-    out, opened = _kernels().open_steps(np.ascontiguousarray(z, np.float32), float(cfg.jump_rel),
-                                        float(cfg.noise_sigmas), float(cfg.noise_k), float(cfg.step_band))
+    out, opened = _kernels().open_steps(_measured(z), float(cfg.jump_rel), float(cfg.noise_sigmas),
+                                        float(cfg.noise_k), float(cfg.step_band))
     return out, int(opened)
 
 
@@ -398,9 +405,10 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
             use_depth = False
             z = np.zeros((wh, ww), np.float32)
     if use_depth:
-        if ww < w:  # a block-averaged step pixel mixes both surfaces: open it, colour places the step
+        bridge = shadow_bridge_px(cfg, w, ww)
+        if ww < w and bridge >= 2:  # a block-averaged step pixel mixes both surfaces: open it, colour places the step
             z, _ = open_steps(z, cfg)
-        bands = shadow_bands(z, shadow_bridge_px(cfg, w, ww), cfg)
+        bands = shadow_bands(z, bridge, cfg)
         if info is not None:
             info["shadow_bands"] = int(len(bands))
         if len(bands):

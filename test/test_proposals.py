@@ -250,6 +250,8 @@ def test_stereo_depth_model():
     d = stereo_depth(step, normals, K, seed=2, speckles=0, dropout=0.0, fatten_px=3)
     fat = np.abs(d[:, 160:163] - 1.0) < 0.1
     assert 0.2 < fat.mean() < 0.8 and not (np.abs(d[:, 163:] - 1.0) < 0.5).any()
+    d = stereo_depth(step, normals, K, seed=2, speckles=0, dropout=0.0, fatten_px=0)
+    assert not (np.abs(d[:, 160:] - 1.0) < 0.5).any()  # fatten_px 0: none
     flat = np.full((240, 320), 2.0, np.float32)
     d = stereo_depth(flat, normals, K, seed=3, speckles=30)
     assert 0.002 < (np.abs(d / 2.0 - 1) > 0.15)[d > 0].mean() < 0.05
@@ -381,8 +383,29 @@ def test_steps_are_opened_only_on_a_coarser_working_grid():
 
     smp = generate(2, SceneConfig(height=240, width=320))
     depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=2)
-    for work_width, same in ((320, True), (160, False)):
-        cfg = ProposalConfig(max_segments=24, work_width=work_width, **TRUSTED)
+    for work_width, bridge, same in ((320, 32, True), (160, 32, False), (160, 2, True)):
+        cfg = ProposalConfig(max_segments=24, work_width=work_width, shadow_bridge=bridge, **TRUSTED)
         on = propose(smp.rgb, depth, None, depth > 0, cfg, K=smp.K)
         off = propose(smp.rgb, depth, None, depth > 0, dataclasses.replace(cfg, step_band=0.0), K=smp.K)
         assert np.array_equal(on, off) == same
+    # shadow_bridge 2 input px = 1 working px here: no 2-px run can be bridged, so nothing is opened
+    # (opening would only erase the clear steps)
+
+
+def test_depth_helpers_take_nan_and_inf_as_missing():
+    """despeckle, open_steps and shadow_bands treat NaN / +-inf as not measured (as the working grid does),
+    and a despeckle setting under one working pixel still despeckles (1 px) instead of turning itself off."""
+    from movseg_core.proposals import despeckle, open_steps, shadow_bands
+
+    z = np.full((6, 8), 2.0, np.float32)
+    z[2, 3] = 3.0  # a 1-px speckle
+    bad = z.copy()
+    bad[0, 0], bad[5, 7], bad[0, 7] = np.nan, np.inf, -np.inf
+    clean = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
+    cfg = ProposalConfig()
+    for fn in (lambda a: despeckle(a, cfg, 8), lambda a: open_steps(a, cfg), lambda a: (shadow_bands(a, 4, cfg), 0)):
+        got, ref = fn(bad), fn(clean)
+        np.testing.assert_array_equal(got[0], ref[0])
+        assert got[1] == ref[1]
+    out, dropped = despeckle(z, dataclasses.replace(cfg, despeckle=3), 640)  # 3 * (8 / 640)^2 < 1 px
+    assert dropped == 1 and out[2, 3] == 0

@@ -586,3 +586,9 @@ def test_an_opened_step_goes_to_the_colour_edge_beside_it():
         np.testing.assert_array_equal(bridged[0], [1.0] * 6 + [2.0] * 6)
     flat = np.full((4, 12), 2.0, np.float32) * (1 + np.linspace(0, 0.03, 12, dtype=np.float32))  # slant
     assert K.open_steps(flat, 0.02, 3.0, 1.425e-3, 2.0)[1] == 0
+    # a step past the opening threshold (2 x (0.02 z + 3 k z^2) = 0.0486 m at 1 m) but within what slant
+    # and noise explain over the 3 steps of a 2-px run (0.0643 m) is opened and forms no band: its two
+    # (mixed) pixels stay unmeasured, and colour alone decides there
+    z = np.where(np.arange(12) < 6, 1.0, 1.055).astype(np.float32)[None].repeat(4, 0)
+    opened, n = K.open_steps(z, 0.02, 3.0, 1.425e-3, 2.0)
+    assert n == 8 and len(K.shadow_bands(opened, 4, 0.02, 3.0, 1.425e-3, 1.0)) == 0

@@ -799,7 +799,7 @@ def stereo_depth(depth: np.ndarray, normals: np.ndarray, K: np.ndarray, seed: in
     hidden[:, :-1] = right_min[:, 1:] < xr[:, :-1] - 0.5
     # fattening: the nearer side of a step spreads over the farther one
     near = zz.copy()
-    reach = max(1, int(round(fatten_px * scale)))
+    reach = int(round(fatten_px * scale))  # 0: no fattening
     row_w = rng.integers(0, reach + 1, size=(h, 1))
     col_w = rng.integers(0, reach + 1, size=(1, w))
     for k in range(1, reach + 1):
