@@ -43,6 +43,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -79,6 +80,8 @@ from movseg_ros.qos import qos_by_name
 from movseg_ros.srv import SetQueries
 from movseg_ros.sync import make_synchronizer, stamp_seconds
 from movseg_ros.topics import node_side
+
+ACK_WAIT_S = 2.0  # at shutdown: how long to wait in all for subscribers to acknowledge the last outputs
 
 
 def fresh_wait_s(age_s: float, period_s: float, cycle_s: float, budget: float) -> float:
@@ -596,6 +599,18 @@ class MovsegNode(Node):
                 self.get_logger().warning(f"nothing to label: inputs arrive ({arriving}) but their stamps never "
                                           f"match within sync.slop={self._slop} s")
 
+    def _wait_for_acks(self, budget_s: float) -> None:
+        """Wait (``budget_s`` in all) until the subscribers have acknowledged what the reliable outputs
+        published: a sample still in flight when the node is destroyed is lost, so the last frame (the
+        one labelled at the signal) could go unseen."""
+        deadline = time.monotonic() + budget_s
+        for pub in self.publishers:
+            left = deadline - time.monotonic()
+            if left <= 0 or not pub.wait_for_all_acked(Duration(seconds=left)):
+                self.get_logger().warning(f"stopping: {pub.topic_name} not acknowledged within {budget_s:.0f} s "
+                                          "(a subscriber may have gone)")
+                return
+
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop the worker (it finishes and publishes the frame it is labelling) and the encoding
         thread, and wait for both; call before the context shuts down."""
@@ -609,6 +624,7 @@ class MovsegNode(Node):
             self.get_logger().warning(f"stopping: the worker did not finish within {timeout_s:.0f} s")
         if self._publisher is not None and not self._publisher.close(timeout_s):  # publishes what it holds first
             self.get_logger().warning(f"stopping: the publisher did not finish within {timeout_s:.0f} s")
+        self._wait_for_acks(ACK_WAIT_S)
         if not self._worker.is_alive():  # a worker still running would find the segmenter closed under it
             self.segmenter.close()
         encoder = self._encoder
