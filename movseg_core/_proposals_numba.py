@@ -166,7 +166,7 @@ def open_steps(z, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001, ANN202
 @njit(cache=True, nogil=True)
 def despeckle(z, max_size, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     """Measured depth ``z`` (h x w float32 metres, 0 = not measured) without its *speckles*: the
-    4-connected pieces of measured depth, joined across no discontinuity (:func:`_jump`), of at most
+    4-connected pieces of measured depth, joined across no discontinuity (:func:`_band_step`), of at most
     ``max_size`` pixels (a stereo matcher's mismatched blobs, flying pixels, slivers between holes)
     become unmeasured. Returns (the new z, how many pixels were dropped). Sequential, O(h w)."""
     h, w = z.shape
