@@ -382,7 +382,7 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
     judgement as speckle, :func:`judge_registration`) and ``depth_trust`` (:func:`depth_trust`,
     the factor the depth terms got; 0 = the frame was segmented as RGB-only) and, where depth was
     used, ``shadow_bands`` (how many depth steps hidden in missing depth were found, row and column
-    runs counted apart; each was bridged).
+    runs counted apart, those of the steps :func:`open_steps` opened included; each was bridged).
     Returns HxW int32 segment ids 0..S-1 with S <= cfg.max_segments.
     """
     h, w = _check_inputs(rgb, depth, normals, valid)
