@@ -147,9 +147,10 @@ class SegmentationResult:
     objects: instance map + records (:class:`movseg_core.objects.Objects`), None when disabled.
     diagnostics: evidence about the inputs, for the caller to log or count: with depth and the graph
     proposals, ``registration`` (depth-to-colour registration score, ~1 registered, ~0 not; NaN = not
-    judged), ``depth_steps``, ``depth_trust`` (0 = depth had no say: the frame was segmented as
-    RGB-only) and, where depth had a say, ``shadow_bands`` (depth steps found hidden in missing depth)
-    from :func:`movseg_core.proposals.propose`; empty otherwise.
+    judged), ``depth_steps``, ``speckle_px`` (working pixels left out of that judgement as speckle),
+    ``depth_trust`` (0 = depth had no say: the frame was segmented as RGB-only) and, where depth had a
+    say, ``shadow_bands`` (depth steps found hidden in missing depth, opened steps' included) from
+    :func:`movseg_core.proposals.propose`; empty otherwise.
     """
 
     labels: np.ndarray
