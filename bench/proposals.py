@@ -378,7 +378,7 @@ def grid_ceiling(items: list[Item], cfg: ProposalConfig) -> dict:
     """What any proposals at ``cfg.work_width`` can reach: the ground truth resampled (nearest) to the
     working grid and back to full size, as ``propose`` upsamples its segments, scored like
     :func:`run_mode` (mIoU %, boundary F). A gain that would need a figure above it cannot come from
-    the proposals' grouping alone."""
+    the proposals' grouping alone (``refine_boundaries`` places boundaries on image pixels: not bound by it)."""
     preds = []
     for it in items:
         h, w = it.label.shape
@@ -606,8 +606,10 @@ def main() -> int:
                 print(f"{name:>21} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
                       f"{o['ms_min']:6.1f}  {o['frames']}{reg}")
         entry["grid_ceiling"] = grid_ceiling(items, base_cfg)
+        beyond = "; refine_boundaries places boundaries finer: not bound by it" if base_cfg.refine_boundaries else ""
         print(f"{name:>21} {'grid':>4} {'':>5} {entry['grid_ceiling']['miou']:6.2f} "
-              f"{entry['grid_ceiling']['boundary_f1']:6.3f}  (ceiling of the {base_cfg.work_width}-px working grid)")
+              f"{entry['grid_ceiling']['boundary_f1']:6.3f}  "
+              f"(ceiling of the {base_cfg.work_width}-px working grid{beyond})")
         key = "48" if "48" in entry["at"] else str(args.segments[0])
         entry.update(entry["at"][key])
         if items[0].registration is not None:

@@ -775,3 +775,127 @@ def downsample_normals(n, z_small, f):  # noqa: ANN001, ANN202
                 out[y, x, 0], out[y, x, 1], out[y, x, 2] = s0 / q, s1 / q, s2 / q
                 ok[y, x] = True
     return out, ok
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rgb_dist(rgb, y, x, ref, k):  # noqa: ANN001, ANN202
+    """Euclidean RGB distance between image pixel (y, x) and reference colour ``ref[k]``."""
+    d0 = np.float32(rgb[y, x, 0]) - ref[k, 0]
+    d1 = np.float32(rgb[y, x, 1]) - ref[k, 1]
+    d2 = np.float32(rgb[y, x, 2]) - ref[k, 2]
+    return np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def refine_boundaries(out, labels, interior, small, rgb, z_full, valid, z_small, f, radius, depth_weight,  # noqa: ANN001, ANN202, C901
+                      jump_rel, noise_m, noise_k, chunks):
+    """Place each boundary of the working grid's segments within the working pixel, in place in ``out``
+    (H x W int32, ``labels`` upsampled f times by repetition): every image pixel of a working pixel that is
+    not ``interior`` (h x w bool: all 8 neighbours in its segment) takes, among the segments of that
+    working pixel's 3 x 3 block, the one whose *local* colour it is closest to, plus ``depth_weight`` x its
+    depth evidence against it.
+
+    A segment's local colour: the mean of ``small`` (h x w x 3 float32, the image area-resized to the
+    working grid, RGB 0..255) over its interior working pixels within ``radius`` working px, or over all
+    its working pixels there if none is interior. Its local depth: the range [min, max] of ``z_small``
+    (h x w float32 metres, 0 = not measured) over the measured ones of those pixels (none measured: no
+    depth term for it); an image pixel's measured depth ``z_full`` (H x W float32 metres; 0, NaN, inf or
+    not ``valid`` (H x W bool, or 0 x 0: all valid) = not measured; a 0 x 0 array: no depth term) outside that range by
+    more than slant and noise explain (the merge step's threshold ``jump_rel z + noise_m noise_k z^2``)
+    counts min(excess / threshold, 3). labels: h x w int32, ids 0..S-1; rgb: H x W x 3 uint8, H = f h,
+    W = f w. Rows in parallel bands (each writes only its own image pixels: the same result for any
+    number of bands). Returns ``out``."""
+    h, w = labels.shape
+    H, W = rgb.shape[0], rgb.shape[1]
+    has_depth = z_full.shape[0] == H and z_full.shape[1] == W and depth_weight > 0.0
+    has_valid = valid.shape[0] == H and valid.shape[1] == W
+    n_seg = labels.max() + 1
+    band = (h + chunks - 1) // chunks
+    for ch in prange(chunks):
+        slot = np.full(n_seg, -1, np.int32)  # segment id -> its place among the candidates (-1: none)
+        cand = np.empty(9, np.int32)
+        ref = np.empty((9, 3), np.float32)  # interior sums, then the reference colours
+        ref_all = np.empty((9, 3), np.float32)  # sums over all the segment's working pixels in the window
+        n_in = np.empty(9, np.int32)
+        n_all = np.empty(9, np.int32)
+        zlo = np.empty(9, np.float32)  # measured depth range over the interior pixels
+        zhi = np.empty(9, np.float32)
+        zlo_all = np.empty(9, np.float32)  # and over all the segment's pixels in the window
+        zhi_all = np.empty(9, np.float32)
+        for y in range(ch * band, min(h, ch * band + band)):
+            for x in range(w):
+                if interior[y, x]:
+                    continue
+                c0 = labels[y, x]
+                nc = 0
+                for yy in range(max(0, y - 1), min(h, y + 2)):
+                    for xx in range(max(0, x - 1), min(w, x + 2)):
+                        c = labels[yy, xx]
+                        if slot[c] < 0:
+                            slot[c] = nc
+                            cand[nc] = c
+                            nc += 1
+                for k in range(nc):
+                    for j in range(3):
+                        ref[k, j] = 0.0
+                        ref_all[k, j] = 0.0
+                    n_in[k] = n_all[k] = 0
+                    zlo_all[k] = np.inf
+                    zhi_all[k] = 0.0
+                    zlo[k] = np.inf
+                    zhi[k] = 0.0
+                y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
+                for yy in range(y0, y1):  # the candidates' interior pixels in the window
+                    for xx in range(x0, x1):
+                        if not interior[yy, xx]:
+                            continue
+                        k = slot[labels[yy, xx]]
+                        if k < 0:
+                            continue
+                        for j in range(3):
+                            ref[k, j] += small[yy, xx, j]
+                        n_in[k] += 1
+                        zz = z_small[yy, xx]
+                        if zz > 0.0:
+                            zlo[k] = min(zlo[k], zz)
+                            zhi[k] = max(zhi[k], zz)
+                fallback = False
+                for k in range(nc):
+                    fallback = fallback or n_in[k] == 0
+                if fallback:  # a candidate without interior pixels there: all its pixels in the window
+                    for yy in range(y0, y1):
+                        for xx in range(x0, x1):
+                            k = slot[labels[yy, xx]]
+                            if k < 0 or n_in[k] > 0:
+                                continue
+                            for j in range(3):
+                                ref_all[k, j] += small[yy, xx, j]
+                            n_all[k] += 1
+                            zz = z_small[yy, xx]
+                            if zz > 0.0:
+                                zlo_all[k] = min(zlo_all[k], zz)
+                                zhi_all[k] = max(zhi_all[k], zz)
+                for k in range(nc):  # every candidate has a pixel in the 3 x 3 block, so n_in or n_all >= 1
+                    slot[cand[k]] = -1
+                    if n_in[k] > 0:
+                        for j in range(3):
+                            ref[k, j] /= n_in[k]
+                    else:
+                        for j in range(3):
+                            ref[k, j] = ref_all[k, j] / n_all[k]
+                        zlo[k], zhi[k] = zlo_all[k], zhi_all[k]
+                for yy in range(y * f, y * f + f):
+                    for xx in range(x * f, x * f + f):
+                        zp = z_full[yy, xx] if has_depth else np.float32(0.0)
+                        if not (zp < np.inf) or (has_valid and not valid[yy, xx]):  # inf, NaN, invalid
+                            zp = np.float32(0.0)
+                        best, best_cost = c0, np.inf
+                        for k in range(nc):
+                            cost = _rgb_dist(rgb, yy, xx, ref, k)
+                            if zp > 0.0 and zhi[k] > 0.0:
+                                dz = max(zlo[k] - zp, zp - zhi[k], np.float32(0.0))
+                                cost += depth_weight * min(dz / (jump_rel * zp + noise_m * noise_k * zp * zp), 3.0)
+                            if cost < best_cost:
+                                best, best_cost = cand[k], cost
+                        out[yy, xx] = best
+    return out

@@ -91,6 +91,14 @@ class ProposalConfig:
         beside them) at or below which depth has no say (depth_weight, merge_depth and merge_normal
         x 0: the RGB-only proposals), and at or above which it has its full say; linear between.
         ``registration_min`` > ``registration_full`` is refused; both -inf: depth always has its full say.
+    refine_boundaries: where the working grid is a whole fraction of the image (1/2 for 640 px at 320),
+        place each segment boundary on the image pixel instead of the working pixel
+        (:func:`refine_boundaries`: a boundary pixel takes the neighbouring segment whose local colour
+        and measured depth it fits best). Off by default: chosen by the tuning split it lowers the sum
+        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs ~2.5 ms per 640x480 frame on 2
+        cores (docs/segmenter.md "Boundaries at full resolution").
+    refine_depth: with ``refine_boundaries``, RGB units of colour distance per unit of depth evidence
+        (beyond slant and noise, at most 3) against a segment; x the depth trust. 0: colour alone.
     """
 
     method: str = "graph"
@@ -119,6 +127,8 @@ class ProposalConfig:
     step_band: float = 2.0
     registration_min: float = 0.35
     registration_full: float = 0.55
+    refine_boundaries: bool = False
+    refine_depth: float = 10.0
 
     def __post_init__(self) -> None:
         if self.method not in PROPOSAL_METHODS:
@@ -138,6 +148,8 @@ class ProposalConfig:
             raise ValueError(f"proposals.despeckle must be >= 0 px, got {self.despeckle}")
         if self.step_band < 0:
             raise ValueError(f"proposals.step_band must be >= 0, got {self.step_band}")
+        if self.refine_depth < 0:
+            raise ValueError(f"proposals.refine_depth must be >= 0, got {self.refine_depth}")
         if self.registration_min > self.registration_full:
             raise ValueError(f"proposals.registration_min ({self.registration_min}) must be <= "
                              f"registration_full ({self.registration_full})")
@@ -195,7 +207,8 @@ def prepare_proposals() -> float:
     normals[..., 2] = -1
     propose(rgb, depth, normals, depth > 0, ProposalConfig(max_segments=2, work_width=24))
     K = np.array([[48.0, 0.0, 23.5], [0.0, 48.0, 15.5], [0.0, 0.0, 1.0]])
-    propose(rgb, depth, None, depth > 0, ProposalConfig(max_segments=2, work_width=24), K=K)  # working_normals
+    propose(rgb, depth, None, depth > 0, ProposalConfig(max_segments=2, work_width=24, refine_boundaries=True),
+            K=K)  # working_normals, boundaries at full resolution
     propose(rgb, depth, None, None, ProposalConfig(max_segments=2, work_width=24))  # valid=None variant
     propose(rgb, None, None, None, ProposalConfig(max_segments=2, work_width=24))
     return time.perf_counter() - t0
@@ -313,6 +326,37 @@ def open_steps(z: np.ndarray, cfg: ProposalConfig) -> tuple[np.ndarray, int]:
     return out, int(opened)
 
 
+REFINE_RADIUS = 2  # working px: where a boundary pixel's candidate segments take their local colour and depth
+
+
+def refine_boundaries(labels: np.ndarray, rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray | None,
+                      z_small: np.ndarray, depth_weight: float, cfg: ProposalConfig) -> np.ndarray:
+    """Working-grid segments at the image's resolution with each boundary placed within the working pixel
+    (``_proposals_numba.refine_boundaries``): image pixels of working pixels next to another segment take
+    the neighbouring segment whose local colour (within REFINE_RADIUS working px) is closest, plus
+    ``depth_weight`` (RGB units per unit of evidence, up to 3) x how far their measured depth lies outside
+    that segment's local depth range beyond slant and noise.
+
+    labels: h x w int32 segments; rgb: H x W x 3 uint8 with H / h = W / w = an integer f; depth: H x W
+    float metres (0 / NaN / inf = not measured) or None (colour alone); valid: H x W bool or None; z_small:
+    h x w float32 metres, the working grid's measured depth (0 = not measured). Returns H x W int32, the
+    same segment ids."""
+    h, w = labels.shape
+    f = rgb.shape[1] // w
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    z_full, ok = np.zeros((0, 0), np.float32), np.zeros((0, 0), bool)
+    if depth is not None and depth_weight > 0:  # the kernel reads NaN / inf / invalid as not measured
+        z_full = np.ascontiguousarray(depth, np.float32)
+        ok = ok if valid is None else np.ascontiguousarray(valid, bool)
+    labels = np.ascontiguousarray(labels, np.int32)
+    out = cv2.resize(labels, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
+    as_float = labels.astype(np.float32)  # exact below 2^24 segments; morphology takes float32
+    interior = cv2.erode(as_float, None) == cv2.dilate(as_float, None)  # 3 x 3: one segment all round
+    return _kernels().refine_boundaries(out, labels, interior, small, np.ascontiguousarray(rgb), z_full, ok,
+                                        _measured(z_small), int(f), REFINE_RADIUS, float(depth_weight),
+                                        float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k), _chunks())
+
+
 def depth_trust(score: float, cfg: ProposalConfig) -> float:
     """The factor in [0, 1] on the depth terms for a registration ``score``: 0 at or below
     ``cfg.registration_min``, 1 at or above ``cfg.registration_full``, linear between; 1 for NaN
@@ -404,6 +448,7 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
         if trust == 0.0:  # depth not registered to colour: it has no say (exactly the RGB-only proposals)
             use_depth = False
             z = np.zeros((wh, ww), np.float32)
+    z_measured = z  # the working grid's measured depth, before any step is opened or bridged
     if use_depth:
         bridge = shadow_bridge_px(cfg, w, ww)
         if ww < w and bridge >= 2:  # a block-averaged step pixel mixes both surfaces: open it, colour places the step
@@ -434,6 +479,9 @@ def propose(rgb: np.ndarray, depth: np.ndarray | None = None, normals: np.ndarra
                                    float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k),
                                    float(cfg.merge_depth * trust), float(cfg.merge_normal * trust),
                                    float(cfg.merge_contrast), use_depth, use_normals)
-    if labels.shape != (h, w):
-        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-    return labels
+    if labels.shape == (h, w):
+        return labels
+    if cfg.refine_boundaries and h % wh == 0 and w % ww == 0 and h // wh == w // ww:
+        return refine_boundaries(labels, rgb, depth if use_depth else None, valid, z_measured,
+                                 cfg.refine_depth * trust, cfg)
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)

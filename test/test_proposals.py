@@ -409,3 +409,33 @@ def test_depth_helpers_take_nan_and_inf_as_missing():
         assert got[1] == ref[1]
     out, dropped = despeckle(z, dataclasses.replace(cfg, despeckle=3), 640)  # 3 * (8 / 640)^2 < 1 px
     assert dropped == 1 and out[2, 3] == 0
+
+
+def test_refined_boundaries_fall_on_the_image_pixel_where_colour_or_depth_changes():
+    """``refine_boundaries`` places a boundary that lies inside a working pixel on the image pixel where it
+    is: by colour; by measured depth where colour does not change (``refine_depth``); without it (or with
+    ``refine_depth`` 0 there) the boundary stays on the working grid's block edge."""
+    rng = np.random.default_rng(0)
+    h, w, edge = 48, 64, 33  # work_width 32: blocks of 2 px, the edge inside block 16
+    cols = np.arange(w)[None, :].repeat(h, 0)
+    cfg = ProposalConfig(max_segments=2, work_width=32, fh_min_size=4, **TRUSTED)
+    on = dataclasses.replace(cfg, refine_boundaries=True)
+    colour = np.where((cols < edge)[..., None], [40, 90, 160], [200, 150, 60]).astype(np.uint8)
+    expected = (cols >= edge)
+
+    def split_at_edge(seg: np.ndarray) -> bool:
+        return bool(np.array_equal(seg == seg[0, -1], expected))
+
+    assert split_at_edge(propose(colour, cfg=on))
+    assert not split_at_edge(propose(colour, cfg=cfg))
+    grey = np.clip(128 + rng.normal(0, 2, (h, w, 3)), 0, 255).astype(np.uint8)
+    depth = np.where(cols < edge, 1.0, 1.6).astype(np.float32)
+    # no step opening: on grey noise colour would scatter the working grid's boundary (what is refined here)
+    on = dataclasses.replace(on, step_band=0.0)
+    cfg = dataclasses.replace(cfg, step_band=0.0)
+    assert split_at_edge(propose(grey, depth, None, None, on))
+    assert not split_at_edge(propose(grey, depth, None, None, dataclasses.replace(on, refine_depth=0.0)))
+    assert not split_at_edge(propose(grey, depth, None, None, cfg))
+    # a working grid that is no whole fraction of the image: plain nearest upsampling, as without refining
+    odd = np.ascontiguousarray(colour[:, :63])
+    assert np.array_equal(propose(odd, cfg=on), propose(odd, cfg=cfg))
