@@ -95,7 +95,7 @@ class ProposalConfig:
         place each segment boundary on the image pixel instead of the working pixel
         (:func:`refine_boundaries`: a boundary pixel takes the neighbouring segment whose local colour
         and measured depth it fits best). Off by default: chosen by the tuning split it lowers the sum
-        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs ~2.5 ms per 640x480 frame on 2
+        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs ~3 ms per 640x480 frame on 2
         cores (docs/segmenter.md "Boundaries at full resolution").
     refine_depth: with ``refine_boundaries``, RGB units of colour distance per unit of depth evidence
         (beyond slant and noise, at most 3) against a segment; x the depth trust. 0: colour alone.
