@@ -787,10 +787,12 @@ def _rgb_dist(rgb, y, x, ref, k):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def refine_boundaries(out, labels, interior, small, rgb, z_full, valid, z_small, f, radius, depth_weight,  # noqa: ANN001, ANN202, C901
-                      jump_rel, noise_m, noise_k, chunks):
-    """Place each boundary of the working grid's segments within the working pixel, in place in ``out``
-    (H x W int32, ``labels`` upsampled f times by repetition): every image pixel of a working pixel that is
+def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows, cols, radius,  # noqa: ANN001, ANN202, C901
+                      depth_weight, jump_rel, noise_m, noise_k, chunks):
+    """The working grid's segments at the image's resolution, each boundary placed within the working
+    pixel. Image rows rows[y] .. rows[y + 1] - 1 and columns cols[x] .. cols[x + 1] - 1 belong to working
+    pixel (y, x) (rows, cols int64, h + 1 and w + 1 long, from 0 to H and W, non-decreasing) and take its
+    segment, except that every image pixel of a working pixel that is
     not ``interior`` (h x w bool: all 8 neighbours in its segment) takes, among the segments of that
     working pixel's 3 x 3 block, the one whose *local* colour it is closest to, plus ``depth_weight`` x its
     depth evidence against it.
@@ -802,14 +804,15 @@ def refine_boundaries(out, labels, interior, small, rgb, z_full, valid, z_small,
     depth term for it); an image pixel's measured depth ``z_full`` (H x W float32 metres; 0, NaN, inf or
     not ``valid`` (H x W bool, or 0 x 0: all valid) = not measured; a 0 x 0 array: no depth term) outside that range by
     more than slant and noise explain (the merge step's threshold ``jump_rel z + noise_m noise_k z^2``)
-    counts min(excess / threshold, 3). labels: h x w int32, ids 0..S-1; rgb: H x W x 3 uint8, H = f h,
-    W = f w. Rows in parallel bands (each writes only its own image pixels: the same result for any
-    number of bands). Returns ``out``."""
+    counts min(excess / threshold, 3). labels: h x w int32, ids 0..S-1; rgb: H x W x 3 uint8. Returns
+    H x W int32. Rows in parallel bands (each writes only its own image pixels: the same result for any
+    number of bands)."""
     h, w = labels.shape
     H, W = rgb.shape[0], rgb.shape[1]
     has_depth = z_full.shape[0] == H and z_full.shape[1] == W and depth_weight > 0.0
     has_valid = valid.shape[0] == H and valid.shape[1] == W
     n_seg = labels.max() + 1
+    out = np.empty((H, W), np.int32)
     band = (h + chunks - 1) // chunks
     for ch in prange(chunks):
         slot = np.full(n_seg, -1, np.int32)  # segment id -> its place among the candidates (-1: none)
@@ -824,9 +827,12 @@ def refine_boundaries(out, labels, interior, small, rgb, z_full, valid, z_small,
         zhi_all = np.empty(9, np.float32)
         for y in range(ch * band, min(h, ch * band + band)):
             for x in range(w):
-                if interior[y, x]:
-                    continue
                 c0 = labels[y, x]
+                if interior[y, x]:
+                    for yy in range(rows[y], rows[y + 1]):
+                        for xx in range(cols[x], cols[x + 1]):
+                            out[yy, xx] = c0
+                    continue
                 nc = 0
                 for yy in range(max(0, y - 1), min(h, y + 2)):
                     for xx in range(max(0, x - 1), min(w, x + 2)):
@@ -884,8 +890,8 @@ def refine_boundaries(out, labels, interior, small, rgb, z_full, valid, z_small,
                         for j in range(3):
                             ref[k, j] = ref_all[k, j] / n_all[k]
                         zlo[k], zhi[k] = zlo_all[k], zhi_all[k]
-                for yy in range(y * f, y * f + f):
-                    for xx in range(x * f, x * f + f):
+                for yy in range(rows[y], rows[y + 1]):
+                    for xx in range(cols[x], cols[x + 1]):
                         zp = z_full[yy, xx] if has_depth else np.float32(0.0)
                         if not (zp < np.inf) or (has_valid and not valid[yy, xx]):  # inf, NaN, invalid
                             zp = np.float32(0.0)

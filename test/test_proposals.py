@@ -436,6 +436,9 @@ def test_refined_boundaries_fall_on_the_image_pixel_where_colour_or_depth_change
     assert split_at_edge(propose(grey, depth, None, None, on))
     assert not split_at_edge(propose(grey, depth, None, None, dataclasses.replace(on, refine_depth=0.0)))
     assert not split_at_edge(propose(grey, depth, None, None, cfg))
-    # a working grid that is no whole fraction of the image: plain nearest upsampling, as without refining
+    # a working grid that is no whole fraction of the image (848 px at 320 is such a camera) is refined too
     odd = np.ascontiguousarray(colour[:, :63])
-    assert np.array_equal(propose(odd, cfg=on), propose(odd, cfg=cfg))
+    odd_on = propose(odd, cfg=dataclasses.replace(on, step_band=2.0))
+    assert np.array_equal(odd_on == odd_on[0, -1], expected[:, :63])
+    odd_off = propose(odd, cfg=dataclasses.replace(cfg, step_band=2.0))
+    assert not np.array_equal(odd_off == odd_off[0, -1], expected[:, :63])

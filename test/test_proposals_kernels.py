@@ -594,11 +594,14 @@ def test_an_opened_step_goes_to_the_colour_edge_beside_it():
     assert n == 8 and len(K.shadow_bands(opened, 4, 0.02, 3.0, 1.425e-3, 1.0)) == 0
 
 
-def reference_refine(labels, small, rgb, z_full, z_small, f, radius, depth_weight, jump_rel, noise_m, noise_k):
+def reference_refine(labels, small, rgb, z_full, z_small, radius, depth_weight, jump_rel, noise_m, noise_k):
     """Boundary pixels at full resolution, straight from the definition (float64; the kernel's float32
-    sums may only flip exact ties, which random colours do not make)."""
+    sums may only flip exact ties, which random colours do not make). Image pixel (Y, X) lies in working
+    pixel (Y h // H, X w // W)."""
     h, w = labels.shape
-    out = labels.repeat(f, 0).repeat(f, 1)
+    H, W = rgb.shape[:2]
+    ys, xs = np.arange(H) * h // H, np.arange(W) * w // W
+    out = labels[ys][:, xs]
     pad = np.pad(labels, 1, mode="edge")
     interior = np.ones((h, w), bool)
     for dy in range(3):
@@ -617,8 +620,8 @@ def reference_refine(labels, small, rgb, z_full, z_small, f, radius, depth_weigh
                 use = inner if inner.any() else mine
                 zs = z_small[win][use & (z_small[win] > 0)]
                 refs.append((small[win][use].astype(np.float64).mean(0), (zs.min(), zs.max()) if zs.size else None))
-            for yy in range(y * f, y * f + f):
-                for xx in range(x * f, x * f + f):
+            for yy in np.flatnonzero(ys == y):
+                for xx in np.flatnonzero(xs == x):
                     zp = z_full[yy, xx] if z_full.size and depth_weight > 0 else 0.0
                     costs = []
                     for colour, zr in refs:
@@ -632,32 +635,38 @@ def reference_refine(labels, small, rgb, z_full, z_small, f, radius, depth_weigh
 
 
 @pytest.mark.parametrize("depth_weight", [0.0, 10.0])
-@pytest.mark.parametrize("f", [2, 3])
-def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weight, f):
-    rng = np.random.default_rng(f)
+@pytest.mark.parametrize("size", [(28, 38), (42, 57), (31, 50)])  # 2x, 3x and no whole factor (14 x 19 grid)
+def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weight, size):
+    import cv2
+
+    rng = np.random.default_rng(size[0])
     h, w = 14, 19
+    H, W = size
     labels = rng.integers(0, 4, (h // 3 + 1, w // 3 + 1)).repeat(3, 0).repeat(3, 1)[:h, :w].astype(np.int32)
     labels[5:7, 5:12] = 4  # a thin segment: no interior pixel, its colour comes from all its pixels
     palette = rng.uniform(0, 255, (5, 3))
-    big = labels.repeat(f, 0).repeat(f, 1)
+    ys, xs = np.arange(H) * h // H, np.arange(W) * w // W
+    big = labels[ys][:, xs]
     shift = rng.integers(-1, 2, big.shape)  # the image's own boundaries lie up to a pixel off the grid's
-    truth = np.take_along_axis(big, np.clip(np.arange(w * f)[None] + shift, 0, w * f - 1), axis=1)
-    rgb = np.clip(palette[truth] + rng.normal(0, 12, (h * f, w * f, 3)), 0, 255).astype(np.uint8)
-    small = rgb.reshape(h, f, w, f, 3).mean((1, 3)).astype(np.float32)
+    truth = np.take_along_axis(big, np.clip(np.arange(W)[None] + shift, 0, W - 1), axis=1)
+    rgb = np.clip(palette[truth] + rng.normal(0, 12, (H, W, 3)), 0, 255).astype(np.uint8)
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     z_full = (1.0 + 0.5 * (truth % 3) + rng.normal(0, 0.002, truth.shape)).astype(np.float32)
     z_full[rng.random(truth.shape) < 0.1] = 0.0
-    z_small = z_full.reshape(h, f, w, f).mean((1, 3)).astype(np.float32)
+    z_small = cv2.resize(z_full, (w, h), interpolation=cv2.INTER_AREA)
     z_small[rng.random((h, w)) < 0.1] = 0.0
     interior = np.ones((h, w), bool)
     pad = np.pad(labels, 1, mode="edge")
     for dy in range(3):
         for dx in range(3):
             interior &= pad[dy:dy + h, dx:dx + w] == labels
-    expected = reference_refine(labels, small, rgb, z_full, z_small, f, 2, depth_weight, 0.02, 3.0, 1.425e-3)
+    rows, cols = np.searchsorted(ys, np.arange(h + 1)), np.searchsorted(xs, np.arange(w + 1))
+    no_valid = np.zeros((0, 0), bool)
+    expected = reference_refine(labels, small, rgb, z_full, z_small, 2, depth_weight, 0.02, 3.0, 1.425e-3)
     assert not np.array_equal(expected, big)  # the case moves boundaries
     for chunks in (1, 2, 5, 40):
-        got = K.refine_boundaries(big.copy(), labels, interior, small, rgb, z_full, np.zeros((0, 0), bool), z_small,
-                                  f, 2, depth_weight, 0.02, 3.0, 1.425e-3, chunks)
+        got = K.refine_boundaries(labels, interior, small, rgb, z_full, no_valid, z_small, rows, cols, 2,
+                                  depth_weight, 0.02, 3.0, 1.425e-3, chunks)
         np.testing.assert_array_equal(got, expected)
     # NaN, inf and invalid pixels are not measured: as 0 in the definition
     odd = z_full.copy()
@@ -665,7 +674,7 @@ def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weigh
     odd[spoil < 0.05], odd[(spoil >= 0.05) & (spoil < 0.1)] = np.nan, np.inf
     valid = rng.random(odd.shape) > 0.05
     zeroed = np.where(np.isfinite(odd) & valid, odd, 0.0).astype(np.float32)
-    expected = reference_refine(labels, small, rgb, zeroed, z_small, f, 2, depth_weight, 0.02, 3.0, 1.425e-3)
-    got = K.refine_boundaries(big.copy(), labels, interior, small, rgb, odd, valid, z_small, f, 2, depth_weight,
+    expected = reference_refine(labels, small, rgb, zeroed, z_small, 2, depth_weight, 0.02, 3.0, 1.425e-3)
+    got = K.refine_boundaries(labels, interior, small, rgb, odd, valid, z_small, rows, cols, 2, depth_weight,
                               0.02, 3.0, 1.425e-3, 2)
     np.testing.assert_array_equal(got, expected)
