@@ -340,7 +340,8 @@ def refine_boundaries(labels: np.ndarray, rgb: np.ndarray, depth: np.ndarray | N
     labels: h x w int32 segments; rgb: H x W x 3 uint8, H >= h, W >= w (image pixel (Y, X) lies in working
     pixel (Y h // H, X w // W)); depth: H x W float metres (0 / NaN / inf = not measured) or None (colour
     alone); valid: H x W bool or None; z_small: h x w float32 metres, the working grid's measured depth
-    (0 = not measured). Returns H x W int32, the same segment ids."""
+    (0 = not measured). Returns H x W int32 segment ids 0..S'-1, in the order of ``labels``' ids; S' < S
+    where a segment without interior working pixels (a sliver along a boundary) lost all its pixels."""
     h, w = labels.shape
     H, W = rgb.shape[:2]
     if H < h or W < w:
@@ -355,9 +356,16 @@ def refine_boundaries(labels: np.ndarray, rgb: np.ndarray, depth: np.ndarray | N
     rows, cols = np.searchsorted(ys, np.arange(h + 1)), np.searchsorted(xs, np.arange(w + 1))
     as_float = labels.astype(np.float32)  # exact below 2^24 segments; morphology takes float32
     interior = cv2.erode(as_float, None) == cv2.dilate(as_float, None)  # 3 x 3: one segment all round
-    return _kernels().refine_boundaries(labels, interior, small, np.ascontiguousarray(rgb), z_full, ok,
-                                        _measured(z_small), rows, cols, REFINE_RADIUS, float(depth_weight),
-                                        float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k), _chunks())
+    out = _kernels().refine_boundaries(labels, interior, small, np.ascontiguousarray(rgb), z_full, ok,
+                                       _measured(z_small), rows, cols, REFINE_RADIUS, float(depth_weight),
+                                       float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k), _chunks())
+    n = int(labels.max()) + 1
+    if np.bincount(labels[interior], minlength=n).all():  # every segment keeps its interior pixels
+        return out
+    kept = np.bincount(out.ravel(), minlength=n) > 0  # slivers (no interior pixel) may have gone to neighbours
+    if kept.all():
+        return out
+    return (np.cumsum(kept, dtype=np.int32) - 1)[out]  # ids 0..S'-1 again, in the same order
 
 
 def depth_trust(score: float, cfg: ProposalConfig) -> float:

@@ -442,3 +442,51 @@ def test_refined_boundaries_fall_on_the_image_pixel_where_colour_or_depth_change
     assert np.array_equal(odd_on == odd_on[0, -1], expected[:, :63])
     odd_off = propose(odd, cfg=dataclasses.replace(cfg, step_band=2.0))
     assert not np.array_equal(odd_off == odd_off[0, -1], expected[:, :63])
+
+
+def test_refinement_takes_the_depth_trust_and_the_measured_working_depth(monkeypatch):
+    """``propose`` gives the refinement ``refine_depth`` x the frame's depth trust, and the working grid's
+    depth as measured (not the one with opened and bridged steps)."""
+    import movseg_core.proposals as P
+    from movseg_core.data.synthetic import SceneConfig, generate, kinect_depth
+
+    smp = generate(3, SceneConfig(height=240, width=320))
+    depth = kinect_depth(smp.depth, smp.normals, smp.K, seed=3)
+    info: dict = {}
+    cfg = ProposalConfig(max_segments=24, work_width=160, refine_boundaries=True, refine_depth=10.0)
+    propose(smp.rgb, depth, None, depth > 0, cfg, info=info, K=smp.K)
+    score = info["registration"]
+    assert np.isfinite(score)
+    seen = []
+    real = P.refine_boundaries
+
+    def spy(labels, rgb, depth_, valid, z_small, depth_weight, cfg_):  # noqa: ANN001, ANN202
+        seen.append((depth_weight, z_small.copy()))
+        return real(labels, rgb, depth_, valid, z_small, depth_weight, cfg_)
+
+    monkeypatch.setattr(P, "refine_boundaries", spy)
+    half = dataclasses.replace(cfg, registration_min=score - 0.5, registration_full=score + 0.5)
+    info = {}
+    propose(smp.rgb, depth, None, depth > 0, half, info=info, K=smp.K)
+    assert info["depth_trust"] == pytest.approx(0.5, abs=1e-6) and info["shadow_bands"] > 0
+    assert seen[-1][0] == pytest.approx(5.0)
+    np.testing.assert_array_equal(seen[-1][1], working_images(smp.rgb, depth, depth > 0, half)[1])
+    gated = dataclasses.replace(cfg, registration_min=score + 1.0, registration_full=score + 2.0)
+    propose(smp.rgb, depth, None, depth > 0, gated, K=smp.K)
+    assert seen[-1][0] == 0.0 and not seen[-1][1].any()  # no say: colour alone, as RGB-only
+
+
+def test_refined_ids_stay_dense_when_a_sliver_goes_to_its_neighbours():
+    """A segment one working pixel wide has no interior pixel; where its image pixels all fit a neighbour
+    better, it vanishes, and the ids close up (0..S'-1, in the same order): no empty segment downstream."""
+    from movseg_core.proposals import refine_boundaries
+
+    labels = np.zeros((6, 8), np.int32)
+    labels[:, 3] = 1  # the sliver: the colour of segment 0's side
+    labels[:, 4:] = 2
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    rgb[:, :8] = (200, 40, 40)
+    rgb[:, 8:] = (40, 40, 200)
+    out = refine_boundaries(labels, rgb, None, None, np.zeros((6, 8), np.float32), 0.0, ProposalConfig())
+    assert np.array_equal(np.unique(out), [0, 1])
+    assert np.array_equal(out, np.where(np.arange(16) < 8, 0, 1)[None].repeat(12, 0))

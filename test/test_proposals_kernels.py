@@ -678,3 +678,31 @@ def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weigh
     got = K.refine_boundaries(labels, interior, small, rgb, odd, valid, z_small, rows, cols, 2, depth_weight,
                               0.02, 3.0, 1.425e-3, 2)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seg0_evidence, colour_to_seg1, winner", [
+    (2.5, 22.0, 1),  # 10 x 2.5 = 25 > 22: the depth evidence outweighs the colour (a cap at 2 would not)
+    (1.5, 16.0, 0),  # 10 x 1.5 = 15 < 16: colour wins (the threshold without its noise term, 2.14, would not)
+    (4.0, 35.0, 0),  # capped at 3: 30 < 35 (uncapped, 40 would not be)
+    (4.0, 29.0, 1),
+])
+def test_refine_weighs_colour_against_graded_depth_evidence(seg0_evidence, colour_to_seg1, winner):
+    """One boundary pixel whose colour is segment 0's and whose depth is segment 1's: it goes where colour
+    distance + 10 x min(depth evidence, 3) is smaller; evidence = excess / (jump_rel z + noise_m noise_k z^2)."""
+    h, w, f = 4, 6, 2
+    labels = np.zeros((h, w), np.int32)
+    labels[:, 3:] = 1
+    interior = np.zeros((h, w), bool)
+    interior[:, [0, 1, 4, 5]] = True
+    a = np.array([100.0, 100.0, 100.0], np.float32)
+    small = np.where((np.arange(w) < 3)[None, :, None], a, a + np.float32([colour_to_seg1, 0, 0])).astype(np.float32)
+    small = np.ascontiguousarray(small.repeat(h, 0))
+    rgb = np.full((h * f, w * f, 3), 100, np.uint8)
+    z = 2.0
+    thr = 0.02 * z + 3.0 * 1.425e-3 * z * z
+    z_small = np.where(np.arange(w) < 3, z + seg0_evidence * thr, z)[None].repeat(h, 0).astype(np.float32)
+    z_full = np.full((h * f, w * f), z, np.float32)
+    rows, cols = np.arange(h + 1) * f, np.arange(w + 1) * f
+    out = K.refine_boundaries(labels, interior, small, rgb, z_full, np.zeros((0, 0), bool), z_small, rows, cols, 2,
+                              10.0, 0.02, 3.0, 1.425e-3, 1)
+    assert (out[:, 4:6] == winner).all()  # the image pixels of working column 2, segment 0's boundary column
