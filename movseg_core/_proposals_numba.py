@@ -786,6 +786,18 @@ def _rgb_dist(rgb, y, x, ref, k):  # noqa: ANN001, ANN202
     return np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_sample(small, z_small, y, x, k, ref, cnt, zlo, zhi):  # noqa: ANN001, ANN202
+    """Add working pixel (y, x) to candidate k's colour sum and count and its measured depth range."""
+    for j in range(3):
+        ref[k, j] += small[y, x, j]
+    cnt[k] += 1
+    zz = z_small[y, x]
+    if zz > 0.0:
+        zlo[k] = min(zlo[k], zz)
+        zhi[k] = max(zhi[k], zz)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows, cols, radius,  # noqa: ANN001, ANN202, C901
                       depth_weight, jump_rel, noise_m, noise_k, chunks):
@@ -817,14 +829,11 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
     for ch in prange(chunks):
         slot = np.full(n_seg, -1, np.int32)  # segment id -> its place among the candidates (-1: none)
         cand = np.empty(9, np.int32)
-        ref = np.empty((9, 3), np.float32)  # interior sums, then the reference colours
-        ref_all = np.empty((9, 3), np.float32)  # sums over all the segment's working pixels in the window
-        n_in = np.empty(9, np.int32)
-        n_all = np.empty(9, np.int32)
-        zlo = np.empty(9, np.float32)  # measured depth range over the interior pixels
+        ref = np.empty((9, 3), np.float32)  # colour sums, then the reference colours
+        cnt = np.empty(9, np.int32)
+        zlo = np.empty(9, np.float32)  # measured depth range
         zhi = np.empty(9, np.float32)
-        zlo_all = np.empty(9, np.float32)  # and over all the segment's pixels in the window
-        zhi_all = np.empty(9, np.float32)
+        use_all = np.empty(9, np.bool_)  # no interior pixel in the window: all the segment's pixels there
         for y in range(ch * band, min(h, ch * band + band)):
             for x in range(w):
                 c0 = labels[y, x]
@@ -844,52 +853,29 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
                 for k in range(nc):
                     for j in range(3):
                         ref[k, j] = 0.0
-                        ref_all[k, j] = 0.0
-                    n_in[k] = n_all[k] = 0
-                    zlo_all[k] = np.inf
-                    zhi_all[k] = 0.0
+                    cnt[k] = 0
                     zlo[k] = np.inf
                     zhi[k] = 0.0
                 y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
                 for yy in range(y0, y1):  # the candidates' interior pixels in the window
                     for xx in range(x0, x1):
-                        if not interior[yy, xx]:
-                            continue
                         k = slot[labels[yy, xx]]
-                        if k < 0:
-                            continue
-                        for j in range(3):
-                            ref[k, j] += small[yy, xx, j]
-                        n_in[k] += 1
-                        zz = z_small[yy, xx]
-                        if zz > 0.0:
-                            zlo[k] = min(zlo[k], zz)
-                            zhi[k] = max(zhi[k], zz)
+                        if k >= 0 and interior[yy, xx]:
+                            _add_sample(small, z_small, yy, xx, k, ref, cnt, zlo, zhi)
                 fallback = False
                 for k in range(nc):
-                    fallback = fallback or n_in[k] == 0
-                if fallback:  # a candidate without interior pixels there: all its pixels in the window
+                    use_all[k] = cnt[k] == 0
+                    fallback = fallback or use_all[k]
+                if fallback:
                     for yy in range(y0, y1):
                         for xx in range(x0, x1):
                             k = slot[labels[yy, xx]]
-                            if k < 0 or n_in[k] > 0:
-                                continue
-                            for j in range(3):
-                                ref_all[k, j] += small[yy, xx, j]
-                            n_all[k] += 1
-                            zz = z_small[yy, xx]
-                            if zz > 0.0:
-                                zlo_all[k] = min(zlo_all[k], zz)
-                                zhi_all[k] = max(zhi_all[k], zz)
-                for k in range(nc):  # every candidate has a pixel in the 3 x 3 block, so n_in or n_all >= 1
+                            if k >= 0 and use_all[k]:
+                                _add_sample(small, z_small, yy, xx, k, ref, cnt, zlo, zhi)
+                for k in range(nc):  # every candidate has a pixel in the 3 x 3 block, so cnt >= 1
                     slot[cand[k]] = -1
-                    if n_in[k] > 0:
-                        for j in range(3):
-                            ref[k, j] /= n_in[k]
-                    else:
-                        for j in range(3):
-                            ref[k, j] = ref_all[k, j] / n_all[k]
-                        zlo[k], zhi[k] = zlo_all[k], zhi_all[k]
+                    for j in range(3):
+                        ref[k, j] /= cnt[k]
                 for yy in range(rows[y], rows[y + 1]):
                     for xx in range(cols[x], cols[x + 1]):
                         zp = z_full[yy, xx] if has_depth else np.float32(0.0)
