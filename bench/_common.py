@@ -37,7 +37,10 @@ def baseline_module(rev: str, name: str = "movseg_core.proposals", warm: str = "
     on-disk cache compiles its kernels only once) and imported while it stands in for the current
     package; the current modules are put back afterwards. ``warm``: the module's function that loads
     its kernels, called while the revision's package stands in (numba resolves a kernel's callees,
-    and loads its on-disk cache, at the first call)."""
+    and loads its on-disk cache, at the first call). Seen once (2026-12-03, after many kernel edits in one
+    checkout): the revision's kernels failed with "NRT_adapt_ndarray_to_python: 'descr' is NULL" until the
+    checkout's own numba cache (movseg_core/__pycache__/*.nbi, *.nbc) was removed; a fresh clone or a git
+    worktree of the same commit did not show it."""
     root = REPO
     sha = subprocess.run(["git", "-C", str(root), "rev-parse", f"{rev}^{{commit}}"], check=True,
                          capture_output=True, text=True).stdout.strip()

@@ -814,11 +814,11 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
     its working pixels there if none is interior. Its local depth: the range [min, max] of ``z_small``
     (h x w float32 metres, 0 = not measured) over the measured ones of those pixels (none measured: no
     depth term for it); an image pixel's measured depth ``z_full`` (H x W float32 metres; 0, NaN, inf or
-    not ``valid`` (H x W bool, or 0 x 0: all valid) = not measured; a 0 x 0 array: no depth term) outside that range by
-    more than slant and noise explain (the merge step's threshold ``jump_rel z + noise_m noise_k z^2``)
-    counts min(excess / threshold, 3). labels: h x w int32, ids 0..S-1; rgb: H x W x 3 uint8. Returns
-    H x W int32. Rows in parallel bands (each writes only its own image pixels: the same result for any
-    number of bands)."""
+    not ``valid`` (H x W bool, or 0 x 0: all valid) = not measured; a 0 x 0 array: no depth term) outside
+    that range by more than slant and noise explain (the merge step's threshold ``jump_rel z + noise_m
+    noise_k z^2``) counts min(excess / threshold, 3). labels: h x w int32, ids 0..S-1; rgb: H x W x 3
+    uint8. Returns (H x W int32, ``chunks`` x S bool: which ids each band wrote). Rows in parallel bands
+    (each writes only its own image pixels: the same result for any number of bands)."""
     h, w = labels.shape
     H, W = rgb.shape[0], rgb.shape[1]
     has_depth = z_full.shape[0] == H and z_full.shape[1] == W and depth_weight > 0.0
@@ -826,6 +826,7 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
     n_seg = labels.max() + 1
     out = np.empty((H, W), np.int32)
     band = (h + chunks - 1) // chunks
+    present = np.zeros((chunks, n_seg), np.bool_)
     for ch in prange(chunks):
         slot = np.full(n_seg, -1, np.int32)  # segment id -> its place among the candidates (-1: none)
         cand = np.empty(9, np.int32)
@@ -838,6 +839,7 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
             for x in range(w):
                 c0 = labels[y, x]
                 if interior[y, x]:
+                    present[ch, c0] = True
                     for yy in range(rows[y], rows[y + 1]):
                         for xx in range(cols[x], cols[x + 1]):
                             out[yy, xx] = c0
@@ -890,4 +892,14 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
                             if cost < best_cost:
                                 best, best_cost = cand[k], cost
                         out[yy, xx] = best
-    return out
+                        present[ch, best] = True
+    return out, present
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def remap_ids(ids, lut):  # noqa: ANN001, ANN202
+    """``ids`` (H x W int32) replaced by ``lut[ids]`` in place, rows in parallel."""
+    for y in prange(ids.shape[0]):
+        for x in range(ids.shape[1]):
+            ids[y, x] = lut[ids[y, x]]
+    return ids

@@ -95,7 +95,7 @@ class ProposalConfig:
         on the image pixel instead of the working pixel
         (:func:`refine_boundaries`: a boundary pixel takes the neighbouring segment whose local colour
         and measured depth it fits best). Off by default: chosen by the tuning split it lowers the sum
-        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs ~3 ms per 640x480 frame on 2
+        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs 3-4 ms per 640x480 frame on 2
         cores (docs/segmenter.md "Boundaries at full resolution").
     refine_depth: with ``refine_boundaries``, RGB units of colour distance per unit of depth evidence
         (beyond slant and noise, at most 3) against a segment; x the depth trust. 0: colour alone.
@@ -211,6 +211,7 @@ def prepare_proposals() -> float:
             K=K)  # working_normals, boundaries at full resolution
     propose(rgb, depth, None, None, ProposalConfig(max_segments=2, work_width=24))  # valid=None variant
     propose(rgb, None, None, None, ProposalConfig(max_segments=2, work_width=24))
+    _kernels().remap_ids(np.zeros((2, 2), np.int32), np.zeros(1, np.int32))  # refine_boundaries' id closing-up
     return time.perf_counter() - t0
 
 
@@ -356,16 +357,14 @@ def refine_boundaries(labels: np.ndarray, rgb: np.ndarray, depth: np.ndarray | N
     rows, cols = np.searchsorted(ys, np.arange(h + 1)), np.searchsorted(xs, np.arange(w + 1))
     as_float = labels.astype(np.float32)  # exact below 2^24 segments; morphology takes float32
     interior = cv2.erode(as_float, None) == cv2.dilate(as_float, None)  # 3 x 3: one segment all round
-    out = _kernels().refine_boundaries(labels, interior, small, np.ascontiguousarray(rgb), z_full, ok,
-                                       _measured(z_small), rows, cols, REFINE_RADIUS, float(depth_weight),
-                                       float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k), _chunks())
-    n = int(labels.max()) + 1
-    if np.bincount(labels[interior], minlength=n).all():  # every segment keeps its interior pixels
-        return out
-    kept = np.bincount(out.ravel(), minlength=n) > 0  # slivers (no interior pixel) may have gone to neighbours
+    kern = _kernels()
+    out, present = kern.refine_boundaries(labels, interior, small, np.ascontiguousarray(rgb), z_full, ok,
+                                          _measured(z_small), rows, cols, REFINE_RADIUS, float(depth_weight),
+                                          float(cfg.jump_rel), float(cfg.noise_sigmas), float(cfg.noise_k), _chunks())
+    kept = present.any(axis=0)  # a sliver (no interior pixel) may have gone to its neighbours
     if kept.all():
         return out
-    return (np.cumsum(kept, dtype=np.int32) - 1)[out]  # ids 0..S'-1 again, in the same order
+    return kern.remap_ids(out, np.cumsum(kept, dtype=np.int32) - 1)  # ids 0..S'-1 again, in the same order
 
 
 def depth_trust(score: float, cfg: ProposalConfig) -> float:

@@ -665,9 +665,10 @@ def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weigh
     expected = reference_refine(labels, small, rgb, z_full, z_small, 2, depth_weight, 0.02, 3.0, 1.425e-3)
     assert not np.array_equal(expected, big)  # the case moves boundaries
     for chunks in (1, 2, 5, 40):
-        got = K.refine_boundaries(labels, interior, small, rgb, z_full, no_valid, z_small, rows, cols, 2,
-                                  depth_weight, 0.02, 3.0, 1.425e-3, chunks)
+        got, present = K.refine_boundaries(labels, interior, small, rgb, z_full, no_valid, z_small, rows, cols, 2,
+                                           depth_weight, 0.02, 3.0, 1.425e-3, chunks)
         np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(present.any(0), np.bincount(expected.ravel(), minlength=5) > 0)
     # NaN, inf and invalid pixels are not measured: as 0 in the definition
     odd = z_full.copy()
     spoil = rng.random(odd.shape)
@@ -675,8 +676,8 @@ def test_refine_boundaries_matches_its_definition_for_any_band_count(depth_weigh
     valid = rng.random(odd.shape) > 0.05
     zeroed = np.where(np.isfinite(odd) & valid, odd, 0.0).astype(np.float32)
     expected = reference_refine(labels, small, rgb, zeroed, z_small, 2, depth_weight, 0.02, 3.0, 1.425e-3)
-    got = K.refine_boundaries(labels, interior, small, rgb, odd, valid, z_small, rows, cols, 2, depth_weight,
-                              0.02, 3.0, 1.425e-3, 2)
+    got, _ = K.refine_boundaries(labels, interior, small, rgb, odd, valid, z_small, rows, cols, 2, depth_weight,
+                                 0.02, 3.0, 1.425e-3, 2)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -703,6 +704,6 @@ def test_refine_weighs_colour_against_graded_depth_evidence(seg0_evidence, colou
     z_small = np.where(np.arange(w) < 3, z + seg0_evidence * thr, z)[None].repeat(h, 0).astype(np.float32)
     z_full = np.full((h * f, w * f), z, np.float32)
     rows, cols = np.arange(h + 1) * f, np.arange(w + 1) * f
-    out = K.refine_boundaries(labels, interior, small, rgb, z_full, np.zeros((0, 0), bool), z_small, rows, cols, 2,
-                              10.0, 0.02, 3.0, 1.425e-3, 1)
+    out, _ = K.refine_boundaries(labels, interior, small, rgb, z_full, np.zeros((0, 0), bool), z_small, rows, cols,
+                                 2, 10.0, 0.02, 3.0, 1.425e-3, 1)
     assert (out[:, 4:6] == winner).all()  # the image pixels of working column 2, segment 0's boundary column
