@@ -368,3 +368,24 @@ def test_proposal_scope_uses_the_frames_own_proposals_once(frame, mode, monkeypa
     assert torch.equal(seen["text"], s.vocabulary.embeddings)
     unscoped = real_dense(rgb, dataclasses.replace(s.cfg.dense, scope="none"), text=s.vocabulary.embeddings)
     assert not torch.equal(real_dense(rgb, s.cfg.dense, segments=res.segments, text=s.vocabulary.embeddings), unscoped)
+
+
+def test_refined_proposal_boundaries_run_through_the_segmenter(frame):
+    """``proposals.refine_boundaries`` on a working grid coarser than the frame: the segmenter labels on the
+    refined segments (dense ids, one label each, boundaries off the grid's 2-px blocks) with and without
+    depth."""
+    rgb, depth, K = frame
+    plain = make(proposals={"work_width": 80})
+    refined = make(proposals={"work_width": 80, "refine_boundaries": True})
+    for s in (plain, refined):
+        s.set_queries(QUERIES)
+    for d in (depth, None):
+        res = refined.segment(rgb, d, K if d is not None else None)
+        check_result(res, rgb.shape[:2], len(QUERIES))
+        ids = np.unique(res.segments)
+        assert np.array_equal(ids, np.arange(len(ids)))
+        for s in ids:
+            assert len(np.unique(res.labels[res.segments == s])) == 1
+        blocky = plain.segment(rgb, d, K if d is not None else None).segments
+        assert np.array_equal(blocky, blocky[::2, ::2].repeat(2, 0).repeat(2, 1))  # 2x2 blocks
+        assert not np.array_equal(res.segments, res.segments[::2, ::2].repeat(2, 0).repeat(2, 1))
