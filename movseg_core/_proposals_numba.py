@@ -35,12 +35,20 @@ _NBINS = 16384  # weights above 1024 Lab units share the last bin
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _step_threshold(z, slant_steps, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
+    """The merge step's discontinuity threshold (metres) at depth ``z`` metres: what a surface explains
+    over ``slant_steps`` neighbour steps (``jump_rel z`` each) plus ``noise_m`` sigmas of its noise
+    (``noise_k z^2``)."""
+    return jump_rel * slant_steps * z + noise_m * noise_k * z * z
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _jump(za, zb, jump_rel, noise_m, noise_k):  # noqa: ANN001, ANN202
     """Depth-discontinuity evidence in [0, 1] between two pixels (0 if either has no depth)."""
     if za <= 0.0 or zb <= 0.0:
         return 0.0, False
     zm = min(za, zb)
-    thr = jump_rel * zm + noise_m * noise_k * zm * zm
+    thr = _step_threshold(zm, 1, jump_rel, noise_m, noise_k)
     e = (abs(za - zb) - thr) / thr
     if e <= 0.0:
         return 0.0, True
@@ -87,7 +95,7 @@ def _band_step(za, zb, holes, jump_rel, noise_m, noise_k, grow):  # noqa: ANN001
     """Whether measured depths ``za``, ``zb`` with ``holes`` unmeasured pixels between them differ by
     more than ``grow`` x what a surface plus noise explains over the run."""
     zm = min(za, zb)
-    return abs(za - zb) > grow * (jump_rel * (holes + 1) * zm + noise_m * noise_k * zm * zm)
+    return abs(za - zb) > grow * _step_threshold(zm, holes + 1, jump_rel, noise_m, noise_k)
 
 
 @njit(cache=True, nogil=True)
@@ -888,7 +896,7 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
                             cost = _rgb_dist(rgb, yy, xx, ref, k)
                             if zp > 0.0 and zhi[k] > 0.0:
                                 dz = max(zlo[k] - zp, zp - zhi[k], np.float32(0.0))
-                                cost += depth_weight * min(dz / (jump_rel * zp + noise_m * noise_k * zp * zp), 3.0)
+                                cost += depth_weight * min(dz / _step_threshold(zp, 1, jump_rel, noise_m, noise_k), 3.0)
                             if cost < best_cost:
                                 best, best_cost = cand[k], cost
                         out[yy, xx] = best
