@@ -25,7 +25,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -131,6 +133,21 @@ TINY_MODEL_CONFIGS: dict[str, dict] = {
 
 _REGISTER_LOCK = threading.Lock()
 _REGISTERED: set[str] = set()
+_CONFIG_FOLDER: Path | None = None
+
+
+def _config_folder() -> Path:
+    """This process's folder of registered configs, removed when the process exits.
+
+    open_clip re-reads every registered path whenever another config is added, so the files must
+    outlive registration; one folder per process (not per pid name, which a later process reuses),
+    so nothing is left in the temp dir after a node or test run ends.
+    """
+    global _CONFIG_FOLDER
+    if _CONFIG_FOLDER is None or not _CONFIG_FOLDER.is_dir():
+        _CONFIG_FOLDER = Path(tempfile.mkdtemp(prefix="movseg_open_clip_configs_"))
+        atexit.register(shutil.rmtree, _CONFIG_FOLDER, True)
+    return _CONFIG_FOLDER
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -140,7 +157,7 @@ class WeightsUnavailableError(RuntimeError):
 def register_model_config(name: str, cfg: dict) -> None:
     """Add an open_clip architecture config under ``name`` (open_clip's own registry).
 
-    The config is written as ``<name>.json`` into a per-process folder handed to
+    The config is written as ``<name>.json`` into a per-process temporary folder (removed at exit) handed to
     ``open_clip.add_model_config``, so ``open_clip.create_model(name)`` works afterwards.
     """
     if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
@@ -148,9 +165,7 @@ def register_model_config(name: str, cfg: dict) -> None:
     with _REGISTER_LOCK:
         if name in _REGISTERED and name in open_clip.list_models():
             return
-        folder = Path(tempfile.gettempdir()) / f"movseg_open_clip_configs_{os.getpid()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.json"
+        path = _config_folder() / f"{name}.json"
         path.write_text(json.dumps(cfg))
         open_clip.add_model_config(path)
         _REGISTERED.add(name)

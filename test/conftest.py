@@ -36,8 +36,10 @@ class RosProcess:
 
     def __init__(self, args: list[str], name: str, env: dict | None = None):
         self.name = name
-        self.log_path = (Path(os.environ.get("MOVSEG_TEST_LOGS", "/tmp"))
-                         / f"movseg-test-{name}-{os.getpid()}-{time.monotonic_ns()}.log")
+        # logs stay in the checkout (build/ is ignored), so runs and clones leave nothing in /tmp
+        log_dir = Path(os.environ.get("MOVSEG_TEST_LOGS", REPO / "build" / "test-logs"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"movseg-test-{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})}, cwd=str(REPO), start_new_session=True)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import open_clip
@@ -51,6 +54,16 @@ def test_tiny_configs_registered_with_open_clip():
     assert set(names) <= set(open_clip.list_models())
     cfg = open_clip.get_model_config(TINY)
     assert cfg["vision_cfg"]["patch_size"] == TINY_MODEL_CONFIGS[TINY]["vision_cfg"]["patch_size"]
+
+
+def test_registered_configs_leave_nothing_behind_when_the_process_exits(tmp_path):
+    # every node start and test process registers configs; their folder must go with the process
+    code = ("import open_clip; from movseg_core.clip import register_tiny_configs, register_model_config;"
+            "register_tiny_configs(); register_model_config('movseg-extra', {'embed_dim': 8, 'vision_cfg': {},"
+            " 'text_cfg': {}}); assert 'movseg-tiny-vit' in open_clip.list_models()")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_random_init_warns_loudly():
