@@ -94,9 +94,9 @@ class ProposalConfig:
     refine_boundaries: where the working grid is coarser than the image, place each segment boundary
         on the image pixel instead of the working pixel
         (:func:`refine_boundaries`: a boundary pixel takes the neighbouring segment whose local colour
-        and measured depth it fits best). Off by default: chosen by the tuning split it lowers the sum
-        of the RGB-D gains (RGB-only gains as much on NYUv2) and costs 3-4 ms per 640x480 frame on 2
-        cores (docs/segmenter.md "Boundaries at full resolution").
+        and measured depth it fits best). Better labels in both modes on the tuning data, but off by
+        default for speed: 2.3-4 ms per 640x480 frame, which on 2 cores makes the node fall behind a
+        30 Hz camera (docs/segmenter.md "Boundaries at full resolution").
     refine_depth: with ``refine_boundaries``, RGB units of colour distance per unit of depth evidence
         (beyond slant and noise, at most 3) against a segment; x the depth trust. 0: colour alone.
     """
