@@ -22,10 +22,10 @@ mask refinement (Araslanov & Roth, CVPR 2020) to the features on the image.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
-import atexit
 import os
 import shutil
 import tempfile
