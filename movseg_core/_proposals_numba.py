@@ -756,6 +756,84 @@ def downsample_depth(d, valid, f, min_cover):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def area_downsample_depth(d, valid, row0, row_w, col0, col_w, min_cover):  # noqa: ANN001, ANN202
+    """Masked area mean of measured depth for any (non-whole) downscale factor: h x w float32 metres,
+    0 where under ``min_cover`` of the area holds depth (> 0, finite, and ``valid`` unless None).
+    Output pixel (y, x) covers source rows row0[y] + i with area weights row_w[y, i] and columns
+    col0[x] + j with col_w[x, j] (float32, :func:`movseg_core.proposals.area_taps`: cv2.INTER_AREA's
+    weights); masked mean sum(w z) / sum(w), cover sum(w). Separable: a pass along each source row,
+    then down the columns (each in parallel), summed in the order cv2.INTER_AREA sums in float32."""
+    H = d.shape[0]
+    h, w = row_w.shape[0], col_w.shape[0]
+    ty, tx = row_w.shape[1], col_w.shape[1]
+    num = np.empty((H, w), np.float32)
+    cover = np.empty((H, w), np.float32)
+    for yy in prange(H):
+        for x in range(w):
+            s = np.float32(0.0)
+            c = np.float32(0.0)
+            x0 = col0[x]
+            for j in range(tx):
+                z = d[yy, x0 + j]
+                use = (z > 0.0) & (z < np.inf)  # no short-circuit: a select, not a branch
+                if valid is not None:
+                    use &= valid[yy, x0 + j]
+                wx = col_w[x, j] if use else np.float32(0.0)
+                s += wx * (z if use else np.float32(0.0))
+                c += wx
+            num[yy, x] = s
+            cover[yy, x] = c
+    out = np.zeros((h, w), np.float32)
+    for y in prange(h):
+        y0 = row0[y]
+        for x in range(w):
+            s = np.float32(0.0)
+            c = np.float32(0.0)
+            for i in range(ty):
+                s += row_w[y, i] * num[y0 + i, x]
+                c += row_w[y, i] * cover[y0 + i, x]
+            if c >= min_cover and c > 0.0:
+                out[y, x] = s / c
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def area_downsample_rgb(rgb, row0, row_w, col0, col_w):  # noqa: ANN001, ANN202
+    """Area mean of an H x W x 3 uint8 image for any (non-whole) downscale factor: h x w x 3 float32,
+    0..255, unrounded (taps and passes as :func:`area_downsample_depth`)."""
+    H = rgb.shape[0]
+    h, w = row_w.shape[0], col_w.shape[0]
+    ty, tx = row_w.shape[1], col_w.shape[1]
+    rows = np.empty((H, w, 3), np.float32)
+    for yy in prange(H):
+        for x in range(w):
+            s0 = s1 = s2 = np.float32(0.0)
+            x0 = col0[x]
+            for j in range(tx):
+                wx = col_w[x, j]
+                s0 += wx * np.float32(rgb[yy, x0 + j, 0])
+                s1 += wx * np.float32(rgb[yy, x0 + j, 1])
+                s2 += wx * np.float32(rgb[yy, x0 + j, 2])
+            rows[yy, x, 0] = s0
+            rows[yy, x, 1] = s1
+            rows[yy, x, 2] = s2
+    out = np.empty((h, w, 3), np.float32)
+    for y in prange(h):
+        y0 = row0[y]
+        for x in range(w):
+            s0 = s1 = s2 = np.float32(0.0)
+            for i in range(ty):
+                wy = row_w[y, i]
+                s0 += wy * rows[y0 + i, x, 0]
+                s1 += wy * rows[y0 + i, x, 1]
+                s2 += wy * rows[y0 + i, x, 2]
+            out[y, x, 0] = s0
+            out[y, x, 1] = s1
+            out[y, x, 2] = s2
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def downsample_normals(n, z_small, f):  # noqa: ANN001, ANN202
     """f x f block mean of the valid unit normals (norm > 0.5; NaN/0 = none), renormalised, where the
     working pixel also has measured depth: ((H//f) x (W//f) x 3 float32, (H//f) x (W//f) bool).

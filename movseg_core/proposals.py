@@ -31,6 +31,7 @@ Method choice and parameters: docs/segmenter.md ("Proposals").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -211,27 +212,65 @@ def prepare_proposals() -> float:
             K=K)  # working_normals, boundaries at full resolution
     propose(rgb, depth, None, None, ProposalConfig(max_segments=2, work_width=24))  # valid=None variant
     propose(rgb, None, None, None, ProposalConfig(max_segments=2, work_width=24))
+    for valid in (depth > 0, None):  # a working grid that is no whole fraction of the image (848 x 480 cameras)
+        propose(rgb, depth, None, valid, ProposalConfig(max_segments=2, work_width=20))
     _kernels().remap_ids(np.zeros((2, 2), np.int32), np.zeros(1, np.int32))  # refine_boundaries' id closing-up
     return time.perf_counter() - t0
+
+
+@lru_cache(maxsize=32)
+def area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-resampling taps from ``n_in`` source pixels to ``n_out`` <= n_in (cv2.INTER_AREA's weights):
+    output i covers source interval [i s, (i + 1) s), s = n_in / n_out, and takes source pixel
+    first[i] + j with weight (its overlap with that interval) / s. Returns (first: n_out int64,
+    weights: n_out x T float32, rows summing to 1), T = ceil(s) + 1 taps (at most n_in), every
+    first[i] + j inside 0..n_in - 1 (unused taps weigh 0). Read-only (cached per size pair)."""
+    if not 1 <= n_out <= n_in:
+        raise ValueError(f"area_taps: {n_in} -> {n_out} is not a downscale")
+    s = n_in / n_out
+    taps = min(n_in, int(np.ceil(s)) + 1)
+    lo = np.arange(n_out) * s
+    hi = np.minimum(lo + s, n_in)
+    first = np.minimum(np.floor(lo).astype(np.int64), n_in - taps)
+    px = first[:, None] + np.arange(taps)
+    weights = (np.clip(np.minimum(hi[:, None], px + 1) - np.maximum(lo[:, None], px), 0.0, None) / s).astype(np.float32)
+    first.flags.writeable = False
+    weights.flags.writeable = False
+    return first, weights
+
+
+def _whole_factor(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> int:
+    """f when ``dst_hw`` is ``src_hw`` shrunk by the same whole factor f in both axes, else 0."""
+    f = src_hw[1] // dst_hw[1]
+    return f if f >= 1 and dst_hw[1] * f == src_hw[1] and dst_hw[0] * f == src_hw[0] else 0
+
+
+def area_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """``rgb`` (H x W x 3 uint8) area-averaged to ``size_hw`` (h, w), at most H x W: h x w x 3 float32,
+    0..255. Whole factors (640 -> 320) go through cv2.INTER_AREA (rounded to uint8, as always); other
+    factors (848 x 480 -> 320 x 181) through the compiled :func:`area_taps` kernel, unrounded: about
+    twice as fast as OpenCV's fractional path (0.5-0.7 vs 1.0-1.3 ms, 848 x 480 on 2 cores)."""
+    h, w = size_hw
+    if (h, w) == rgb.shape[:2]:
+        return rgb.astype(np.float32)
+    if _whole_factor(rgb.shape[:2], size_hw):
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    rows, cols = area_taps(rgb.shape[0], h), area_taps(rgb.shape[1], w)
+    return _kernels().area_downsample_rgb(np.ascontiguousarray(rgb, np.uint8), *rows, *cols)
 
 
 def _downsample_depth(depth: np.ndarray, valid: np.ndarray | None, size: tuple[int, int],
                       min_cover: float) -> np.ndarray:
     """Masked area average of measured depth at ``size`` (w, h); 0 where under ``min_cover`` of the
-    source pixels hold depth (holes stay holes: never filled, never averaged with zeros)."""
-    h, w = depth.shape
-    f = w // size[0]
-    if f >= 1 and size[0] * f == w and size[1] * f == h:  # whole blocks: one compiled pass
-        return _kernels().downsample_depth(np.ascontiguousarray(depth, np.float32),
-                                           None if valid is None else np.ascontiguousarray(valid, bool),
-                                           f, float(min_cover))
-    d = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    ok = d > 0
-    if valid is not None:
-        ok &= valid.astype(bool)
-    num = cv2.resize(np.where(ok, d, 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    den = cv2.resize(ok.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    return np.where(den >= min_cover, num / np.maximum(den, 1e-6), 0).astype(np.float32)
+    source area holds depth (holes stay holes: never filled, never averaged with zeros). Both
+    branches are compiled: whole blocks, or area weights for any other factor (:func:`area_taps`)."""
+    d = np.ascontiguousarray(depth, np.float32)
+    ok = None if valid is None else np.ascontiguousarray(valid, bool)
+    f = _whole_factor(depth.shape, (size[1], size[0]))
+    if f:
+        return _kernels().downsample_depth(d, ok, f, float(min_cover))
+    rows, cols = area_taps(depth.shape[0], size[1]), area_taps(depth.shape[1], size[0])
+    return _kernels().area_downsample_depth(d, ok, *rows, *cols, float(min_cover))
 
 
 REGISTRATION_EVIDENCE = 0.5  # a depth step: |dz| >= (1 + this) x the merge step's discontinuity threshold
@@ -347,7 +386,7 @@ def refine_boundaries(labels: np.ndarray, rgb: np.ndarray, depth: np.ndarray | N
     H, W = rgb.shape[:2]
     if H < h or W < w:
         raise ValueError(f"refine_boundaries: image {H}x{W} smaller than the working grid {h}x{w}")
-    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = area_rgb(rgb, (h, w))
     z_full, ok = np.zeros((0, 0), np.float32), np.zeros((0, 0), bool)
     if depth is not None and depth_weight > 0:  # the kernel reads NaN / inf / invalid as not measured
         z_full = np.ascontiguousarray(depth, np.float32)
@@ -393,8 +432,7 @@ def working_images(rgb: np.ndarray, depth: np.ndarray | None, valid: np.ndarray 
     ``depth`` is None). Also what :func:`registration_score` takes."""
     h, w = rgb.shape[:2]
     wh, ww = working_size(h, w, cfg)
-    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if (wh, ww) != (h, w) else rgb
-    lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    lab = cv2.cvtColor(area_rgb(rgb, (wh, ww)) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
     if cfg.fh_sigma > 0:
         lab = cv2.GaussianBlur(lab, (0, 0), cfg.fh_sigma)
     if depth is None:

@@ -77,3 +77,18 @@ def test_region_depth_spread_is_lowest_for_registered_depth(bench, frame):
     moved = bench.region_depth_spread(np.roll(frame.depth, 20, axis=1), frame.label)
     assert 0 < given < moved
     assert np.isnan(bench.region_depth_spread(np.zeros_like(frame.depth), frame.label))  # no depth: no figure
+
+
+def test_nyu_crop_cuts_frames_and_moves_the_intrinsics(bench, frame):
+    item = bench._with_geometry(frame.name, frame.rgb, frame.depth, frame.K, frame.label, 40)
+    (cut,) = bench.cropped_set([item])
+    y0, y1, x0, x1 = bench.NYU_EVAL_CROP
+    assert cut.rgb.shape == (427, 561, 3) and cut.depth.shape == cut.label.shape == (427, 561)
+    np.testing.assert_array_equal(cut.rgb, frame.rgb[y0:y1, x0:x1])
+    np.testing.assert_array_equal(cut.label, frame.label[y0:y1, x0:x1])
+    # the same ray through the same pixel: the principal point moves with the cut, the focal lengths stay
+    np.testing.assert_allclose(np.linalg.solve(cut.K, [100.0, 50.0, 1.0]),
+                               np.linalg.solve(frame.K, [100.0 + x0, 50.0 + y0, 1.0]))
+    assert cut.K[0, 0] == frame.K[0, 0] and cut.K[1, 1] == frame.K[1, 1]
+    with pytest.raises(ValueError, match="already cropped"):
+        bench.cropped_set([cut])

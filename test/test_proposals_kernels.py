@@ -291,6 +291,69 @@ def test_downsampling_matches_the_plain_masked_block_mean(f, with_valid):
     assert 0.2 < (z > 0).mean() < 1.0 and ok_ref.any()
 
 
+def reference_area_mean(img, valid, size_hw):
+    """Area average by definition: output (y, x) covers source [y s_y, (y + 1) s_y) x [x s_x, (x + 1) s_x)
+    and weighs each source pixel by its overlap; masked by ``valid``. Returns (weighted sum, cover)."""
+    (H, W), (h, w) = img.shape[:2], size_hw
+    sy, sx = H / h, W / w
+    def overlap(lo, hi, n):  # noqa: ANN001, ANN202
+        p = np.arange(n)
+        return np.clip(np.minimum(hi, p + 1) - np.maximum(lo, p), 0, None)
+    wy = np.stack([overlap(y * sy, (y + 1) * sy, H) / sy for y in range(h)])  # h x H
+    wx = np.stack([overlap(x * sx, (x + 1) * sx, W) / sx for x in range(w)])  # w x W
+    m = valid.astype(np.float64)
+    v = np.where(valid[..., None] if img.ndim == 3 else valid, img, 0).astype(np.float64)
+    total = np.stack([wy @ v[..., c] @ wx.T for c in range(3)], -1) if img.ndim == 3 else wy @ v @ wx.T
+    cover = wy @ m @ wx.T
+    return total, cover
+
+
+@pytest.mark.parametrize("src, dst", [((480, 848), (181, 320)), ((427, 561), (244, 320)), ((23, 17), (9, 7)),
+                                      ((20, 30), (20, 11)), ((8, 8), (1, 1))])
+def test_area_taps_are_the_overlap_weights(src, dst):
+    from movseg_core.proposals import area_taps
+
+    for n_in, n_out in zip(src, dst):
+        first, w = area_taps(n_in, n_out)
+        assert first.min() >= 0 and first.max() + w.shape[1] <= n_in
+        np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
+        dense = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            dense[i, first[i]:first[i] + w.shape[1]] = w[i]
+        s = n_in / n_out
+        p = np.arange(n_in)
+        want = np.stack([np.clip(np.minimum((i + 1) * s, p + 1) - np.maximum(i * s, p), 0, None) / s
+                         for i in range(n_out)])
+        np.testing.assert_allclose(dense, want, atol=1e-6)
+    with pytest.raises(ValueError, match="not a downscale"):
+        area_taps(5, 6)
+
+
+@pytest.mark.parametrize("src, dst", [((480, 848), (181, 320)), ((427, 561), (244, 320)), ((23, 17), (9, 7)),
+                                      ((20, 30), (20, 11))])
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_area_downsampling_for_any_factor_matches_its_definition(src, dst, with_valid):
+    from movseg_core.proposals import area_taps
+
+    rng = np.random.default_rng(sum(src))
+    H, W = src
+    d = rng.uniform(0.5, 6.0, src).astype(np.float32)
+    d[rng.random(src) < 0.2] = 0.0
+    d[0, :3] = (np.nan, np.inf, -1.0)
+    valid = rng.random(src) > 0.1 if with_valid else None
+    rows, cols = area_taps(H, dst[0]), area_taps(W, dst[1])
+    measured = (d > 0) & np.isfinite(d) & (True if valid is None else valid)
+    total, cover = reference_area_mean(np.nan_to_num(d, posinf=0), measured, dst)
+    got = K.area_downsample_depth(d, valid, *rows, *cols, 0.75)
+    clear = np.abs(cover - 0.75) > 1e-4  # float32 sums may fall either side of the cover exactly at 0.75
+    want = np.where(cover >= 0.75, total / np.maximum(cover, 1e-9), 0)
+    np.testing.assert_allclose(got[clear], want[clear], rtol=1e-5)
+    assert 0.05 < (got > 0).mean() < 1.0
+    rgb = rng.integers(0, 256, (*src, 3), dtype=np.uint8)
+    total, _ = reference_area_mean(rgb, np.ones(src, bool), dst)
+    np.testing.assert_allclose(K.area_downsample_rgb(rgb, *rows, *cols), total, atol=2e-3)
+
+
 def reference_shadow_bands(z, max_len, jump_rel, noise_m, noise_k, grow):
     """Shadow bands as :func:`shadow_bands` defines them, run by run: (axis, line, a, b) rows."""
     out = []
