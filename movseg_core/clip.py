@@ -145,9 +145,22 @@ def _config_folder() -> Path:
     """
     global _CONFIG_FOLDER
     if _CONFIG_FOLDER is None or not _CONFIG_FOLDER.is_dir():
-        _CONFIG_FOLDER = Path(tempfile.mkdtemp(prefix="movseg_open_clip_configs_"))
+        _remove_orphaned_config_folders()
+        _CONFIG_FOLDER = Path(tempfile.mkdtemp(prefix=f"{_CONFIG_PREFIX}{os.getpid()}_"))
         atexit.register(shutil.rmtree, _CONFIG_FOLDER, True)
     return _CONFIG_FOLDER
+
+
+_CONFIG_PREFIX = "movseg_open_clip_configs_"
+
+
+def _remove_orphaned_config_folders() -> None:
+    """Config folders of processes that are gone (killed with SIGKILL, so no atexit ran): removed."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_CONFIG_PREFIX}*"):
+        pid = folder.name[len(_CONFIG_PREFIX):].split("_")[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists() or not Path("/proc/self").exists():
+            continue  # alive (or no /proc to tell): leave it
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class WeightsUnavailableError(RuntimeError):

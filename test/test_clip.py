@@ -64,6 +64,14 @@ def test_registered_configs_leave_nothing_behind_when_the_process_exits(tmp_path
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert list(tmp_path.iterdir()) == []
+    # a process killed with SIGKILL runs no atexit: the next process removes its folder
+    suicide = "; import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    killed = subprocess.Popen([sys.executable, "-c", code + suicide], env=env)
+    killed.wait(timeout=120)
+    assert [p.name.split("_")[-2] for p in tmp_path.iterdir()] == [str(killed.pid)]
+    (tmp_path / "movseg_open_clip_configs_1").mkdir()  # pid 1 is alive: not an orphan
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert [p.name for p in tmp_path.iterdir()] == ["movseg_open_clip_configs_1"]
 
 
 def test_random_init_warns_loudly():
