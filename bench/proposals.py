@@ -62,6 +62,7 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,43 +86,86 @@ MISREG_HELDOUT = (0.9, (-0.07, -0.05))
 
 @dataclass
 class Item:
-    """One frame of a set: rgb HxWx3 uint8, depth HxW metres (0 = missing) or None, normals and
-    valid from that depth, label HxW ints (0 = unlabelled), number of classes."""
+    """One frame of a set: rgb HxWx3 uint8, depth HxW float32 metres (0 = missing) or None, label HxW
+    ints (0 = unlabelled), number of classes, K 3x3."""
 
     name: str
     rgb: np.ndarray
     depth: np.ndarray | None
-    normals: np.ndarray | None
-    valid: np.ndarray | None
     label: np.ndarray
     n_classes: int
     K: np.ndarray | None = None
     registration: dict | None = None  # search_registration's result where the depth was re-registered
 
+    def full_normals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution normals of the depth and their validity (``normals_from_depth``), made on
+        demand (``--normals full`` and revisions from before working-grid normals): 3.7 MB a frame."""
+        normals, valid = normals_from_depth(self.depth, self.K, self.depth > 0)
+        return np.asarray(normals), np.asarray(valid)
+
 
 def _with_geometry(name, rgb, depth, K, label, n_classes) -> Item:  # noqa: ANN001
     depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0)
-    normals, valid = normals_from_depth(depth, K, depth > 0)
-    return Item(name, rgb, depth, np.asarray(normals), np.asarray(valid), np.asarray(label, np.int64), n_classes,
-                np.asarray(K, float))
+    label = np.asarray(label)
+    label = label.astype(np.uint8 if n_classes < 255 else np.int32, copy=False)  # 0.3 MB, not 2.4 as int64
+    return Item(name, rgb, depth, label, n_classes, np.asarray(K, float))
 
 
-def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[str]) -> list[Item]:
-    """Frames with depth (and labels) of a folder in the bundled layout; ``ids`` keeps only those."""
+class LazySet(Sequence):
+    """A frame set made one frame at a time: ``make(i)`` builds frame i (reads it from disk, or derives
+    it from another set's frame), so that a folder of hundreds of NYUv2 frames is never in memory whole
+    (the 654 test frames, filled, raw and misregistered, held whole: about 6 GB). Indexing builds the
+    frame again: iterate once (:func:`evaluate_set` does)."""
+
+    def __init__(self, make: Callable[[int], Item], n: int, n_classes: int):
+        self.make, self.n, self.n_classes = make, n, n_classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204
+        if isinstance(i, slice):
+            return [self.make(j) for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.make(i % self.n)
+
+
+def n_classes_of(items: Sequence[Item]) -> int:
+    """The number of classes of a set, without making a lazy set's frames."""
+    return items.n_classes if isinstance(items, LazySet) else max(it.n_classes for it in items)
+
+
+def derived_set(items: Sequence[Item], fn: Callable[[Item, int], Item], copies: int = 1) -> LazySet:
+    """``fn(frame, k)`` of every frame of ``items`` for k = 0..copies - 1 (k-major), made on demand."""
+    n = len(items)
+    return LazySet(lambda i: fn(items[i % n], i // n), n * copies, n_classes_of(items) if n else 0)
+
+
+def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[str]) -> Sequence[Item]:
+    """Frames with depth (and labels) of a folder in the bundled layout; ``ids`` keeps only those.
+    Read from disk when used (:class:`LazySet`)."""
     root = Path(root)
     if raw and not (root / "depth_raw").is_dir():
         return []
     ds = NYUv2Folder(root, require_depth=True, raw_depth=raw)
-    out = []
-    for f in ds:
-        if f.label is None or f.name in exclude or (ids is not None and f.name not in ids):
+    keep, same = [], []
+    for index, name in enumerate(ds.ids):
+        if not (root / "label" / f"{name}.png").exists() or name in exclude or (ids is not None and name not in ids):
             continue
-        if not raw and _same_file(root / "depth" / f"{f.name}.png", root / "depth_raw" / f"{f.name}.png"):
-            print(f"note: {root.name}/depth/{f.name}.png is the raw depth (identical to depth_raw/): "
-                  "not in the filled-depth set")
+        if not raw and _same_file(root / "depth" / f"{name}.png", root / "depth_raw" / f"{name}.png"):
+            same.append(name)
             continue
-        out.append(_with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names)))
-    return out
+        keep.append(index)
+    if same:
+        shown = ", ".join(same[:5]) + (f" and {len(same) - 5} more" if len(same) > 5 else "")
+        print(f"note: {root.name}/depth/ holds the raw depth (identical to depth_raw/) for {shown}: "
+              "not in the filled-depth set")
+
+    def make(i: int) -> Item:
+        f = ds[keep[i]]
+        return _with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names))
+    return LazySet(make, len(keep), len(ds.class_names))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -157,12 +201,12 @@ def synthetic_set(seeds: range, sensor: str = "kinect") -> list[Item]:
 NYU_EVAL_CROP = (44, 471, 40, 601)
 
 
-def cropped_set(items: list[Item], crop: tuple[int, int, int, int] = NYU_EVAL_CROP) -> list[Item]:
-    """The frames cut to ``crop`` (y0, y1, x0, x1), intrinsics moved with them; normals recomputed.
+def cropped_set(items: Sequence[Item], crop: tuple[int, int, int, int] = NYU_EVAL_CROP) -> Sequence[Item]:
+    """The frames cut to ``crop`` (y0, y1, x0, x1), intrinsics moved with them (made on demand).
     A working grid that is no whole fraction of the image (561 px at 320), as with 848 x 480 cameras."""
     y0, y1, x0, x1 = crop
-    out = []
-    for it in items:
+
+    def cut_frame(it: Item, _: int) -> Item:
         if it.rgb.shape[:2] != (480, 640):
             raise ValueError(f"--nyu-crop: frame {it.name} is {it.rgb.shape[1]}x{it.rgb.shape[0]}, not a full "
                              "640x480 NYUv2 frame (already cropped?)")
@@ -170,18 +214,20 @@ def cropped_set(items: list[Item], crop: tuple[int, int, int, int] = NYU_EVAL_CR
         K[0, 2] -= x0
         K[1, 2] -= y0
         cut = (slice(y0, y1), slice(x0, x1))
-        out.append(_with_geometry(it.name, np.ascontiguousarray(it.rgb[cut]), it.depth[cut], K, it.label[cut],
-                                  it.n_classes))
-    return out
+        return _with_geometry(it.name, np.ascontiguousarray(it.rgb[cut]), it.depth[cut], K, it.label[cut],
+                              it.n_classes)
+    return derived_set(items, cut_frame)
 
 
-def misregistered_set(items: list[Item], warp: tuple[float, tuple[float, float]]) -> list[Item]:
-    """The frames with their depth warped by ``warp`` = (scale, (dx, dy)) (``misregistered_depth``)
-    and normals recomputed from it: depth not registered to colour."""
+def misregistered_set(items: Sequence[Item], *warps: tuple[float, tuple[float, float]]) -> Sequence[Item]:
+    """The frames with their depth warped by each ``warp`` = (scale, (dx, dy)) (``misregistered_depth``),
+    warp by warp, made on demand: depth not registered to colour."""
     from movseg_core.data.synthetic import misregistered_depth
 
-    return [_with_geometry(it.name, it.rgb, misregistered_depth(it.depth, *warp), it.K, it.label, it.n_classes)
-            for it in items]
+    def warped(it: Item, k: int) -> Item:
+        return _with_geometry(it.name, it.rgb, misregistered_depth(it.depth, *warps[k]), it.K, it.label,
+                              it.n_classes)
+    return derived_set(items, warped, len(warps))
 
 
 @dataclass(frozen=True)
@@ -364,56 +410,123 @@ def mode_args(it: Item, mode: str, normals: str = "working") -> dict:
     if mode != "rgbd":
         return {"rgb": it.rgb}
     if normals == "full":
-        return {"rgb": it.rgb, "depth": it.depth, "normals": it.normals, "valid": it.valid}
+        full, valid = it.full_normals()
+        return {"rgb": it.rgb, "depth": it.depth, "normals": full, "valid": valid}
     return {"rgb": it.rgb, "depth": it.depth, "valid": it.depth > 0, "K": it.K}
 
 
-def score(items: list[Item], preds: list[np.ndarray]) -> tuple[float, float]:
+class Scores:
+    """Class predictions scored frame by frame against the labels (nothing of a frame kept): dataset-level
+    mIoU (%) from the summed confusion matrix, and mean boundary F over the frames."""
+
+    def __init__(self, n_classes: int):
+        self.cm = np.zeros((n_classes + 1, n_classes + 1), np.int64)
+        self.bf: list[float] = []
+
+    def add(self, pred: np.ndarray, label: np.ndarray) -> None:
+        self.cm += confusion_matrix(pred, label, self.cm.shape[0])
+        self.bf.append(boundary_f1(pred, label))
+
+    def result(self) -> tuple[float, float]:
+        return 100 * miou_from_confusion(self.cm), float(np.mean(self.bf))
+
+
+def score(items: Sequence[Item], preds: list[np.ndarray]) -> tuple[float, float]:
     """Class predictions (HxW, one per frame) against the labels: dataset-level mIoU (%) and mean boundary F."""
-    n = max(it.n_classes for it in items)
-    cm = np.zeros((n + 1, n + 1), np.int64)
+    scores = Scores(n_classes_of(items))
     for pred, it in zip(preds, items):
-        cm += confusion_matrix(pred, it.label, n + 1)
-    return 100 * miou_from_confusion(cm), float(np.mean([boundary_f1(p, it.label) for p, it in zip(preds, items)]))
+        scores.add(pred, it.label)
+    return scores.result()
 
 
-def run_mode(items: list[Item], mode: str, cfg: ProposalConfig, fn=propose,  # noqa: ANN001
-             normals: str = "working") -> dict:
-    """Score one mode ('rgb' or 'rgbd') on a set: miou (%), boundary_f1, segments, ms (median), ms_min,
-    and for 'rgbd' the frames' registration scores and depth trust (``propose``'s ``info``); ``normals``
-    as :func:`mode_args`."""
-    n = max(it.n_classes for it in items)
-    preds, segs, ms, infos = [], [], [], []
-    for it in items:
+MODES = ("rgb", "rgbd")
+
+
+class ModeRun:
+    """One mode at one segment count over a set, frame by frame: scores, segment counts, ms, ``info``."""
+
+    def __init__(self, mode: str, cfg: ProposalConfig, n_classes: int):
+        self.mode, self.cfg, self.scores = mode, cfg, Scores(n_classes)
+        self.segs: list[int] = []
+        self.ms: list[float] = []
+        self.infos: list[dict] = []
+
+    def add(self, it: Item, fn, normals: str) -> None:  # noqa: ANN001
         info: dict = {}
+        kw = mode_args(it, self.mode, normals)
         t = time.perf_counter()
-        seg = fn(**mode_args(it, mode, normals), cfg=cfg, info=info)
-        ms.append((time.perf_counter() - t) * 1000)
-        infos.append(info)
-        preds.append(oracle_labels(seg, it.label, n))
-        segs.append(int(seg.max()) + 1)
-    miou, bf = score(items, preds)
-    return {"miou": round(miou, 2), "boundary_f1": round(bf, 4),
-            "segments": round(float(np.mean(segs)), 1), "ms": round(float(np.median(ms)), 1),
-            "ms_min": round(float(np.min(ms)), 1), "frames": len(items),
-            **({"registration": [round(i["registration"], 3) if np.isfinite(i["registration"]) else None
-                                 for i in infos],
-                "depth_trust": [round(i["depth_trust"], 3) for i in infos]} if mode == "rgbd" else {})}
+        seg = fn(**kw, cfg=self.cfg, info=info)
+        self.ms.append((time.perf_counter() - t) * 1000)
+        self.infos.append(info)
+        self.scores.add(oracle_labels(seg, it.label, self.scores.cm.shape[0] - 1), it.label)
+        self.segs.append(int(seg.max()) + 1)
+
+    def result(self) -> dict:
+        """miou (%), boundary_f1, segments, ms (median), ms_min, frames, and for 'rgbd' the frames'
+        registration scores and depth trust (``propose``'s ``info``)."""
+        miou, bf = self.scores.result()
+        infos = self.infos
+        return {"miou": round(miou, 2), "boundary_f1": round(bf, 4),
+                "segments": round(float(np.mean(self.segs)), 1), "ms": round(float(np.median(self.ms)), 1),
+                "ms_min": round(float(np.min(self.ms)), 1), "frames": len(self.ms),
+                **({"registration": [round(i["registration"], 3) if np.isfinite(i["registration"]) else None
+                                     for i in infos],
+                    "depth_trust": [round(i["depth_trust"], 3) for i in infos]} if self.mode == "rgbd" else {})}
 
 
-def grid_ceiling(items: list[Item], cfg: ProposalConfig) -> dict:
-    """What any proposals at ``cfg.work_width`` can reach: the ground truth resampled (nearest) to the
-    working grid and back to full size, as ``propose`` upsamples its segments, scored like
+def evaluate_set(items: Sequence[Item], counts: Sequence[int], base_cfg: ProposalConfig, fn=propose,  # noqa: ANN001
+                 normals: str = "working", modes: Sequence[str] = MODES) -> tuple[dict, dict]:
+    """Every mode at every segment count, and the working grid's ceiling, over a set, each frame made
+    once and dropped after (a lazy set of hundreds of frames stays small). Returns ({count: {mode:
+    :meth:`ModeRun.result`}}, :func:`grid_ceiling`'s dict)."""
+    n = n_classes_of(items)
+    runs = {(c, m): ModeRun(m, dataclasses.replace(base_cfg, max_segments=c), n) for c in counts for m in modes}
+    grid = Scores(n)
+    for it in items:
+        for run in runs.values():
+            run.add(it, fn, normals)
+        grid.add(grid_prediction(it, base_cfg), it.label)
+    miou, bf = grid.result()
+    return ({str(c): {m: runs[(c, m)].result() for m in modes} for c in counts},
+            {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": base_cfg.work_width})
+
+
+def run_mode(items: Sequence[Item], mode: str, cfg: ProposalConfig, fn=propose,  # noqa: ANN001
+             normals: str = "working") -> dict:
+    """Score one mode ('rgb' or 'rgbd') on a set at ``cfg.max_segments`` (:meth:`ModeRun.result`);
+    ``normals`` as :func:`mode_args`."""
+    at, _ = evaluate_set(items, [cfg.max_segments], cfg, fn, normals, (mode,))
+    return at[str(cfg.max_segments)][mode]
+
+
+def grid_prediction(it: Item, cfg: ProposalConfig) -> np.ndarray:
+    """The ground truth resampled (nearest) to the working grid and back to full size, as ``propose``
+    upsamples its segments."""
+    h, w = it.label.shape
+    wh, ww = working_size(h, w, cfg)
+    small = cv2.resize(it.label.astype(np.int32), (ww, wh), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64)
+
+
+def grid_ceiling(items: Sequence[Item], cfg: ProposalConfig) -> dict:
+    """What any proposals at ``cfg.work_width`` can reach: :func:`grid_prediction` scored like
     :func:`run_mode` (mIoU %, boundary F). A gain that would need a figure above it cannot come from
     the proposals' grouping alone (``refine_boundaries`` places boundaries on image pixels: not bound by it)."""
-    preds = []
-    for it in items:
-        h, w = it.label.shape
-        wh, ww = working_size(h, w, cfg)
-        small = cv2.resize(it.label.astype(np.int32), (ww, wh), interpolation=cv2.INTER_NEAREST)
-        preds.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.int64))
-    miou, bf = score(items, preds)
+    miou, bf = score(items, [grid_prediction(it, cfg) for it in items])
     return {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": cfg.work_width}
+
+
+def registration_text(scores: list, trusts: list) -> str:
+    """The frames' registration scores for a table row: each (NaN = not judged) up to 12 frames, else a
+    summary with how many frames the gate gave no depth (depth trust 0)."""
+    if len(scores) <= 12:
+        return " ".join("nan" if v is None else f"{v:.2f}" for v in scores)
+    v = np.array([np.nan if x is None else x for x in scores], float)
+    judged = v[np.isfinite(v)]
+    if not judged.size:
+        return f"nan on all {len(v)} frames"
+    return (f"min {judged.min():.2f} median {np.median(judged):.2f} max {judged.max():.2f} over {judged.size} "
+            f"frames ({len(v) - judged.size} not judged; {sum(t == 0 for t in trusts)} gated to RGB)")
 
 
 def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
@@ -424,7 +537,7 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
                 "synthetic_tune": synthetic_set(range(0, args.synthetic)),
                 "synthetic_stereo_tune": synthetic_set(range(0, args.synthetic), "stereo") if args.stereo else []}
         for key in ("nyuv2_tune_raw", "synthetic_tune", "synthetic_stereo_tune"):
-            sets[f"{key}_misreg"] = [it for warp in MISREG_TUNE for it in misregistered_set(sets[key], warp)]
+            sets[f"{key}_misreg"] = misregistered_set(sets[key], *MISREG_TUNE)
     else:
         sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
                 "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
@@ -442,7 +555,7 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
             sets["nyuv2_raw_misreg"] = misregistered_set(sets["nyuv2_raw"], MISREG_HELDOUT)
             sets["synthetic_misreg"] = misregistered_set(sets.get("synthetic", []), MISREG_HELDOUT)
             sets["synthetic_stereo_misreg"] = misregistered_set(sets.get("synthetic_stereo", []), MISREG_HELDOUT)
-    return {k: v for k, v in sets.items() if v}
+    return {k: v for k, v in sets.items() if len(v)}
 
 
 def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats: int,
@@ -457,7 +570,7 @@ def interleaved_speed(items: list[Item], cfg: ProposalConfig, rev: str, repeats:
     bcfg = base.ProposalConfig(max_segments=cfg.max_segments)
     base_normals = normals if "K" in inspect.signature(base.propose).parameters else "full"
     for it in items[:1]:  # load / compile the revision's kernels outside the timings
-        base.propose(it.rgb, it.depth, it.normals, it.valid, bcfg)
+        base.propose(**mode_args(it, "rgbd", base_normals), cfg=bcfg)
         base.propose(it.rgb, cfg=bcfg)
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -632,20 +745,17 @@ def main() -> int:
           f"{'ms':>6} {'min':>6}  frames")
     result: dict[str, dict] = {}
     for name, items in sets.items():
-        entry: dict = {"at": {}}
+        at, ceiling = evaluate_set(items, args.segments, base_cfg, normals=args.normals)
+        entry: dict = {"at": at, "grid_ceiling": ceiling}
         for n in args.segments:
-            cfg = dataclasses.replace(base_cfg, max_segments=n)
-            r = {m: run_mode(items, m, cfg, normals=args.normals) for m in ("rgb", "rgbd")}
-            entry["at"][str(n)] = r
-            for m in ("rgb", "rgbd"):
+            r = at[str(n)]
+            for m in MODES:
                 o = r[m]
                 gain = f"{o['miou'] - r['rgb']['miou']:+6.2f}" if m == "rgbd" else " " * 6
                 dbf = f"{o['boundary_f1'] - r['rgb']['boundary_f1']:+6.3f}" if m == "rgbd" else " " * 6
-                reg = (" registration " + " ".join("nan" if v is None else f"{v:.2f}" for v in o["registration"])
-                       if m == "rgbd" else "")
+                reg = " registration " + registration_text(o["registration"], o["depth_trust"]) if m == "rgbd" else ""
                 print(f"{name:>21} {n:>4} {m:>5} {o['miou']:6.2f} {o['boundary_f1']:6.3f} {gain} {dbf} {o['ms']:6.1f} "
                       f"{o['ms_min']:6.1f}  {o['frames']}{reg}")
-        entry["grid_ceiling"] = grid_ceiling(items, base_cfg)
         beyond = "; refine_boundaries places boundaries finer: not bound by it" if base_cfg.refine_boundaries else ""
         print(f"{name:>21} {'grid':>4} {'':>5} {entry['grid_ceiling']['miou']:6.2f} "
               f"{entry['grid_ceiling']['boundary_f1']:6.3f}  "
