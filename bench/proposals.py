@@ -107,6 +107,9 @@ class Item:
 def _with_geometry(name, rgb, depth, K, label, n_classes) -> Item:  # noqa: ANN001
     depth = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0)
     label = np.asarray(label)
+    if label.size and (label.min() < 0 or label.max() > n_classes):
+        raise ValueError(f"frame {name}: label ids {label.min()}..{label.max()} outside 0..{n_classes} "
+                         "(0 = unlabelled, 1..N the classes)")
     label = label.astype(np.uint8 if n_classes < 255 else np.int32, copy=False)  # 0.3 MB, not 2.4 as int64
     return Item(name, rgb, depth, label, n_classes, np.asarray(K, float))
 
@@ -119,6 +122,7 @@ class LazySet(Sequence):
 
     def __init__(self, make: Callable[[int], Item], n: int, n_classes: int):
         self.make, self.n, self.n_classes = make, n, n_classes
+        self.sizes: list[tuple[int, int]] = []  # (h, w) per frame where known without making it
 
     def __len__(self) -> int:
         return self.n
@@ -146,7 +150,7 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     """Frames with depth (and labels) of a folder in the bundled layout; ``ids`` keeps only those.
     Read from disk when used (:class:`LazySet`)."""
     root = Path(root)
-    if raw and not (root / "depth_raw").is_dir():
+    if not (root / ("depth_raw" if raw else "depth")).is_dir():
         return []
     ds = NYUv2Folder(root, require_depth=True, raw_depth=raw)
     keep, same = [], []
@@ -165,7 +169,17 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     def make(i: int) -> Item:
         f = ds[keep[i]]
         return _with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names))
-    return LazySet(make, len(keep), len(ds.class_names))
+    lazy = LazySet(make, len(keep), len(ds.class_names))
+    lazy.sizes = [image_size(root / "rgb" / f"{ds.ids[k]}.png") for k in keep]  # (h, w) from the headers
+    return lazy
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header (nothing decoded)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -206,10 +220,16 @@ def cropped_set(items: Sequence[Item], crop: tuple[int, int, int, int] = NYU_EVA
     A working grid that is no whole fraction of the image (561 px at 320), as with 848 x 480 cameras."""
     y0, y1, x0, x1 = crop
 
+    def refuse(name: str, hw: tuple[int, int]) -> None:
+        if hw != (480, 640):
+            raise ValueError(f"--nyu-crop: frame {name} is {hw[1]}x{hw[0]}, not a full 640x480 NYUv2 frame "
+                             "(already cropped?)")
+    for k, hw in enumerate(getattr(items, "sizes", [])):  # a folder's frames: all checked before any is scored
+        if hw != (480, 640):
+            refuse(items[k].name, hw)
+
     def cut_frame(it: Item, _: int) -> Item:
-        if it.rgb.shape[:2] != (480, 640):
-            raise ValueError(f"--nyu-crop: frame {it.name} is {it.rgb.shape[1]}x{it.rgb.shape[0]}, not a full "
-                             "640x480 NYUv2 frame (already cropped?)")
+        refuse(it.name, it.rgb.shape[:2])
         K = it.K.copy()
         K[0, 2] -= x0
         K[1, 2] -= y0
@@ -483,9 +503,12 @@ def evaluate_set(items: Sequence[Item], counts: Sequence[int], base_cfg: Proposa
     runs = {(c, m): ModeRun(m, dataclasses.replace(base_cfg, max_segments=c), n) for c in counts for m in modes}
     grid = Scores(n)
     for it in items:
-        for run in runs.values():
-            run.add(it, fn, normals)
-        grid.add(grid_prediction(it, base_cfg), it.label)
+        try:
+            for run in runs.values():
+                run.add(it, fn, normals)
+            grid.add(grid_prediction(it, base_cfg), it.label)
+        except Exception as exc:
+            raise RuntimeError(f"frame {it.name}: {type(exc).__name__}: {exc}") from exc
     miou, bf = grid.result()
     return ({str(c): {m: runs[(c, m)].result() for m in modes} for c in counts},
             {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": base_cfg.work_width})
@@ -731,6 +754,9 @@ def main() -> int:
     args = ap.parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
     sets = load_sets(args)
+    if not sets:
+        raise SystemExit(f"nothing to score: no labelled frame with depth in {args.data} (rgb/, depth/ or "
+                         "depth_raw/, label/) and no other set asked for")
     if args.time_set and args.time_set not in sets:
         raise SystemExit(f"--time-set {args.time_set}: no such set here (have: {', '.join(sets)})")
     first_set = sets[next(iter(sets))]

@@ -130,3 +130,50 @@ def test_many_frames_registration_is_summarised(bench):
     text = bench.registration_text([0.9, None] + [0.1] * 12, [1.0, 1.0] + [0.0] * 12)
     assert text == "min 0.10 median 0.10 max 0.90 over 13 frames (1 not judged; 12 gated to RGB)"
     assert bench.registration_text([0.5, None], [1.0, 1.0]) == "0.50 nan"
+
+
+def _folder(tmp_path, frames, size=None, label_fn=None):  # noqa: ANN001, ANN202
+    """A --data folder of bundled frames (raw depth), optionally resized (nearest) or with edited labels."""
+    import shutil
+
+    import cv2
+
+    for sub in ("rgb", "depth_raw", "label"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        for f in frames:
+            src = REPO / "data" / "nyuv2" / sub / f"{f}.png"
+            if size is None and not (sub == "label" and label_fn):
+                shutil.copy(src, tmp_path / sub / src.name)
+                continue
+            im = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+            im = im if size is None else cv2.resize(im, size, interpolation=cv2.INTER_NEAREST)
+            cv2.imwrite(str(tmp_path / sub / src.name), label_fn(im) if sub == "label" and label_fn else im)
+    return tmp_path
+
+
+def test_label_ids_beyond_the_classes_are_refused_naming_the_frame(bench, tmp_path):
+    import numpy as np
+
+    folder = _folder(tmp_path, ["0551"], label_fn=lambda im: np.where(im == 1, 257, im.astype(np.uint16)))
+    with pytest.raises(ValueError, match=r"frame 0551: label ids 0\.\.257 outside 0\.\.40"):
+        bench.nyuv2_set(folder, True, None, set())[0]
+
+
+def test_nyu_crop_refuses_a_frame_of_another_size_before_scoring_anything(bench, tmp_path):
+    folder = _folder(tmp_path, ["0551"], size=(848, 480))
+    raw = bench.nyuv2_set(folder, True, None, set())
+    assert raw.sizes == [(480, 848)]
+    with pytest.raises(ValueError, match="frame 0551 is 848x480, not a full 640x480"):
+        bench.cropped_set(raw)  # at once, not when the set's turn comes
+
+
+def test_a_folder_with_nothing_to_score_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "rgb").mkdir()
+    import shutil
+    shutil.copy(REPO / "data" / "nyuv2" / "rgb" / "0046.png", tmp_path / "rgb")  # colour only: no depth, no label
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "proposals.py"), "--data", str(tmp_path), "--no-arc2017",
+                          "--synthetic", "0"], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "nothing to score" in out.stderr, out.stderr[-2000:]

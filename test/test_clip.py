@@ -68,7 +68,8 @@ def test_registered_configs_leave_nothing_behind_when_the_process_exits(tmp_path
     suicide = "; import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     killed = subprocess.Popen([sys.executable, "-c", code + suicide], env=env)
     killed.wait(timeout=120)
-    assert [p.name.split("_")[-2] for p in tmp_path.iterdir()] == [str(killed.pid)]
+    prefix = "movseg_open_clip_configs_"  # then "<pid>_<mkdtemp suffix, which may hold '_'>"
+    assert [p.name[len(prefix):].split("_")[0] for p in tmp_path.iterdir()] == [str(killed.pid)]
     (tmp_path / "movseg_open_clip_configs_1").mkdir()  # pid 1 is alive: not an orphan
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert [p.name for p in tmp_path.iterdir()] == ["movseg_open_clip_configs_1"]

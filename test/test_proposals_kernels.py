@@ -330,7 +330,8 @@ def test_area_taps_are_the_overlap_weights(src, dst):
 
 
 @pytest.mark.parametrize("src, dst", [((480, 848), (181, 320)), ((427, 561), (244, 320)), ((23, 17), (9, 7)),
-                                      ((20, 30), (20, 11))])
+                                      ((20, 30), (20, 11)), ((321, 1000), (103, 320)), ((9, 13), (1, 1)),
+                                      ((30, 700), (3, 11)), ((240, 424), (181, 320))])
 @pytest.mark.parametrize("with_valid", [False, True])
 def test_area_downsampling_for_any_factor_matches_its_definition(src, dst, with_valid):
     from movseg_core.proposals import area_taps
@@ -344,11 +345,13 @@ def test_area_downsampling_for_any_factor_matches_its_definition(src, dst, with_
     rows, cols = area_taps(H, dst[0]), area_taps(W, dst[1])
     measured = (d > 0) & np.isfinite(d) & (True if valid is None else valid)
     total, cover = reference_area_mean(np.nan_to_num(d, posinf=0), measured, dst)
-    got = K.area_downsample_depth(d, valid, *rows, *cols, 0.75)
-    clear = np.abs(cover - 0.75) > 1e-4  # float32 sums may fall either side of the cover exactly at 0.75
-    want = np.where(cover >= 0.75, total / np.maximum(cover, 1e-9), 0)
-    np.testing.assert_allclose(got[clear], want[clear], rtol=1e-5)
-    assert 0.05 < (got > 0).mean() < 1.0
+    for min_cover in (0.5, 0.75):
+        got = K.area_downsample_depth(d, valid, *rows, *cols, min_cover)
+        clear = np.abs(cover - min_cover) > 1e-4  # float32 sums may fall either side of a cover right at it
+        want = np.where(cover >= min_cover, total / np.maximum(cover, 1e-9), 0)
+        np.testing.assert_allclose(got[clear], want[clear], rtol=1e-5)
+    if src == (480, 848):
+        assert 0.05 < (got > 0).mean() < 1.0  # both sides of the cover threshold were exercised
     rgb = rng.integers(0, 256, (*src, 3), dtype=np.uint8)
     total, _ = reference_area_mean(rgb, np.ones(src, bool), dst)
     np.testing.assert_allclose(K.area_downsample_rgb(rgb, *rows, *cols), total, atol=2e-3)
@@ -770,3 +773,26 @@ def test_refine_weighs_colour_against_graded_depth_evidence(seg0_evidence, colou
     out, _ = K.refine_boundaries(labels, interior, small, rgb, z_full, np.zeros((0, 0), bool), z_small, rows, cols,
                                  2, 10.0, 0.02, 3.0, 1.425e-3, 1)
     assert (out[:, 4:6] == winner).all()  # the image pixels of working column 2, segment 0's boundary column
+
+
+@pytest.mark.parametrize("src, dst", [((480, 848), (181, 320)), ((427, 561), (244, 320)), ((240, 424), (181, 320))])
+def test_area_downsampling_is_what_opencv_area_resizing_gives(src, dst):
+    """What docs/segmenter.md "Any camera size" claims: the masked depth is OpenCV's masked INTER_AREA (the
+    code it replaced) value for value, the colour its float INTER_AREA (uint8 OpenCV rounds; we don't)."""
+    import cv2
+
+    from movseg_core.proposals import _downsample_depth, area_rgb
+
+    rng = np.random.default_rng(7)
+    d = rng.uniform(0.5, 6.0, src).astype(np.float32)
+    d[rng.random(src) < 0.2] = 0.0
+    valid = rng.random(src) > 0.05
+    ok = (d > 0) & valid
+    size = (dst[1], dst[0])
+    num = cv2.resize(np.where(ok, d, 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(ok.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    want = np.where(den >= 0.75, num / np.maximum(den, 1e-6), 0).astype(np.float32)
+    np.testing.assert_allclose(_downsample_depth(d, valid, size, 0.75), want, rtol=1e-6, atol=0)
+    rgb = rng.integers(0, 256, (*src, 3), dtype=np.uint8)
+    np.testing.assert_allclose(area_rgb(rgb, dst), cv2.resize(rgb.astype(np.float32), size,
+                                                              interpolation=cv2.INTER_AREA), atol=1e-3)
