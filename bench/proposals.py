@@ -122,7 +122,7 @@ class LazySet(Sequence):
 
     def __init__(self, make: Callable[[int], Item], n: int, n_classes: int):
         self.make, self.n, self.n_classes = make, n, n_classes
-        self.sizes: list[tuple[int, int]] = []  # (h, w) per frame where known without making it
+        self.rgb_files: dict[str, Path] = {}  # frame name -> its colour image, where it is read from disk
 
     def __len__(self) -> int:
         return self.n
@@ -170,7 +170,7 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
         f = ds[keep[i]]
         return _with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names))
     lazy = LazySet(make, len(keep), len(ds.class_names))
-    lazy.sizes = [image_size(root / "rgb" / f"{ds.ids[k]}.png") for k in keep]  # (h, w) from the headers
+    lazy.rgb_files = {ds.ids[k]: root / "rgb" / f"{ds.ids[k]}.png" for k in keep}
     return lazy
 
 
@@ -224,9 +224,8 @@ def cropped_set(items: Sequence[Item], crop: tuple[int, int, int, int] = NYU_EVA
         if hw != (480, 640):
             raise ValueError(f"--nyu-crop: frame {name} is {hw[1]}x{hw[0]}, not a full 640x480 NYUv2 frame "
                              "(already cropped?)")
-    for k, hw in enumerate(getattr(items, "sizes", [])):  # a folder's frames: all checked before any is scored
-        if hw != (480, 640):
-            refuse(items[k].name, hw)
+    for name, path in getattr(items, "rgb_files", {}).items():  # a folder's frames: all before any is scored
+        refuse(name, image_size(path))
 
     def cut_frame(it: Item, _: int) -> Item:
         refuse(it.name, it.rgb.shape[:2])
@@ -451,14 +450,6 @@ class Scores:
         return 100 * miou_from_confusion(self.cm), float(np.mean(self.bf))
 
 
-def score(items: Sequence[Item], preds: list[np.ndarray]) -> tuple[float, float]:
-    """Class predictions (HxW, one per frame) against the labels: dataset-level mIoU (%) and mean boundary F."""
-    scores = Scores(n_classes_of(items))
-    for pred, it in zip(preds, items):
-        scores.add(pred, it.label)
-    return scores.result()
-
-
 MODES = ("rgb", "rgbd")
 
 
@@ -471,9 +462,9 @@ class ModeRun:
         self.ms: list[float] = []
         self.infos: list[dict] = []
 
-    def add(self, it: Item, fn, normals: str) -> None:  # noqa: ANN001
+    def add(self, it: Item, kw: dict, fn) -> None:  # noqa: ANN001
+        """Segment frame ``it`` with ``fn(**kw)`` (:func:`mode_args` for this mode) and score it."""
         info: dict = {}
-        kw = mode_args(it, self.mode, normals)
         t = time.perf_counter()
         seg = fn(**kw, cfg=self.cfg, info=info)
         self.ms.append((time.perf_counter() - t) * 1000)
@@ -502,24 +493,18 @@ def evaluate_set(items: Sequence[Item], counts: Sequence[int], base_cfg: Proposa
     n = n_classes_of(items)
     runs = {(c, m): ModeRun(m, dataclasses.replace(base_cfg, max_segments=c), n) for c in counts for m in modes}
     grid = Scores(n)
+    used = {m for _, m in runs}  # none for the grid ceiling alone
     for it in items:
         try:
+            kws = {m: mode_args(it, m, normals) for m in used}  # once a frame (full normals are 10 ms)
             for run in runs.values():
-                run.add(it, fn, normals)
+                run.add(it, kws[run.mode], fn)
             grid.add(grid_prediction(it, base_cfg), it.label)
         except Exception as exc:
             raise RuntimeError(f"frame {it.name}: {type(exc).__name__}: {exc}") from exc
     miou, bf = grid.result()
     return ({str(c): {m: runs[(c, m)].result() for m in modes} for c in counts},
             {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": base_cfg.work_width})
-
-
-def run_mode(items: Sequence[Item], mode: str, cfg: ProposalConfig, fn=propose,  # noqa: ANN001
-             normals: str = "working") -> dict:
-    """Score one mode ('rgb' or 'rgbd') on a set at ``cfg.max_segments`` (:meth:`ModeRun.result`);
-    ``normals`` as :func:`mode_args`."""
-    at, _ = evaluate_set(items, [cfg.max_segments], cfg, fn, normals, (mode,))
-    return at[str(cfg.max_segments)][mode]
 
 
 def grid_prediction(it: Item, cfg: ProposalConfig) -> np.ndarray:
@@ -532,11 +517,11 @@ def grid_prediction(it: Item, cfg: ProposalConfig) -> np.ndarray:
 
 
 def grid_ceiling(items: Sequence[Item], cfg: ProposalConfig) -> dict:
-    """What any proposals at ``cfg.work_width`` can reach: :func:`grid_prediction` scored like
-    :func:`run_mode` (mIoU %, boundary F). A gain that would need a figure above it cannot come from
-    the proposals' grouping alone (``refine_boundaries`` places boundaries on image pixels: not bound by it)."""
-    miou, bf = score(items, [grid_prediction(it, cfg) for it in items])
-    return {"miou": round(miou, 2), "boundary_f1": round(bf, 4), "work_width": cfg.work_width}
+    """What any proposals at ``cfg.work_width`` can reach: :func:`grid_prediction` scored like the
+    proposals (mIoU %, boundary F; :func:`evaluate_set` with no segment count). A gain that would need a
+    figure above it cannot come from the proposals' grouping alone (``refine_boundaries`` places boundaries
+    on image pixels: not bound by it)."""
+    return evaluate_set(items, [], cfg)[1]
 
 
 def registration_text(scores: list, trusts: list) -> str:
@@ -803,15 +788,13 @@ def main() -> int:
         out["search_check"] = checked
     timed = sets.get(args.time_set) or sets.get("nyuv2_filled") or sets.get("nyuv2_tune_filled") or first_set
     if args.baseline:
-        items = timed
-        out["speed"] = interleaved_speed(items, dataclasses.replace(base_cfg, max_segments=48), args.baseline,
+        out["speed"] = interleaved_speed(timed, dataclasses.replace(base_cfg, max_segments=48), args.baseline,
                                          args.repeats, args.normals)
         out["speed"]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         print("interleaved ms per frame (min / median):",
               ", ".join(f"{k} {v['min']}/{v['median']}" for k, v in out["speed"].items() if isinstance(v, dict)))
     if args.stages:
-        items = timed
-        out["stages_ms"] = stage_times(items, dataclasses.replace(base_cfg, max_segments=48), args.repeats,
+        out["stages_ms"] = stage_times(timed, dataclasses.replace(base_cfg, max_segments=48), args.repeats,
                                        args.normals)
         out["stages_ms"]["load_avg_1min"] = round(os.getloadavg()[0], 2)
         for k, v in out["stages_ms"].items():

@@ -134,14 +134,15 @@ TINY_MODEL_CONFIGS: dict[str, dict] = {
 _REGISTER_LOCK = threading.Lock()
 _REGISTERED: set[str] = set()
 _CONFIG_FOLDER: Path | None = None
+_CONFIG_PREFIX = "movseg_open_clip_configs_"
 
 
 def _config_folder() -> Path:
-    """This process's folder of registered configs, removed when the process exits.
+    """This process's folder of registered configs (``<prefix><pid>_<unique>``), removed when the process exits.
 
     open_clip re-reads every registered path whenever another config is added, so the files must
-    outlive registration; one folder per process (not per pid name, which a later process reuses),
-    so nothing is left in the temp dir after a node or test run ends.
+    outlive registration; one folder per process, so nothing is left in the temp dir after a node or
+    test run ends (the pid in the name lets a later process remove the folder of one killed outright).
     """
     global _CONFIG_FOLDER
     if _CONFIG_FOLDER is None or not _CONFIG_FOLDER.is_dir():
@@ -151,16 +152,14 @@ def _config_folder() -> Path:
     return _CONFIG_FOLDER
 
 
-_CONFIG_PREFIX = "movseg_open_clip_configs_"
-
-
 def _remove_orphaned_config_folders() -> None:
     """Config folders of processes that are gone (killed with SIGKILL, so no atexit ran): removed."""
+    if not Path("/proc/self").exists():
+        return  # no /proc to tell the living from the gone: leave them all
     for folder in Path(tempfile.gettempdir()).glob(f"{_CONFIG_PREFIX}*"):
         pid = folder.name[len(_CONFIG_PREFIX):].split("_")[0]
-        if not pid.isdigit() or Path(f"/proc/{pid}").exists() or not Path("/proc/self").exists():
-            continue  # alive (or no /proc to tell): leave it
-        shutil.rmtree(folder, ignore_errors=True)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class WeightsUnavailableError(RuntimeError):
