@@ -713,9 +713,16 @@ def _cost(a, b, st, area, col, nsum, ncnt, mean_area, merge_depth, merge_normal,
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _is_measured(z, ok):  # noqa: ANN001, ANN202
+    """Whether a depth sample is a measurement: > 0, finite (NaN compares False) and ``ok`` (its
+    validity-mask entry). The one definition every kernel uses; bitwise, so a select, not a branch."""
+    return (z > 0.0) & (z < np.inf) & ok
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _depth_sample(z, ok, s, n):  # noqa: ANN001, ANN202
     """Add a source depth to a block's (sum, count) if measured (branch-free: s + 0.0 == s)."""
-    use = z > 0.0 and z < np.inf and ok
+    use = _is_measured(z, ok)
     return s + (z if use else 0.0), n + use
 
 
@@ -775,9 +782,7 @@ def area_downsample_depth(d, valid, row0, row_w, col0, col_w, min_cover):  # noq
             x0 = col0[x]
             for j in range(tx):
                 z = d[yy, x0 + j]
-                use = (z > 0.0) & (z < np.inf)  # no short-circuit: a select, not a branch
-                if valid is not None:
-                    use &= valid[yy, x0 + j]
+                use = _is_measured(z, valid is None or valid[yy, x0 + j])
                 wx = col_w[x, j] if use else np.float32(0.0)
                 s += wx * (z if use else np.float32(0.0))
                 c += wx
@@ -967,7 +972,7 @@ def refine_boundaries(labels, interior, small, rgb, z_full, valid, z_small, rows
                 for yy in range(rows[y], rows[y + 1]):
                     for xx in range(cols[x], cols[x + 1]):
                         zp = z_full[yy, xx] if has_depth else np.float32(0.0)
-                        if not (zp < np.inf) or (has_valid and not valid[yy, xx]):  # inf, NaN, invalid
+                        if not _is_measured(zp, not has_valid or valid[yy, xx]):
                             zp = np.float32(0.0)
                         best, best_cost = c0, np.inf
                         for k in range(nc):
