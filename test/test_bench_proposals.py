@@ -177,3 +177,22 @@ def test_a_folder_with_nothing_to_score_says_so(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "bench" / "proposals.py"), "--data", str(tmp_path), "--no-arc2017",
                           "--synthetic", "0"], capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "nothing to score" in out.stderr, out.stderr[-2000:]
+
+
+def test_frames_with_only_raw_depth_get_a_refilled_set(bench, tmp_path):
+    """The bundled held-out frames' depth/ is their raw depth: they are left out of nyuv2_filled and
+    scored filled the NYUv2 way as nyuv2_refilled (no holes; measured depth kept)."""
+    import shutil
+
+    folder = _folder(tmp_path, ["0001", "0551"])
+    (folder / "depth").mkdir()
+    for f in ("0001", "0551"):  # as bundled: 0551's depth/ is its raw depth
+        shutil.copy(REPO / "data" / "nyuv2" / "depth" / f"{f}.png", folder / "depth")
+    assert bench.raw_only_ids(folder) == {"0551"}  # 0001 ships a real filled depth
+    assert [it.name for it in bench.nyuv2_set(folder, False, None, set())] == ["0001"]
+    raw = bench.nyuv2_set(folder, True, {"0551"}, set())
+    refilled = bench.refilled_set(raw)
+    (r,), (f,) = raw, refilled
+    measured = r.depth > 0
+    assert 0.1 < (~measured).mean() and (f.depth > 0).all()
+    assert np.median(np.abs(f.depth - r.depth)[measured]) < 0.002
