@@ -196,3 +196,30 @@ def test_frames_with_only_raw_depth_get_a_refilled_set(bench, tmp_path):
     measured = r.depth > 0
     assert 0.1 < (~measured).mean() and (f.depth > 0).all()
     assert np.median(np.abs(f.depth - r.depth)[measured]) < 0.002
+
+
+def test_several_data_folders_are_pooled_and_a_frame_in_two_is_refused(bench, tmp_path):
+    """--data takes several folders (by default data/nyuv2 and data/nyuv2_eval): their frames are scored as
+    one set, each once; the same frame in two folders would count twice, so it is refused."""
+    a = _folder(tmp_path / "a", ["0551"])
+    b = _folder(tmp_path / "b", ["1339", "0001"])
+    pooled = bench.nyuv2_set([a, b], True, None, {"0001"})
+    assert [it.name for it in pooled] == ["0551", "1339"] and pooled.n_classes == 40
+    assert set(pooled.rgb_files) == {"0551", "1339"}
+    assert bench.raw_only_ids([a, b]) == {"0551", "1339", "0001"}  # no depth/ in these folders
+    c = _folder(tmp_path / "c", ["0551"])
+    with pytest.raises(ValueError, match="frame 0551 is in two --data folders"):
+        bench.nyuv2_set([a, c], True, None, set())
+
+
+def test_the_bundled_eval_frames_are_scored_by_default(bench):
+    """data/nyuv2_eval's frames join data/nyuv2's held-out ones: filled (real), refilled and raw sets."""
+    roots = [REPO / "data" / "nyuv2", bench.EVAL_DIR]
+    names = lambda s: sorted(it.name for it in s)  # noqa: E731
+    assert [n for n in bench.nyuv2_set(roots, False, None, {"0001"}).rgb_files] == ["1001", "1002", "1003", "1407"]
+    assert sorted(bench.raw_only_ids(roots) - {"0001"}) == ["0433", "0464", "0551", "1339"]
+    raw = bench.nyuv2_set(roots, True, None, {"0001"})
+    assert sorted(raw.rgb_files) == ["0433", "0464", "0551", "1339", "1407"]
+    last = raw[len(raw) - 1]  # made from the second folder
+    assert last.name == "1407" and last.rgb.shape == (480, 640, 3) and not last.label[:45].any()
+    assert names(bench.nyuv2_set(roots, True, {"0433"}, set())) == ["0433"]
