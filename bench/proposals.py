@@ -45,7 +45,7 @@ segmenter has it do, and that time counts; ``--normals full`` gives it full-reso
 beforehand (``normals_from_depth``; not timed), the way before 2026-12-03. ms = wall time of ``propose`` per
 frame.
 
-    .venv/bin/python bench/proposals.py [--data DIR] [--segments 24 48 96] [--synthetic 8]
+    .venv/bin/python bench/proposals.py [--data DIR [DIR ...]] [--segments 24 48 96] [--synthetic 8]
         [--set KEY=VALUE ...] [--tune [--search-check]] [--no-register] [--baseline REV] [--depth-edges]
         [--stages] [--time-set SET] [--normals working|full] [--nyu-crop]
 
@@ -83,6 +83,14 @@ from movseg_core.proposals import ProposalConfig, propose, working_size  # noqa:
 # more held-out NYUv2 frames with depth, found after the parameters were chosen (its README.md); kept apart
 # from data/nyuv2 so the demo and the tests keep their three frames
 EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "nyuv2_eval"
+
+
+def default_data() -> list[str]:
+    """``--data``'s default: the bundled data/nyuv2 and data/nyuv2_eval, or ``$MOVSEG_NYUV2_DIR`` alone when
+    set (a user's folder: the bundled frames neither pooled into its figures nor clashing with its own)."""
+    if os.environ.get("MOVSEG_NYUV2_DIR"):
+        return [str(default_nyuv2_dir())]
+    return [str(default_nyuv2_dir())] + [str(EVAL_DIR)] * EVAL_DIR.is_dir()
 TUNED_ON = ("NYUv2 frame 0001 (filled and raw depth) and synthetic scenes seeds 0-7 "
             "(640x480, Kinect-like depth; active-stereo depth since despeckle), all also misregistered "
             "(MISREG_TUNE); never the reported sets")
@@ -131,6 +139,7 @@ class LazySet(Sequence):
     def __init__(self, make: Callable[[int], Item], n: int, n_classes: int):
         self.make, self.n, self.n_classes = make, n, n_classes
         self.rgb_files: dict[str, Path] = {}  # frame name -> its colour image, where it is read from disk
+        self.class_names: tuple[str, ...] = ()  # a folder's class names (meta.json), where known
 
     def __len__(self) -> int:
         return self.n
@@ -159,11 +168,15 @@ def _roots(roots: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def concat_sets(parts: Sequence[Sequence[Item]]) -> Sequence[Item]:
-    """The frames of several sets one after the other, made on demand; a frame name in two of them is
-    refused (two folders holding the same NYUv2 frame would count it twice)."""
+    """The frames of several sets one after the other, made on demand; refused: a frame name in two of
+    them (two folders holding the same NYUv2 frame would count it twice) and sets whose class names differ
+    (their ids would be scored as the same classes)."""
     parts = [p for p in parts if len(p)]
     if len(parts) <= 1:
         return parts[0] if parts else []
+    names = {tuple(p.class_names) for p in parts if getattr(p, "class_names", None)}
+    if len(names) > 1:
+        raise ValueError("--data folders with different class lists (meta.json class_names) cannot be pooled")
     files: dict[str, Path] = {}
     for p in parts:
         for name, path in getattr(p, "rgb_files", {}).items():
@@ -178,6 +191,7 @@ def concat_sets(parts: Sequence[Sequence[Item]]) -> Sequence[Item]:
         return parts[k][i - starts[k]]
     lazy = LazySet(make, int(starts[-1]), max(n_classes_of(p) for p in parts))
     lazy.rgb_files = files
+    lazy.class_names = next(iter(names), ())
     return lazy
 
 
@@ -209,6 +223,7 @@ def _folder_set(root: Path, raw: bool, ids: set[str] | None, exclude: set[str]) 
         f = ds[keep[i]]
         return _with_geometry(f.name, f.rgb, f.depth, f.K, f.label, len(ds.class_names))
     lazy = LazySet(make, len(keep), len(ds.class_names))
+    lazy.class_names = ds.class_names
     lazy.rgb_files = {ds.ids[k]: root / "rgb" / f"{ds.ids[k]}.png" for k in keep}
     return lazy
 
@@ -606,11 +621,14 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[Item]]:
         for key in ("nyuv2_tune_raw", "synthetic_tune", "synthetic_stereo_tune"):
             sets[f"{key}_misreg"] = misregistered_set(sets[key], *MISREG_TUNE)
     else:
-        sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids)}
+        sets = {"nyuv2_filled": nyuv2_set(args.data, False, None, tune_ids),
+                "nyuv2_raw": nyuv2_set(args.data, True, None, tune_ids)}
         refill = raw_only_ids(args.data) - tune_ids
         if refill and not args.no_refill:
             sets["nyuv2_refilled"] = refilled_set(nyuv2_set(args.data, True, refill, tune_ids))
-        sets["nyuv2_raw"] = nyuv2_set(args.data, True, None, tune_ids)
+            if len(refill) > 12:
+                print(f"note: nyuv2_refilled fills {len(refill)} raw-only frames the NYUv2 way, about 5 s each "
+                      f"(~{len(refill) * 5 / 60:.0f} min); --no-refill leaves the set out")
         if args.nyu_crop:
             sets["nyuv2_raw_crop"] = cropped_set(sets["nyuv2_raw"])
         if not args.no_arc2017:
@@ -772,11 +790,12 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (its defaults read ``$MOVSEG_NYUV2_DIR`` when made)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", nargs="+", default=[str(default_nyuv2_dir())] + [str(EVAL_DIR)] * EVAL_DIR.is_dir(),
+    ap.add_argument("--data", nargs="+", default=default_data(),
                     help="folder(s) in the NYUv2 layout, their frames pooled (default: the bundled data/nyuv2 "
-                         "and data/nyuv2_eval)")
+                         "and data/nyuv2_eval, or $MOVSEG_NYUV2_DIR alone when set)")
     ap.add_argument("--segments", type=int, nargs="+", default=[24, 48, 96], help="max_segments settings")
     ap.add_argument("--synthetic", type=int, default=8, help="synthetic scenes per set (0 = none)")
     ap.add_argument("--tune-frames", nargs="*", default=["0001"], help="NYUv2 ids used for tuning (never reported)")
@@ -802,9 +821,16 @@ def main() -> int:
     ap.add_argument("--normals", choices=NORMALS_FROM, default="working",
                     help="RGB-D normals: fitted on the working grid inside propose, timed (working: the segmenter's "
                          "way) or full-resolution, computed beforehand, not timed (full)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     base_cfg = dataclasses.replace(ProposalConfig(), **parse_set(args.set))
-    sets = load_sets(args)
+    try:
+        sets = load_sets(args)
+    except ValueError as e:  # a folder that cannot be scored: say why, no traceback
+        raise SystemExit(f"bench/proposals.py: {e}") from None
     if not sets:
         raise SystemExit(f"nothing to score: no labelled frame with depth in {' '.join(args.data)} (rgb/, depth/ or "
                          "depth_raw/, label/) and no other set asked for")

@@ -223,3 +223,41 @@ def test_the_bundled_eval_frames_are_scored_by_default(bench):
     last = raw[len(raw) - 1]  # made from the second folder
     assert last.name == "1407" and last.rgb.shape == (480, 640, 3) and not last.label[:45].any()
     assert names(bench.nyuv2_set(roots, True, {"0433"}, set())) == ["0433"]
+
+
+def test_data_defaults_to_both_bundled_folders_or_the_users_folder_alone(bench, monkeypatch, tmp_path):
+    monkeypatch.delenv("MOVSEG_NYUV2_DIR", raising=False)
+    assert bench.parser().parse_args([]).data == [str(REPO / "data" / "nyuv2"), str(bench.EVAL_DIR)]
+    monkeypatch.setenv("MOVSEG_NYUV2_DIR", str(tmp_path))  # a user's export may hold 0433 too: no clash, no pooling
+    assert bench.parser().parse_args([]).data == [str(tmp_path)]
+
+
+def test_default_sets_hold_the_held_out_frames_and_never_the_tuning_frame(bench, monkeypatch):
+    monkeypatch.delenv("MOVSEG_NYUV2_DIR", raising=False)
+    args = bench.parser().parse_args(["--no-arc2017", "--synthetic", "0", "--no-misreg"])
+    sets = bench.load_sets(args)
+    assert list(sets) == ["nyuv2_filled", "nyuv2_raw", "nyuv2_refilled"]  # raw before refilled: the headline
+    assert sorted(sets["nyuv2_raw"].rgb_files) == ["0433", "0464", "0551", "1339", "1407"]
+    assert sorted(sets["nyuv2_filled"].rgb_files) == ["1001", "1002", "1003", "1407"]
+    assert len(sets["nyuv2_refilled"]) == 4
+    assert list(bench.load_sets(bench.parser().parse_args(
+        ["--no-arc2017", "--synthetic", "0", "--no-misreg", "--no-refill"]))) == ["nyuv2_filled", "nyuv2_raw"]
+    tune = bench.load_sets(bench.parser().parse_args(["--tune", "--synthetic", "0"]))
+    assert [it.name for it in tune["nyuv2_tune_raw"]] == ["0001"]
+
+
+def test_folders_with_other_class_lists_are_not_pooled_and_the_command_says_why(bench, tmp_path):
+    import json
+    import subprocess
+
+    a = _folder(tmp_path / "a", ["0551"])
+    b = _folder(tmp_path / "b", ["1339"])
+    names = {str(i): f"class{i}" for i in range(1, 41)}
+    (b / "meta.json").write_text(json.dumps({"class_names": names}))
+    with pytest.raises(ValueError, match="different class lists"):
+        bench.nyuv2_set([a, b], True, None, set())
+    c = _folder(tmp_path / "c", ["0551"])
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "proposals.py"), "--data", str(a), str(c),
+                          "--no-arc2017", "--synthetic", "0"], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "frame 0551 is in two --data folders" in out.stderr
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
