@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = (
     "movseg_ros.set_queries",  # set-queries: call /set_queries over DDS
     "movseg_ros.player",       # play: publish RGB-D frames as a camera would
     "movseg_ros.bag",          # nyu2bag: NYUv2 -> rosbag2
+    "movseg_ros.folder_cli",   # nyu2folder: the NYUv2 labeled .mat -> a folder of PNGs (bench/proposals.py --data)
     "movseg_ros.eval_cli",     # eval: replay a bag through the node (or offline) and score
     "movseg_ros.train_cli",    # train / export: the MOVSeg trained path
     "movseg_ros.export_cli",   # export-onnx: the CLIP encoders for segmenter.backend onnxruntime / openvino

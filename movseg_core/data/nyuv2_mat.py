@@ -191,3 +191,65 @@ class NYUv2Mat:
     def close(self) -> None:
         """Close the underlying .mat (HDF5) file."""
         self._file.close()
+
+
+def export_folder(path: str | Path, class_mapping: str | Path | np.ndarray, out: str | Path, split: Split = "all",
+                  splits: str | Path | None = None, limit: int = 0, progress: bool = True) -> dict:
+    """Write the labeled .mat's frames as a folder in the bundled layout (``data/nyuv2``'s), which
+    ``NYUv2Folder``, ``bench/proposals.py --data``, ``movseg nyu2bag`` and ``movseg eval --offline`` read.
+
+    ``rgb/NNNN.png`` (8-bit RGB), ``depth/NNNN.png`` (the filled ``depths``, uint16 mm, 0 = invalid),
+    ``depth_raw/NNNN.png`` (``rawDepths``, when the file has them), ``label/NNNN.png`` (uint8 NYU40) and a
+    ``meta.json`` (class names, intrinsics, source). ``out`` must not hold frames yet (ValueError).
+    ``limit``: at most that many frames (0 = all). Returns a summary dict (frames, folders, raw).
+    """
+    import json
+
+    import cv2
+
+    from movseg_core.geometry.depth import depth_m_to_mm
+
+    out = Path(out)
+    if (out / "rgb").is_dir() and any((out / "rgb").iterdir()):
+        raise ValueError(f"{out}: already holds frames (rgb/); choose an empty or new folder")
+    filled = NYUv2Mat(path, class_mapping, split=split, splits=splits)
+    try:
+        import h5py
+
+        with h5py.File(filled.path, "r") as f:
+            has_raw = "rawDepths" in f
+        raw = NYUv2Mat(path, filled.lut, split=split, splits=splits, raw_depth=True) if has_raw else None
+        subs = ("rgb", "depth", "label") + (("depth_raw",) if raw else ())
+        for sub in subs:
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        n = min(len(filled), limit or len(filled))
+        from tqdm import tqdm
+
+        for i in tqdm(range(n), desc="nyu2folder", unit="frame", disable=not progress):
+            frame = filled[i]
+            name = frame.name
+            _write_png(out / "rgb" / f"{name}.png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+            _write_png(out / "depth" / f"{name}.png", depth_m_to_mm(frame.depth))
+            _write_png(out / "label" / f"{name}.png", frame.label.astype(np.uint8))
+            if raw is not None:
+                _write_png(out / "depth_raw" / f"{name}.png", depth_m_to_mm(raw[i].depth))
+        K = filled.K
+        meta = {"dataset": "NYU Depth v2, labeled subset", "source": str(filled.path), "split": split,
+                "frame_id": "1-based index into nyu_depth_v2_labeled.mat", "n_frames": n,
+                "class_names": {str(k + 1): c for k, c in enumerate(filled.class_names)},
+                "intrinsics": {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]},
+                "depth_format": "uint16 PNG, millimetres, 0 = invalid; depth/ = the filled 'depths'; "
+                                + ("depth_raw/ = 'rawDepths'" if raw else "no depth_raw/: the file has no rawDepths")}
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+        if raw is not None:
+            raw.close()
+    finally:
+        filled.close()
+    return {"frames": n, "folders": list(subs), "raw": raw is not None, "out": str(out)}
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write {path}")
