@@ -154,6 +154,7 @@ class NYUv2Mat:
                 raise ValueError(f"{self.path}: no dataset {key!r}; has {sorted(self._file.keys())}")
         self._depth_key = "rawDepths" if raw_depth else "depths"
         self.has_instances = "instances" in self._file
+        self.has_raw_depth = "rawDepths" in self._file
         n = self._file["images"].shape[0]
         if split == "all":
             indices = list(range(1, n + 1))
@@ -175,8 +176,7 @@ class NYUv2Mat:
     def __getitem__(self, index: int) -> RGBDFrame:
         i = self.indices[index] - 1
         rgb = np.ascontiguousarray(np.asarray(self._file["images"][i]).transpose(2, 1, 0))
-        depth = np.ascontiguousarray(np.asarray(self._file[self._depth_key][i], dtype=np.float32).T)
-        depth[~(depth > 0) | ~np.isfinite(depth)] = 0.0
+        depth = self.depth(index, self._depth_key == "rawDepths")
         raw = np.asarray(self._file["labels"][i]).T
         if raw.max(initial=0) > 894:
             raise ValueError(f"{self.path}: frame {i + 1} has label ids above 894")
@@ -187,6 +187,16 @@ class NYUv2Mat:
     def __iter__(self) -> Iterator[RGBDFrame]:
         for i in range(len(self)):
             yield self[i]
+
+    def depth(self, index: int, raw: bool = False) -> np.ndarray:
+        """Frame ``index``'s depth alone: HxW float32 metres, 0 where invalid; the filled ``depths`` or
+        (``raw``, where ``has_raw_depth``) the ``rawDepths``."""
+        key = "rawDepths" if raw else "depths"
+        if key not in self._file:
+            raise ValueError(f"{self.path}: no dataset {key!r}")
+        depth = np.ascontiguousarray(np.asarray(self._file[key][self.indices[index] - 1], dtype=np.float32).T)
+        depth[~(depth > 0) | ~np.isfinite(depth)] = 0.0
+        return depth
 
     def close(self) -> None:
         """Close the underlying .mat (HDF5) file."""
@@ -214,11 +224,7 @@ def export_folder(path: str | Path, class_mapping: str | Path | np.ndarray, out:
         raise ValueError(f"{out}: already holds frames (rgb/); choose an empty or new folder")
     filled = NYUv2Mat(path, class_mapping, split=split, splits=splits)
     try:
-        import h5py
-
-        with h5py.File(filled.path, "r") as f:
-            has_raw = "rawDepths" in f
-        raw = NYUv2Mat(path, filled.lut, split=split, splits=splits, raw_depth=True) if has_raw else None
+        raw = filled.has_raw_depth
         subs = ("rgb", "depth", "label") + (("depth_raw",) if raw else ())
         for sub in subs:
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -231,8 +237,8 @@ def export_folder(path: str | Path, class_mapping: str | Path | np.ndarray, out:
             _write_png(out / "rgb" / f"{name}.png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
             _write_png(out / "depth" / f"{name}.png", depth_m_to_mm(frame.depth))
             _write_png(out / "label" / f"{name}.png", frame.label.astype(np.uint8))
-            if raw is not None:
-                _write_png(out / "depth_raw" / f"{name}.png", depth_m_to_mm(raw[i].depth))
+            if raw:
+                _write_png(out / "depth_raw" / f"{name}.png", depth_m_to_mm(filled.depth(i, raw=True)))
         K = filled.K
         meta = {"dataset": "NYU Depth v2, labeled subset", "source": str(filled.path), "split": split,
                 "frame_id": "1-based index into nyu_depth_v2_labeled.mat", "n_frames": n,
@@ -241,11 +247,9 @@ def export_folder(path: str | Path, class_mapping: str | Path | np.ndarray, out:
                 "depth_format": "uint16 PNG, millimetres, 0 = invalid; depth/ = the filled 'depths'; "
                                 + ("depth_raw/ = 'rawDepths'" if raw else "no depth_raw/: the file has no rawDepths")}
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
-        if raw is not None:
-            raw.close()
     finally:
         filled.close()
-    return {"frames": n, "folders": list(subs), "raw": raw is not None, "out": str(out)}
+    return {"frames": n, "folders": list(subs), "raw": raw, "out": str(out)}
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
