@@ -206,11 +206,12 @@ def _folder_set(root: Path, raw: bool, ids: set[str] | None, exclude: set[str]) 
     if not (root / ("depth_raw" if raw else "depth")).is_dir():
         return []
     ds = NYUv2Folder(root, require_depth=True, raw_depth=raw)
+    raw_only = set() if raw else raw_only_ids(root)  # their depth/ is the raw depth: not filled
     keep, same = [], []
     for index, name in enumerate(ds.ids):
         if not (root / "label" / f"{name}.png").exists() or name in exclude or (ids is not None and name not in ids):
             continue
-        if not raw and _same_file(root / "depth" / f"{name}.png", root / "depth_raw" / f"{name}.png"):
+        if name in raw_only:
             same.append(name)
             continue
         keep.append(index)
